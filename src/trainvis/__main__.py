@@ -1,0 +1,3 @@
+from trainvis.cli import main
+
+raise SystemExit(main())

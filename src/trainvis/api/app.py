@@ -1,0 +1,117 @@
+"""The FastAPI application factory.
+
+``create_app(settings)`` opens the store named by ``settings.db`` (unless one is
+passed in), starts the realtime broker in the lifespan and mounts every router
+under ``/api/v1/visualization``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.openapi.utils import get_openapi
+from fastapi.responses import RedirectResponse
+
+from trainvis import __version__
+from trainvis.api import jobs, metrics
+from trainvis.api.errors import install_error_handlers
+from trainvis.api.middleware import BodyLimitMiddleware
+from trainvis.api.responses import JSONBody
+from trainvis.config import Settings
+from trainvis.store import MetricStore, open_store
+
+API_PREFIX = "/api/v1/visualization"
+log = logging.getLogger("trainvis")
+
+
+def _make_broker(settings: Settings, store: MetricStore) -> Any:
+    try:
+        from trainvis.realtime.broker import make_broker
+    except ImportError:  # the realtime package is optional while it is being built
+        log.warning("realtime broker unavailable: SSE streams are disabled")
+        return None
+    return make_broker(settings, store)
+
+
+def create_app(
+    settings: Settings | None = None, *, store: MetricStore | None = None, broker: Any = None
+) -> FastAPI:
+    """Build the app. ``store``/``broker`` default to ones opened from ``settings``."""
+    settings = settings or Settings()
+    owns_store = store is None
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if app.state.store is None:
+            app.state.store = open_store(settings.db)
+        if app.state.broker is None:
+            app.state.broker = _make_broker(settings, app.state.store)
+        if app.state.broker is not None:
+            await app.state.broker.start()
+        try:
+            yield
+        finally:
+            if app.state.broker is not None:
+                await app.state.broker.stop()
+            if owns_store:
+                app.state.store.close()
+
+    app = FastAPI(
+        title="trainvis",
+        version=__version__,
+        description="Training visualization: metrics ingest, Chart.js charts, live SSE streams.",
+        lifespan=lifespan,
+        default_response_class=JSONBody,
+    )
+    app.state.settings = settings
+    app.state.store = store
+    app.state.broker = broker
+    install_error_handlers(app)
+    for module in _routers():
+        app.include_router(module.router, prefix=API_PREFIX)
+    app.add_middleware(
+        BodyLimitMiddleware, max_bytes=settings.max_body_bytes, json_prefix=API_PREFIX
+    )
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=list(settings.cors_origins),
+            allow_methods=["GET", "POST", "PUT", "DELETE"],
+            allow_headers=["Authorization", "Content-Type", "Last-Event-ID"],
+            expose_headers=["Location"],
+        )
+
+    @app.get("/", include_in_schema=False)
+    async def root() -> RedirectResponse:
+        return RedirectResponse(f"{API_PREFIX}/dashboard")
+
+    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
+    return app
+
+
+def _routers() -> list[Any]:
+    modules: list[Any] = [jobs, metrics]
+    for name in ("charts", "stream", "dashboard"):
+        try:
+            modules.append(__import__(f"trainvis.api.{name}", fromlist=["router"]))
+        except ImportError:
+            continue
+    return modules
+
+
+def _openapi(app: FastAPI) -> dict[str, Any]:
+    """The generated schema plus the metric-row models the ingest route documents."""
+    if app.openapi_schema:
+        return app.openapi_schema
+    schema = get_openapi(
+        title=app.title, version=app.version, description=app.description, routes=app.routes
+    )
+    components = schema.setdefault("components", {}).setdefault("schemas", {})
+    components.update(metrics.ROWS_SCHEMA.get("$defs", {}))
+    app.openapi_schema = schema
+    return schema

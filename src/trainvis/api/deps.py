@@ -1,0 +1,58 @@
+"""FastAPI dependencies: the store, broker and settings of the running app, auth."""
+
+from __future__ import annotations
+
+import hmac
+from typing import Any
+
+from fastapi import Request
+
+from trainvis.config import Settings
+from trainvis.errors import Unauthorized
+from trainvis.store.base import MetricStore
+
+
+def get_store(request: Request) -> MetricStore:
+    store: MetricStore = request.app.state.store
+    return store
+
+
+def get_broker(request: Request) -> Any:
+    return request.app.state.broker
+
+
+def get_settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+def _bearer(request: Request) -> str | None:
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token:
+        return None
+    return token.strip()
+
+
+def _matches(given: str | None, expected: str) -> bool:
+    return given is not None and hmac.compare_digest(given.encode(), expected.encode())
+
+
+def require_write(request: Request) -> None:
+    """With a write token configured, a write needs ``Authorization: Bearer <token>``."""
+    token = get_settings(request).api_token
+    if token and not _matches(_bearer(request), token):
+        raise Unauthorized("A valid 'Authorization: Bearer <token>' header is required to write")
+
+
+def require_read(request: Request) -> None:
+    """With a read token configured, reads need it (the write token also reads)."""
+    settings = get_settings(request)
+    if not settings.read_token:
+        return
+    given = _bearer(request) or request.cookies.get("trainvis_token")
+    if _matches(given, settings.read_token):
+        return
+    if settings.api_token and _matches(given, settings.api_token):
+        return
+    raise Unauthorized("A valid token is required to read")

@@ -1,0 +1,90 @@
+"""Jobs: create, list, read, delete and change status."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Response
+from starlette.concurrency import run_in_threadpool
+
+from trainvis.api.deps import get_broker, get_store, require_read, require_write
+from trainvis.api.responses import JSONBody
+from trainvis.models import JobCreate, JobStatus, StatusUpdate
+from trainvis.store.base import JobFilter, MetricStore
+
+router = APIRouter(tags=["jobs"], dependencies=[Depends(require_read)])
+Store = Annotated[MetricStore, Depends(get_store)]
+Broker = Annotated[Any, Depends(get_broker)]
+
+
+@router.post(
+    "/training/jobs",
+    status_code=201,
+    dependencies=[Depends(require_write)],
+    response_class=JSONBody,
+    summary="Create a training job",
+)
+async def create_job(spec: JobCreate, store: Store) -> Response:
+    job = await run_in_threadpool(store.create_job, spec)
+    return JSONBody(
+        {"data": job.to_wire()},
+        status_code=201,
+        headers={"Location": f"/api/v1/visualization/training/jobs/{job.id}"},
+    )
+
+
+@router.get("/training/jobs", response_class=JSONBody, summary="List training jobs, newest first")
+async def list_jobs(
+    store: Store,
+    status: JobStatus | None = None,
+    tag: Annotated[str | None, Query(max_length=200)] = None,
+    q: Annotated[str | None, Query(max_length=200)] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 50,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> Response:
+    filters = JobFilter(status=status, tag=tag, q=q)
+    jobs, total = await run_in_threadpool(
+        lambda: store.list_jobs(filters=filters, limit=limit, offset=offset)
+    )
+    return JSONBody(
+        {
+            "data": [job.to_wire() for job in jobs],
+            "meta": {"total": total, "limit": limit, "offset": offset},
+        }
+    )
+
+
+@router.get("/training/jobs/{job_id}", response_class=JSONBody, summary="Get a job")
+async def get_job(job_id: str, store: Store) -> Response:
+    job = await run_in_threadpool(store.get_job, job_id)
+    return JSONBody({"data": job.to_wire()})
+
+
+@router.delete(
+    "/training/jobs/{job_id}",
+    status_code=204,
+    dependencies=[Depends(require_write)],
+    summary="Delete a job and its metrics",
+)
+async def delete_job(job_id: str, store: Store, broker: Broker) -> Response:
+    await run_in_threadpool(store.delete_job, job_id)
+    if broker is not None:
+        broker.publish_deleted(job_id)
+    return Response(status_code=204)
+
+
+@router.put(
+    "/training/jobs/{job_id}/status",
+    dependencies=[Depends(require_write)],
+    response_class=JSONBody,
+    summary="Change a job's status",
+)
+async def update_status(
+    job_id: str, update: StatusUpdate, store: Store, broker: Broker
+) -> Response:
+    job, change = await run_in_threadpool(
+        lambda: store.set_status(job_id, update.status, message=update.message)
+    )
+    if change is not None and broker is not None:
+        broker.publish_status(change)
+    return JSONBody({"data": job.to_wire()})

@@ -1,0 +1,171 @@
+"""Metrics: ingest (one row or a batch) and history (JSON or CSV, streamed)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Iterator, Sequence
+from typing import Annotated, Any, Literal
+
+import orjson
+from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi.responses import StreamingResponse
+from pydantic import TypeAdapter
+from starlette.concurrency import run_in_threadpool
+
+from trainvis.api.deps import get_broker, get_settings, get_store, require_read, require_write
+from trainvis.api.responses import JSONBody
+from trainvis.errors import MalformedRequest
+from trainvis.models import MetricRowIn, parse_metric_rows
+from trainvis.store.base import MetricStore, Row
+
+router = APIRouter(tags=["metrics"], dependencies=[Depends(require_read)])
+Store = Annotated[MetricStore, Depends(get_store)]
+
+ROWS_SCHEMA = TypeAdapter(MetricRowIn | list[MetricRowIn]).json_schema(
+    ref_template="#/components/schemas/{model}"
+)
+STREAM_BATCH = 1000
+
+
+def parse_json(body: bytes) -> Any:
+    """Parse a request body; accepts the NaN/Infinity tokens Python's json writes.
+
+    Raises:
+        MalformedRequest: not JSON, not UTF-8, or nested too deeply.
+    """
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError:
+        pass
+    try:
+        return json.loads(body)
+    except (ValueError, RecursionError):
+        raise MalformedRequest("The request body is not valid JSON") from None
+
+
+def _ingest(store: MetricStore, job_id: str, body: bytes, max_rows: int) -> Any:
+    rows = parse_metric_rows(parse_json(body), max_rows=max_rows)
+    return store.write_metrics(job_id, rows)
+
+
+@router.post(
+    "/training/{job_id}/metrics",
+    status_code=201,
+    dependencies=[Depends(require_write)],
+    response_class=JSONBody,
+    summary="Add metric rows (one object or an array of up to 10,000)",
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {
+                    "schema": {k: v for k, v in ROWS_SCHEMA.items() if k != "$defs"}
+                }
+            },
+        }
+    },
+)
+async def add_metrics(job_id: str, request: Request, store: Store) -> Response:
+    body = await request.body()
+    if not body:
+        raise MalformedRequest("The request body is empty")
+    settings = get_settings(request)
+    result = await run_in_threadpool(_ingest, store, job_id, body, settings.max_rows)
+    broker = get_broker(request)
+    if broker is not None:
+        broker.publish_rows(job_id, result.rows)
+    return JSONBody({"data": result.to_wire()}, status_code=201)
+
+
+def _metric_list(raw: str | None) -> list[str] | None:
+    if raw is None or not raw.strip():
+        return None
+    return [name.strip() for name in raw.split(",") if name.strip()]
+
+
+def _json_stream(rows: Iterator[Row], meta: dict[str, Any]) -> Iterator[bytes]:
+    yield b'{"data":['
+    separator = b""
+    batch: list[bytes] = []
+    for row in rows:
+        batch.append(orjson.dumps(row))
+        if len(batch) >= STREAM_BATCH:
+            yield separator + b",".join(batch)
+            separator, batch = b",", []
+    if batch:
+        yield separator + b",".join(batch)
+    yield b'],"meta":' + orjson.dumps(meta) + b"}"
+
+
+def _csv_stream(rows: Iterator[Row], columns: Sequence[str]) -> Iterator[bytes]:
+    header = ["step", "epoch", "timestamp", *columns]
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(header)
+    count = 0
+    for row in rows:
+        writer.writerow([row.get(key, "") for key in header])
+        count += 1
+        if count % STREAM_BATCH == 0:
+            yield buffer.getvalue().encode()
+            buffer.seek(0)
+            buffer.truncate()
+    yield buffer.getvalue().encode()
+
+
+@router.get(
+    "/training/{job_id}/metrics/history",
+    summary="Metric rows ordered by step (JSON or CSV, streamed)",
+    response_class=JSONBody,
+)
+async def history(
+    job_id: str,
+    request: Request,
+    store: Store,
+    metrics: Annotated[str | None, Query(description="comma-separated metric names")] = None,
+    start_step: Annotated[int | None, Query(ge=0)] = None,
+    end_step: Annotated[int | None, Query(ge=0)] = None,
+    max_points: Annotated[int | None, Query(ge=2, le=1_000_000)] = None,
+    limit: Annotated[int | None, Query(ge=1)] = None,
+    offset: Annotated[int, Query(ge=0)] = 0,
+    format: Literal["json", "csv"] | None = None,
+) -> Response:
+    names = _metric_list(metrics)
+    wants_csv = format == "csv" or (
+        format is None and "text/csv" in request.headers.get("accept", "")
+    )
+    total = await run_in_threadpool(
+        lambda: store.count_rows(job_id, metrics=names, start_step=start_step, end_step=end_step)
+    )
+    meta = {"total": total, "limit": limit, "offset": offset}
+    if max_points is not None:
+        from trainvis.api.sampling import downsampled_rows
+
+        rows: Iterator[Row] = iter(
+            await run_in_threadpool(
+                downsampled_rows, store, job_id, names, start_step, end_step, max_points
+            )
+        )
+        if offset or limit is not None:
+            rows = iter(list(rows)[offset : None if limit is None else offset + limit])
+    else:
+        rows = store.iter_rows(
+            job_id,
+            metrics=names,
+            start_step=start_step,
+            end_step=end_step,
+            limit=limit,
+            offset=offset,
+        )
+    if wants_csv:
+        columns = names
+        if columns is None:
+            columns = (await run_in_threadpool(store.get_job, job_id)).metric_names
+        return StreamingResponse(
+            _csv_stream(rows, columns),
+            media_type="text/csv; charset=utf-8",
+            headers={"Content-Disposition": f'attachment; filename="{job_id}-history.csv"'},
+        )
+    return StreamingResponse(_json_stream(rows, meta), media_type="application/json")

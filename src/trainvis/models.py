@@ -1,0 +1,461 @@
+"""Domain types and wire schemas.
+
+``TrainingJob``, ``JobStatus`` and ``TrainingMetrics`` keep the seed's names.
+``TrainingMetrics`` is a plain dataclass a user may subclass with new fields;
+any other numeric key sent over the wire is a custom metric, so adding one
+needs no code change at all.
+
+Metric rows are validated by :func:`parse_metric_rows` rather than by pydantic:
+rows carry arbitrary keys and arrive ten thousand at a time, and a hand-rolled
+pass over ``dict`` objects is an order of magnitude cheaper. The pydantic models
+here describe the same rows for the OpenAPI schema.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from trainvis.errors import InvalidArgument
+
+JOB_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+METRIC_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_./-]{0,127}$")
+GENERATED_ID_RE = re.compile(r"^job-(\d+)$")
+
+#: Keys of a metric row that are row attributes, not metrics.
+ROW_ATTRIBUTES = frozenset({"step", "epoch", "timestamp", "gpus"})
+#: Per-device fields of a ``gpus`` entry, flattened to ``gpu{index}.{field}``.
+GPU_FIELDS = ("utilization", "memory_used", "memory_total", "temperature", "power")
+#: The seed's known metric fields.
+KNOWN_METRICS = (
+    "train_loss",
+    "val_loss",
+    "learning_rate",
+    "gpu_utilization",
+    "gpu_memory",
+    "accuracy",
+    "f1",
+)
+#: Metrics for which "best" is the maximum (matched as substrings).
+MAX_IS_BEST = ("accuracy", "f1", "precision", "recall", "auc")
+#: Non-finite values travel as these strings in strict JSON.
+NONFINITE_STRINGS = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
+MAX_STEP = 2**62
+
+
+class JobStatus(StrEnum):
+    PENDING = "pending"
+    RUNNING = "running"
+    PAUSED = "paused"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in TERMINAL_STATUSES
+
+
+TERMINAL_STATUSES = frozenset({JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED})
+
+
+def best_direction(metric: str) -> str | None:
+    """Return ``"min"`` for losses, ``"max"`` for accuracy-like metrics, else None."""
+    if "loss" in metric:
+        return "min"
+    if any(token in metric for token in MAX_IS_BEST):
+        return "max"
+    return None
+
+
+# --------------------------------------------------------------------------- values
+
+
+def encode_value(value: float) -> float | str:
+    """A float as strict JSON allows it: non-finite values become strings."""
+    if math.isfinite(value):
+        return value
+    if math.isnan(value):
+        return "NaN"
+    return "Infinity" if value > 0 else "-Infinity"
+
+
+def format_timestamp(ts: float | None) -> str | None:
+    """Unix seconds as ISO 8601 UTC with milliseconds and ``Z``."""
+    if ts is None:
+        return None
+    moment = datetime.fromtimestamp(ts, tz=UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def parse_timestamp(value: Any, loc: list[Any]) -> float:
+    """ISO 8601 string or Unix seconds → Unix seconds; raises InvalidArgument."""
+    if isinstance(value, bool):
+        raise _invalid(loc, "timestamp must be ISO 8601 or Unix seconds")
+    if isinstance(value, int | float):
+        if not math.isfinite(value) or value < 0 or value > 32503680000:
+            raise _invalid(loc, "timestamp is out of range")
+        return float(value)
+    if isinstance(value, str):
+        text = value.strip()
+        if text.endswith(("Z", "z")):
+            text = text[:-1] + "+00:00"
+        try:
+            moment = datetime.fromisoformat(text)
+        except ValueError:
+            raise _invalid(loc, "timestamp must be ISO 8601 or Unix seconds") from None
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=UTC)
+        return moment.timestamp()
+    raise _invalid(loc, "timestamp must be ISO 8601 or Unix seconds")
+
+
+def _invalid(loc: list[Any], message: str, value: Any = None) -> InvalidArgument:
+    return InvalidArgument(
+        f"{'.'.join(str(part) for part in loc[1:]) or 'body'}: {message}",
+        details=[{"loc": loc, "msg": message, "type": "value_error"}],
+    )
+
+
+def _number(value: Any, loc: list[Any]) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise _invalid(loc, "must be a number")
+    if isinstance(value, str):
+        if value not in NONFINITE_STRINGS:
+            raise _invalid(loc, "must be a number (strings other than NaN/Infinity are rejected)")
+        return NONFINITE_STRINGS[value]
+    number = float(value)
+    if isinstance(value, int) and not math.isfinite(number):
+        raise _invalid(loc, "number is out of range")
+    return number
+
+
+# --------------------------------------------------------------------------- rows
+
+
+@dataclass(slots=True)
+class MetricRow:
+    """One validated row: a step, its attributes and flat metric values."""
+
+    step: int
+    values: dict[str, float]
+    epoch: float | None = None
+    timestamp: float | None = None
+
+
+def _parse_gpus(raw: Any, loc: list[Any], values: dict[str, float]) -> None:
+    if not isinstance(raw, list):
+        raise _invalid(loc, "gpus must be a list of objects")
+    for position, device in enumerate(raw):
+        dloc = [*loc, position]
+        if not isinstance(device, dict):
+            raise _invalid(dloc, "each gpus entry must be an object")
+        index = device.get("index", position)
+        if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < 1024:
+            raise _invalid([*dloc, "index"], "index must be an integer 0-1023")
+        for key, value in device.items():
+            if key == "index" or value is None:
+                continue
+            if key not in GPU_FIELDS:
+                raise _invalid(
+                    [*dloc, key], f"unknown gpus field (allowed: {', '.join(GPU_FIELDS)})"
+                )
+            number = _number(value, [*dloc, key])
+            if key == "utilization" and math.isfinite(number) and not 0 <= number <= 100:
+                raise _invalid([*dloc, key], "utilization must be between 0 and 100")
+            values[f"gpu{index}.{key}"] = number
+
+
+def parse_metric_row(raw: Any, loc: list[Any]) -> MetricRow:
+    """Validate one posted row. ``loc`` is the error location prefix.
+
+    Raises:
+        InvalidArgument: naming the field, for anything the contract rejects.
+    """
+    if not isinstance(raw, dict):
+        raise _invalid(loc, "each row must be a JSON object")
+    step = raw.get("step")
+    if step is None:
+        raise _invalid([*loc, "step"], "step is required")
+    if isinstance(step, bool) or not isinstance(step, int):
+        raise _invalid([*loc, "step"], "step must be an integer")
+    if not 0 <= step <= MAX_STEP:
+        raise _invalid([*loc, "step"], "step must be >= 0")
+    values: dict[str, float] = {}
+    epoch: float | None = None
+    timestamp: float | None = None
+    for key, value in raw.items():
+        if key == "step" or value is None:
+            continue
+        kloc = [*loc, key]
+        if key == "epoch":
+            epoch = _number(value, kloc)
+            if not math.isfinite(epoch) or epoch < 0:
+                raise _invalid(kloc, "epoch must be a finite number >= 0")
+        elif key == "timestamp":
+            timestamp = parse_timestamp(value, kloc)
+        elif key == "gpus":
+            _parse_gpus(value, kloc, values)
+        else:
+            if not isinstance(key, str) or not METRIC_NAME_RE.match(key):
+                raise _invalid(kloc, "invalid metric name (letters, digits, _ . / -; max 128)")
+            number = _number(value, kloc)
+            if key == "gpu_utilization" and math.isfinite(number) and not 0 <= number <= 100:
+                raise _invalid(kloc, "gpu_utilization must be between 0 and 100")
+            if key == "gpu_memory" and math.isfinite(number) and number < 0:
+                raise _invalid(kloc, "gpu_memory must be >= 0")
+            values[key] = number
+    return MetricRow(step=step, values=values, epoch=epoch, timestamp=timestamp)
+
+
+def parse_metric_rows(body: Any, *, max_rows: int) -> list[MetricRow]:
+    """Validate a POST body: one row object or a list of them.
+
+    Raises:
+        InvalidArgument: a bad row (nothing of the request is stored).
+        PayloadTooLarge: more than ``max_rows`` rows.
+    """
+    from trainvis.errors import PayloadTooLarge
+
+    if isinstance(body, dict):
+        return [parse_metric_row(body, ["body"])]
+    if not isinstance(body, list):
+        raise _invalid(["body"], "body must be a metric row object or an array of rows")
+    if len(body) > max_rows:
+        raise PayloadTooLarge(
+            f"{len(body)} rows in one request; the limit is {max_rows}",
+            details={"rows": len(body), "limit": max_rows},
+        )
+    if not body:
+        raise _invalid(["body"], "the array of rows is empty")
+    return [parse_metric_row(raw, ["body", index]) for index, raw in enumerate(body)]
+
+
+def row_to_wire(
+    step: int, epoch: float | None, timestamp: float | None, values: Mapping[str, float]
+) -> dict[str, Any]:
+    """A stored row as history, SSE and exports return it (strict JSON)."""
+    row: dict[str, Any] = {"step": step}
+    if epoch is not None:
+        row["epoch"] = int(epoch) if float(epoch).is_integer() else epoch
+    row["timestamp"] = format_timestamp(timestamp)
+    for name, value in values.items():
+        row[name] = encode_value(value)
+    return row
+
+
+# --------------------------------------------------------------------------- seed types
+
+
+@dataclass
+class TrainingMetrics:
+    """One training step's metrics, with the seed's field names.
+
+    Subclass it to add fields (``new_metric: float | None = None``); every
+    numeric field that is not ``None`` becomes a metric. ``custom`` holds any
+    other metric by name, and ``gpus`` the per-device readings.
+    """
+
+    step: int
+    epoch: float | None = None
+    train_loss: float | None = None
+    val_loss: float | None = None
+    learning_rate: float | None = None
+    gpu_utilization: float | None = None
+    gpu_memory: float | None = None
+    accuracy: float | None = None
+    f1: float | None = None
+    timestamp: float | str | None = None
+    gpus: list[dict[str, Any]] | None = None
+    custom: dict[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The row as the REST API accepts it (``None`` fields left out)."""
+        row: dict[str, Any] = {}
+        for item in dataclasses.fields(self):
+            if item.name == "custom":
+                continue
+            value = getattr(self, item.name)
+            if value is not None:
+                row[item.name] = value
+        row.update(self.custom)
+        return row
+
+
+@dataclass
+class TrainingJob:
+    """A stored training job as the store returns it."""
+
+    id: str
+    name: str
+    status: JobStatus = JobStatus.PENDING
+    model_name: str | None = None
+    total_epochs: int | None = None
+    total_steps: int | None = None
+    config: dict[str, Any] = field(default_factory=dict)
+    tags: list[str] = field(default_factory=list)
+    message: str | None = None
+    created_at: float = 0.0
+    updated_at: float = 0.0
+    started_at: float | None = None
+    finished_at: float | None = None
+    current_step: int | None = None
+    current_epoch: float | None = None
+    point_count: int = 0
+    row_count: int = 0
+    last_seq: int = 0
+    first_timestamp: float | None = None
+    metric_names: list[str] = field(default_factory=list)
+    summary: dict[str, Any] = field(default_factory=dict)
+    eta_seconds: float | None = None
+
+    @property
+    def progress(self) -> float | None:
+        if not self.total_steps or self.current_step is None:
+            return None
+        return max(0.0, min(1.0, self.current_step / self.total_steps))
+
+    def to_wire(self) -> dict[str, Any]:
+        """The job as every endpoint returns it."""
+        return {
+            "id": self.id,
+            "name": self.name,
+            "model_name": self.model_name,
+            "status": self.status.value,
+            "message": self.message,
+            "total_epochs": self.total_epochs,
+            "total_steps": self.total_steps,
+            "config": self.config,
+            "tags": self.tags,
+            "created_at": format_timestamp(self.created_at),
+            "updated_at": format_timestamp(self.updated_at),
+            "started_at": format_timestamp(self.started_at),
+            "finished_at": format_timestamp(self.finished_at),
+            "current_step": self.current_step,
+            "current_epoch": _plain_number(self.current_epoch),
+            "progress": self.progress,
+            "eta_seconds": self.eta_seconds,
+            "metric_names": self.metric_names,
+            "point_count": self.point_count,
+            "summary": self.summary,
+        }
+
+
+def _plain_number(value: float | None) -> float | int | None:
+    if value is None:
+        return None
+    return int(value) if float(value).is_integer() else value
+
+
+@dataclass(frozen=True)
+class StatusChange:
+    """A status transition, as published on the stream."""
+
+    job_id: str
+    status: JobStatus
+    previous_status: JobStatus
+    message: str | None
+    timestamp: float
+
+    def to_wire(self) -> dict[str, Any]:
+        return {
+            "job_id": self.job_id,
+            "status": self.status.value,
+            "previous_status": self.previous_status.value,
+            "message": self.message,
+            "timestamp": format_timestamp(self.timestamp),
+        }
+
+
+@dataclass(frozen=True)
+class WriteResult:
+    """What one metrics write stored."""
+
+    job_id: str
+    accepted: int
+    points: int
+    last_step: int
+    #: The rows as stored (merged with earlier values of the same step), by seq.
+    rows: list[tuple[int, dict[str, Any]]]
+
+    def to_wire(self) -> dict[str, Any]:
+        return {
+            "job_id": self.job_id,
+            "accepted": self.accepted,
+            "points": self.points,
+            "last_step": self.last_step,
+        }
+
+
+# --------------------------------------------------------------------------- schemas
+
+
+class JobCreate(BaseModel):
+    """Body of ``POST /training/jobs``."""
+
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+    name: str = Field(min_length=1, max_length=200)
+    model_name: str | None = Field(default=None, max_length=200)
+    total_epochs: int | None = Field(default=None, gt=0, le=MAX_STEP)
+    total_steps: int | None = Field(default=None, gt=0, le=MAX_STEP)
+    config: dict[str, Any] = Field(default_factory=dict)
+    tags: list[str] = Field(default_factory=list, max_length=100)
+    id: str | None = Field(default=None, pattern=JOB_ID_RE.pattern)
+
+    def model_post_init(self, context: Any, /) -> None:
+        for position, tag in enumerate(self.tags):
+            if not tag or len(tag) > 100:
+                raise _invalid(["body", "tags", position], "tags must be 1-100 characters")
+
+
+class StatusUpdate(BaseModel):
+    """Body of ``PUT /training/jobs/{job_id}/status``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    status: JobStatus
+    message: str | None = Field(default=None, max_length=2000)
+
+
+class GpuReading(BaseModel):
+    """One device in a row's ``gpus`` list (flattened to ``gpu{index}.{field}``)."""
+
+    index: int = Field(ge=0, lt=1024)
+    utilization: float | None = Field(default=None, ge=0, le=100)
+    memory_used: float | None = None
+    memory_total: float | None = None
+    temperature: float | None = None
+    power: float | None = None
+
+
+class MetricRowIn(BaseModel):
+    """A metric row. Any other numeric key is a custom metric."""
+
+    model_config = ConfigDict(extra="allow")
+
+    step: int = Field(ge=0)
+    epoch: float | None = Field(default=None, ge=0)
+    timestamp: str | float | None = None
+    train_loss: float | None = None
+    val_loss: float | None = None
+    learning_rate: float | None = None
+    gpu_utilization: float | None = Field(default=None, ge=0, le=100)
+    gpu_memory: float | None = Field(default=None, ge=0)
+    accuracy: float | None = None
+    f1: float | None = None
+    gpus: list[GpuReading] | None = None
+
+
+def iter_dataclass_values(obj: Any) -> Iterable[tuple[str, Any]]:
+    """Field name/value pairs of a dataclass instance (for SDK helpers)."""
+    for item in dataclasses.fields(obj):
+        yield item.name, getattr(obj, item.name)

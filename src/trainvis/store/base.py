@@ -1,0 +1,194 @@
+"""The storage contract every backend implements.
+
+The API, the realtime broker and the SDK's local mode depend on
+:class:`MetricStore` only; nothing above this package knows which database is
+underneath. Methods are synchronous (the API calls them from a worker thread)
+and safe to call from several threads at once.
+
+Data model, common to every backend:
+
+- a *job* has a stored, monotonic ``last_seq``;
+- a *row* is one ``(job, step)``: optional ``epoch``, a ``timestamp`` and the
+  metric values posted for that step. Every write of a row gives it the next
+  sequence number of its job (a re-posted step gets a new, larger one), which is
+  what the SSE stream uses as its event id;
+- a *point* is one ``(job, metric, step) -> value``. A later write of the same
+  point replaces the value; NaN and ±Infinity are stored as such.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+from trainvis.errors import PublicError
+from trainvis.models import (
+    JobCreate,
+    JobStatus,
+    MetricRow,
+    StatusChange,
+    TrainingJob,
+    WriteResult,
+)
+
+Row = dict[str, Any]
+"""A row in wire shape: ``step``, optional ``epoch``, ``timestamp``, one key per metric."""
+
+
+class StoreError(PublicError):
+    """The database failed in a way that is not the client's fault (503)."""
+
+    http_status = 503
+    code = "store_unavailable"
+
+
+@dataclass(frozen=True)
+class Series:
+    """One metric of one job, ordered by step. Arrays have equal length.
+
+    ``values`` keeps NaN and ±Infinity. ``epochs`` is NaN where a row had no
+    epoch; ``timestamps`` are Unix seconds.
+    """
+
+    metric: str
+    steps: npt.NDArray[np.int64]
+    values: npt.NDArray[np.float64]
+    epochs: npt.NDArray[np.float64] | None = None
+    timestamps: npt.NDArray[np.float64] | None = None
+
+    def __len__(self) -> int:
+        return int(self.steps.shape[0])
+
+
+@dataclass(frozen=True)
+class JobFilter:
+    """Filters of ``list_jobs``; they combine with AND."""
+
+    status: JobStatus | None = None
+    tag: str | None = None
+    q: str | None = None
+
+
+class MetricStore(Protocol):
+    """A durable store of jobs and their metrics.
+
+    Every method that takes a ``job_id`` raises :class:`~trainvis.errors.JobNotFound`
+    for an unknown job. A method that returns has committed what it wrote.
+    """
+
+    def create_job(self, spec: JobCreate) -> TrainingJob:
+        """Create a job in status ``pending``.
+
+        Without ``spec.id`` the id is the next ``job-NNN`` of a stored counter
+        that never goes down; a client id ``job-N`` raises the counter to N.
+
+        Raises:
+            JobExists: ``spec.id`` is taken (or was taken by a deleted job).
+        """
+        ...
+
+    def get_job(self, job_id: str) -> TrainingJob:
+        """The job with its progress fields, ``metric_names`` and ``summary``."""
+        ...
+
+    def list_jobs(
+        self, *, filters: JobFilter | None = None, limit: int = 50, offset: int = 0
+    ) -> tuple[list[TrainingJob], int]:
+        """Jobs newest first (ties by id descending) and the total matching."""
+        ...
+
+    def delete_job(self, job_id: str) -> None:
+        """Delete the job and every row and point of it."""
+        ...
+
+    def set_status(
+        self, job_id: str, status: JobStatus, *, message: str | None = None
+    ) -> tuple[TrainingJob, StatusChange | None]:
+        """Move the job to ``status``; returns the job and the change (None for a no-op).
+
+        Raises:
+            InvalidStatusTransition: a move back to ``pending``.
+        """
+        ...
+
+    def write_metrics(self, job_id: str, rows: Sequence[MetricRow]) -> WriteResult:
+        """Upsert rows in one transaction: all are stored or none.
+
+        Rows of the same step merge (a later value replaces an earlier one,
+        absent keys keep what is stored). Each distinct step written gets a new
+        sequence number; ``WriteResult.rows`` lists ``(seq, row)`` as stored.
+        """
+        ...
+
+    def count_rows(
+        self,
+        job_id: str,
+        *,
+        metrics: Sequence[str] | None = None,
+        start_step: int | None = None,
+        end_step: int | None = None,
+    ) -> int:
+        """Rows in the step range (inclusive) that have any of ``metrics`` (all rows if None)."""
+        ...
+
+    def iter_rows(
+        self,
+        job_id: str,
+        *,
+        metrics: Sequence[str] | None = None,
+        start_step: int | None = None,
+        end_step: int | None = None,
+        limit: int | None = None,
+        offset: int = 0,
+    ) -> Iterator[Row]:
+        """Rows ordered by step, read in chunks (a million rows never sit in memory).
+
+        With ``metrics``, rows carry only those metrics and rows with none of
+        them are skipped.
+        """
+        ...
+
+    def rows_at_steps(
+        self, job_id: str, steps: Sequence[int], *, metrics: Sequence[str] | None = None
+    ) -> list[Row]:
+        """The rows at exactly these steps, ordered by step (missing steps skipped)."""
+        ...
+
+    def read_series(
+        self,
+        job_id: str,
+        metrics: Sequence[str],
+        *,
+        start_step: int | None = None,
+        end_step: int | None = None,
+        with_time: bool = False,
+    ) -> dict[str, Series]:
+        """Each requested metric as arrays (metrics with no points are left out).
+
+        ``with_time`` fills ``epochs`` and ``timestamps``.
+        """
+        ...
+
+    def rows_since(self, job_id: str, seq: int, *, limit: int = 1000) -> list[tuple[int, Row]]:
+        """Rows whose current sequence number is greater than ``seq``, by seq."""
+        ...
+
+    def last_seq(self, job_id: str) -> int:
+        """The job's newest sequence number (0 before its first row)."""
+        ...
+
+    def status_counts(self) -> dict[str, int]:
+        """Number of jobs in every status (zeros included)."""
+        ...
+
+    def total_points(self) -> int:
+        """Points stored over all jobs."""
+        ...
+
+    def close(self) -> None:
+        """Release connections; the store is unusable afterwards."""
+        ...

@@ -1,0 +1,150 @@
+"""Backend-independent pieces of the store: batch merging, status rules,
+per-metric statistics and the job summary.
+
+Both backends keep, for every (job, metric), a small statistics record updated
+in the same transaction as the points. The job detail (``point_count``,
+``summary``) is read from those records, never from the points.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from trainvis.errors import InvalidStatusTransition
+from trainvis.models import (
+    JobStatus,
+    MetricRow,
+    TrainingJob,
+    best_direction,
+    encode_value,
+)
+
+
+@dataclass
+class MergedRow:
+    """All rows of one step in a request, merged (later keys win)."""
+
+    step: int
+    values: dict[str, float]
+    epoch: float | None
+    timestamp: float
+
+
+def merge_batch(rows: Sequence[MetricRow], now: float) -> list[MergedRow]:
+    """Merge rows that share a step and order the result by step."""
+    merged: dict[int, MergedRow] = {}
+    for row in rows:
+        existing = merged.get(row.step)
+        if existing is None:
+            merged[row.step] = MergedRow(
+                row.step, dict(row.values), row.epoch, row.timestamp or now
+            )
+            continue
+        existing.values.update(row.values)
+        if row.epoch is not None:
+            existing.epoch = row.epoch
+        if row.timestamp is not None:
+            existing.timestamp = row.timestamp
+    return [merged[step] for step in sorted(merged)]
+
+
+@dataclass
+class MetricStats:
+    """Running statistics of one metric of one job."""
+
+    count: int = 0
+    last_step: int | None = None
+    last_value: float | None = None
+    min_value: float | None = None
+    min_step: int | None = None
+    max_value: float | None = None
+    max_step: int | None = None
+    nonfinite: int = 0
+    #: Set when a replaced value was the min or max: the backend must rescan.
+    needs_rescan: bool = field(default=False, compare=False)
+
+    def apply(self, points: Iterable[tuple[int, float]], replaced: dict[int, float]) -> None:
+        """Fold new ``(step, value)`` points in; ``replaced`` maps step → old value."""
+        for step, value in points:
+            if step not in replaced:
+                self.count += 1
+            else:
+                old = replaced[step]
+                if not math.isfinite(old):
+                    self.nonfinite -= 1
+                if (step == self.min_step and value != old) or (
+                    step == self.max_step and value != old
+                ):
+                    self.needs_rescan = True
+            if self.last_step is None or step >= self.last_step:
+                self.last_step, self.last_value = step, value
+            if not math.isfinite(value):
+                self.nonfinite += 1
+                continue
+            if (
+                self.min_value is None
+                or value < self.min_value
+                or (value == self.min_value and self.min_step is not None and step < self.min_step)
+            ):
+                self.min_value, self.min_step = value, step
+            if (
+                self.max_value is None
+                or value > self.max_value
+                or (value == self.max_value and self.max_step is not None and step < self.max_step)
+            ):
+                self.max_value, self.max_step = value, step
+
+
+def build_summary(stats: dict[str, MetricStats]) -> dict[str, Any]:
+    """The contract's job summary from per-metric statistics."""
+    last: dict[str, Any] = {}
+    best: dict[str, Any] = {}
+    has_nan = False
+    for name in sorted(stats):
+        item = stats[name]
+        if item.last_value is not None:
+            last[name] = encode_value(item.last_value)
+        has_nan = has_nan or item.nonfinite > 0
+        direction = best_direction(name)
+        if direction == "min" and item.min_value is not None:
+            best[name] = {"value": item.min_value, "step": item.min_step}
+        elif direction == "max" and item.max_value is not None:
+            best[name] = {"value": item.max_value, "step": item.max_step}
+    return {"last": last, "best": best, "has_nan": has_nan}
+
+
+def check_transition(current: JobStatus, target: JobStatus) -> None:
+    """Raise unless ``current`` → ``target`` is allowed (nothing goes back to pending)."""
+    if target is JobStatus.PENDING and current is not JobStatus.PENDING:
+        raise InvalidStatusTransition(
+            f"A job cannot go back to 'pending' (it is '{current.value}')",
+            details={"status": current.value, "requested": target.value},
+        )
+
+
+def status_timestamps(
+    job: TrainingJob, target: JobStatus, now: float
+) -> tuple[float | None, float | None]:
+    """``(started_at, finished_at)`` after moving ``job`` to ``target``."""
+    started, finished = job.started_at, job.finished_at
+    if target is JobStatus.RUNNING:
+        started = started or now
+        finished = None
+    elif target.is_terminal:
+        finished = now
+    return started, finished
+
+
+def eta_from_rate(job: TrainingJob, recent: Sequence[tuple[int, float]]) -> float | None:
+    """Seconds to ``total_steps`` from recent ``(step, timestamp)`` rows, newest first."""
+    if job.status is not JobStatus.RUNNING or not job.total_steps or len(recent) < 2:
+        return None
+    (step_new, ts_new), (step_old, ts_old) = recent[0], recent[-1]
+    if ts_new <= ts_old or step_new <= step_old or job.current_step is None:
+        return None
+    rate = (step_new - step_old) / (ts_new - ts_old)
+    remaining = max(0, job.total_steps - job.current_step)
+    return round(remaining / rate, 1)

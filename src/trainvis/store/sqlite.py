@@ -1,0 +1,691 @@
+"""The embedded default store: one SQLite file in WAL mode.
+
+One writer at a time (a lock around a dedicated connection, ``BEGIN
+IMMEDIATE`` so several processes sharing the file queue up instead of failing),
+reads on a small pool of connections. ``synchronous=NORMAL`` in WAL mode makes
+a committed transaction survive a killed process, which is the durability the
+contract promises (2xx = committed).
+"""
+
+from __future__ import annotations
+
+import math
+import queue
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import numpy as np
+import orjson
+
+from trainvis.errors import JobExists, JobNotFound
+from trainvis.models import (
+    GENERATED_ID_RE,
+    JobCreate,
+    JobStatus,
+    MetricRow,
+    StatusChange,
+    TrainingJob,
+    WriteResult,
+    row_to_wire,
+)
+from trainvis.store.base import JobFilter, Row, Series
+from trainvis.store.common import (
+    MetricStats,
+    build_summary,
+    check_transition,
+    eta_from_rate,
+    merge_batch,
+    status_timestamps,
+)
+from trainvis.store.sqlite_schema import migrate
+
+CHUNK_STEPS = 5000
+IN_CHUNK = 500
+FINITE_MAX = 1.7976931348623157e308
+JOB_COLUMNS = (
+    "pk, id, name, model_name, status, message, total_epochs, total_steps, config, tags, "
+    "created_at, updated_at, started_at, finished_at, last_seq, max_step, max_epoch, "
+    "first_ts, row_count"
+)
+STAT_COLUMNS = (
+    "id, name, count, last_step, last_value, min_value, min_step, max_value, max_step, nonfinite"
+)
+
+
+def _nan(value: float | None) -> float:
+    return math.nan if value is None else value
+
+
+class SQLiteStore:
+    """:class:`~trainvis.store.base.MetricStore` on one SQLite file."""
+
+    def __init__(self, path: str, *, pool_size: int = 4) -> None:
+        self.path = path
+        self._write_lock = threading.Lock()
+        self._writer = self._connect()
+        migrate(self._writer)
+        self._readers: queue.LifoQueue[sqlite3.Connection] = queue.LifoQueue()
+        self._pool_size = pool_size
+
+    # ------------------------------------------------------------------ plumbing
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(
+            self.path, isolation_level=None, check_same_thread=False, timeout=30.0
+        )
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        conn.execute("PRAGMA busy_timeout=30000")
+        conn.execute("PRAGMA cache_size=-65536")
+        return conn
+
+    @contextmanager
+    def _read(self) -> Iterator[sqlite3.Connection]:
+        try:
+            conn = self._readers.get_nowait()
+        except queue.Empty:
+            conn = self._connect()
+        try:
+            yield conn
+        finally:
+            if self._readers.qsize() < self._pool_size:
+                self._readers.put(conn)
+            else:
+                conn.close()
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        with self._write_lock:
+            conn = self._writer
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+
+    def close(self) -> None:
+        with self._write_lock:
+            self._writer.close()
+        while not self._readers.empty():
+            self._readers.get_nowait().close()
+
+    # ------------------------------------------------------------------ jobs
+
+    def _job_row(self, conn: sqlite3.Connection, job_id: str) -> tuple[Any, ...]:
+        row = conn.execute(f"SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        if row is None:
+            raise JobNotFound(job_id)
+        return tuple(row)
+
+    def _job_pk(self, conn: sqlite3.Connection, job_id: str) -> int:
+        row = conn.execute("SELECT pk FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        if row is None:
+            raise JobNotFound(job_id)
+        return int(row[0])
+
+    def _stats(self, conn: sqlite3.Connection, pk: int) -> dict[str, MetricStats]:
+        rows = conn.execute(
+            f"SELECT {STAT_COLUMNS} FROM metrics WHERE job_pk = ? AND count > 0", (pk,)
+        )
+        return {row[1]: _stats_from_row(row) for row in rows}
+
+    def _hydrate(self, conn: sqlite3.Connection, row: tuple[Any, ...]) -> TrainingJob:
+        job = _job_from_row(row)
+        stats = self._stats(conn, row[0])
+        job.metric_names = sorted(stats)
+        job.point_count = sum(item.count for item in stats.values())
+        job.summary = build_summary(stats)
+        if job.status is JobStatus.RUNNING and job.total_steps:
+            recent = conn.execute(
+                "SELECT step, ts FROM steps WHERE job_pk = ? ORDER BY step DESC LIMIT 50",
+                (row[0],),
+            ).fetchall()
+            job.eta_seconds = eta_from_rate(job, recent)
+        return job
+
+    def create_job(self, spec: JobCreate) -> TrainingJob:
+        now = time.time()
+        with self._write() as conn:
+            counter = int(
+                conn.execute("SELECT value FROM counters WHERE name = 'job_id'").fetchone()[0]
+            )
+            if spec.id is not None:
+                job_id = spec.id
+                if conn.execute("SELECT 1 FROM used_ids WHERE id = ?", (job_id,)).fetchone():
+                    raise JobExists(job_id)
+                match = GENERATED_ID_RE.match(job_id)
+                if match:
+                    counter = max(counter, int(match.group(1)))
+            else:
+                while True:
+                    counter += 1
+                    job_id = f"job-{counter:03d}"
+                    if not conn.execute(
+                        "SELECT 1 FROM used_ids WHERE id = ?", (job_id,)
+                    ).fetchone():
+                        break
+            conn.execute("UPDATE counters SET value = ? WHERE name = 'job_id'", (counter,))
+            conn.execute("INSERT INTO used_ids VALUES (?)", (job_id,))
+            conn.execute(
+                "INSERT INTO jobs (id, name, model_name, status, total_epochs, total_steps, "
+                "config, tags, created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                (
+                    job_id,
+                    spec.name,
+                    spec.model_name,
+                    JobStatus.PENDING.value,
+                    spec.total_epochs,
+                    spec.total_steps,
+                    orjson.dumps(spec.config).decode(),
+                    orjson.dumps(spec.tags).decode(),
+                    now,
+                    now,
+                ),
+            )
+        return self.get_job(job_id)
+
+    def get_job(self, job_id: str) -> TrainingJob:
+        with self._read() as conn:
+            return self._hydrate(conn, self._job_row(conn, job_id))
+
+    def list_jobs(
+        self, *, filters: JobFilter | None = None, limit: int = 50, offset: int = 0
+    ) -> tuple[list[TrainingJob], int]:
+        filters = filters or JobFilter()
+        where, params = ["1 = 1"], []
+        if filters.status is not None:
+            where.append("status = ?")
+            params.append(filters.status.value)
+        if filters.tag is not None:
+            where.append("EXISTS (SELECT 1 FROM json_each(jobs.tags) WHERE value = ?)")
+            params.append(filters.tag)
+        if filters.q:
+            pattern = "%" + _escape_like(filters.q.lower()) + "%"
+            where.append(
+                "(lower(name) LIKE ? ESCAPE '\\' OR lower(coalesce(model_name, '')) "
+                "LIKE ? ESCAPE '\\')"
+            )
+            params += [pattern, pattern]
+        clause = " AND ".join(where)
+        with self._read() as conn:
+            total = int(
+                conn.execute(f"SELECT count(*) FROM jobs WHERE {clause}", params).fetchone()[0]
+            )
+            rows = conn.execute(
+                f"SELECT {JOB_COLUMNS} FROM jobs WHERE {clause} "
+                "ORDER BY created_at DESC, id DESC LIMIT ? OFFSET ?",
+                [*params, limit, offset],
+            ).fetchall()
+            return [self._hydrate(conn, tuple(row)) for row in rows], total
+
+    def delete_job(self, job_id: str) -> None:
+        with self._write() as conn:
+            pk = self._job_pk(conn, job_id)
+            conn.execute(
+                "DELETE FROM points WHERE metric_id IN (SELECT id FROM metrics WHERE job_pk = ?)",
+                (pk,),
+            )
+            conn.execute("DELETE FROM steps WHERE job_pk = ?", (pk,))
+            conn.execute("DELETE FROM metrics WHERE job_pk = ?", (pk,))
+            conn.execute("DELETE FROM jobs WHERE pk = ?", (pk,))
+
+    def set_status(
+        self, job_id: str, status: JobStatus, *, message: str | None = None
+    ) -> tuple[TrainingJob, StatusChange | None]:
+        now = time.time()
+        change: StatusChange | None = None
+        with self._write() as conn:
+            job = _job_from_row(self._job_row(conn, job_id))
+            if job.status is not status:
+                check_transition(job.status, status)
+                started, finished = status_timestamps(job, status, now)
+                conn.execute(
+                    "UPDATE jobs SET status = ?, message = ?, started_at = ?, finished_at = ?, "
+                    "updated_at = ? WHERE id = ?",
+                    (status.value, message, started, finished, now, job_id),
+                )
+                change = StatusChange(job_id, status, job.status, message, now)
+        return self.get_job(job_id), change
+
+    # ------------------------------------------------------------------ writes
+
+    def write_metrics(self, job_id: str, rows: Sequence[MetricRow]) -> WriteResult:
+        now = time.time()
+        merged = merge_batch(rows, now)
+        with self._write() as conn:
+            job = self._job_row(conn, job_id)
+            pk, last_seq, max_step, max_epoch, first_ts = job[0], job[14], job[15], job[16], job[17]
+            names = sorted({name for row in merged for name in row.values})
+            ids = self._metric_ids(conn, pk, names)
+            fresh = max_step is None or merged[0].step > max_step
+            existing_steps: set[int] = set()
+            if not fresh:
+                existing_steps = self._existing_steps(conn, pk, [row.step for row in merged])
+            per_metric: dict[str, list[tuple[int, float]]] = {name: [] for name in names}
+            for row in merged:
+                for name, value in row.values.items():
+                    per_metric[name].append((row.step, value))
+            stats = self._stats_for_update(conn, ids)
+            points: list[tuple[int, int, float]] = []
+            for name, series in per_metric.items():
+                metric_id = ids[name]
+                replaced = {} if fresh else self._replaced(conn, metric_id, series)
+                stats[name].apply(series, replaced)
+                points.extend((metric_id, step, value) for step, value in series)
+            conn.executemany(
+                "INSERT INTO points VALUES (?, ?, ?) "
+                "ON CONFLICT DO UPDATE SET value = excluded.value",
+                points,
+            )
+            steps = [
+                (pk, row.step, row.epoch, row.timestamp, last_seq + index + 1)
+                for index, row in enumerate(merged)
+            ]
+            conn.executemany(
+                "INSERT INTO steps VALUES (?, ?, ?, ?, ?) ON CONFLICT DO UPDATE SET "
+                "epoch = coalesce(excluded.epoch, epoch), ts = excluded.ts, seq = excluded.seq",
+                steps,
+            )
+            self._save_stats(conn, ids, stats)
+            epochs = [row.epoch for row in merged if row.epoch is not None]
+            new_rows = len(merged) - len(existing_steps)
+            conn.execute(
+                "UPDATE jobs SET last_seq = ?, max_step = ?, max_epoch = ?, first_ts = ?, "
+                "row_count = row_count + ?, updated_at = ? WHERE pk = ?",
+                (
+                    last_seq + len(merged),
+                    max(merged[-1].step, max_step if max_step is not None else -1),
+                    max([*epochs, max_epoch] if max_epoch is not None else epochs, default=None),
+                    min(first_ts or math.inf, min(row.timestamp for row in merged)),
+                    new_rows,
+                    now,
+                    pk,
+                ),
+            )
+            stored = self._stored_rows(conn, pk, merged, existing_steps, last_seq)
+        return WriteResult(
+            job_id=job_id,
+            accepted=len(rows),
+            points=sum(len(row.values) for row in rows),
+            last_step=max(row.step for row in rows),
+            rows=stored,
+        )
+
+    def _metric_ids(self, conn: sqlite3.Connection, pk: int, names: list[str]) -> dict[str, int]:
+        known = dict(
+            conn.execute("SELECT name, id FROM metrics WHERE job_pk = ?", (pk,)).fetchall()
+        )
+        missing = [name for name in names if name not in known]
+        if missing:
+            conn.executemany(
+                "INSERT INTO metrics (job_pk, name) VALUES (?, ?)", [(pk, name) for name in missing]
+            )
+            known.update(
+                conn.execute("SELECT name, id FROM metrics WHERE job_pk = ?", (pk,)).fetchall()
+            )
+        return {name: int(known[name]) for name in names}
+
+    def _existing_steps(self, conn: sqlite3.Connection, pk: int, steps: list[int]) -> set[int]:
+        found = conn.execute(
+            "SELECT step FROM steps WHERE job_pk = ? AND step BETWEEN ? AND ?",
+            (pk, steps[0], steps[-1]),
+        )
+        wanted = set(steps)
+        return {row[0] for row in found if row[0] in wanted}
+
+    def _replaced(
+        self, conn: sqlite3.Connection, metric_id: int, series: list[tuple[int, float]]
+    ) -> dict[int, float]:
+        wanted = {step for step, _ in series}
+        rows = conn.execute(
+            "SELECT step, value FROM points WHERE metric_id = ? AND step BETWEEN ? AND ?",
+            (metric_id, series[0][0], series[-1][0]),
+        )
+        return {step: _nan(value) for step, value in rows if step in wanted}
+
+    def _stats_for_update(
+        self, conn: sqlite3.Connection, ids: dict[str, int]
+    ) -> dict[str, MetricStats]:
+        by_id = {metric_id: name for name, metric_id in ids.items()}
+        stats = {name: MetricStats() for name in ids}
+        for chunk in _chunks(list(by_id), IN_CHUNK):
+            marks = ",".join("?" * len(chunk))
+            for row in conn.execute(
+                f"SELECT {STAT_COLUMNS} FROM metrics WHERE id IN ({marks})", chunk
+            ):
+                stats[by_id[row[0]]] = _stats_from_row(row)
+        return stats
+
+    def _save_stats(
+        self, conn: sqlite3.Connection, ids: dict[str, int], stats: dict[str, MetricStats]
+    ) -> None:
+        for name, item in stats.items():
+            if item.needs_rescan:
+                self._rescan(conn, ids[name], item)
+        conn.executemany(
+            "UPDATE metrics SET count = ?, last_step = ?, last_value = ?, min_value = ?, "
+            "min_step = ?, max_value = ?, max_step = ?, nonfinite = ? WHERE id = ?",
+            [
+                (
+                    item.count,
+                    item.last_step,
+                    item.last_value,
+                    item.min_value,
+                    item.min_step,
+                    item.max_value,
+                    item.max_step,
+                    item.nonfinite,
+                    ids[name],
+                )
+                for name, item in stats.items()
+            ],
+        )
+
+    def _rescan(self, conn: sqlite3.Connection, metric_id: int, item: MetricStats) -> None:
+        """Recompute min/max after a stored extreme was overwritten (rare)."""
+        base = "SELECT value, step FROM points WHERE metric_id = ? AND value BETWEEN ? AND ? "
+        bounds = (metric_id, -FINITE_MAX, FINITE_MAX)
+        low = conn.execute(base + "ORDER BY value ASC, step ASC LIMIT 1", bounds).fetchone()
+        high = conn.execute(base + "ORDER BY value DESC, step ASC LIMIT 1", bounds).fetchone()
+        item.min_value, item.min_step = (low[0], low[1]) if low else (None, None)
+        item.max_value, item.max_step = (high[0], high[1]) if high else (None, None)
+        item.needs_rescan = False
+
+    def _stored_rows(
+        self,
+        conn: sqlite3.Connection,
+        pk: int,
+        merged: list[Any],
+        existing: set[int],
+        last_seq: int,
+    ) -> list[tuple[int, Row]]:
+        reread = {row["step"]: row for row in self._rows_for_steps(conn, pk, sorted(existing))}
+        result: list[tuple[int, Row]] = []
+        for index, row in enumerate(merged):
+            wire = reread.get(row.step) or row_to_wire(
+                row.step, row.epoch, row.timestamp, row.values
+            )
+            result.append((last_seq + index + 1, wire))
+        return result
+
+    # ------------------------------------------------------------------ reads
+
+    def _metric_map(
+        self, conn: sqlite3.Connection, pk: int, metrics: Sequence[str] | None
+    ) -> dict[str, int]:
+        rows = conn.execute("SELECT name, id FROM metrics WHERE job_pk = ? ORDER BY name", (pk,))
+        known = {name: int(metric_id) for name, metric_id in rows}
+        if metrics is None:
+            return known
+        return {name: known[name] for name in metrics if name in known}
+
+    def count_rows(
+        self,
+        job_id: str,
+        *,
+        metrics: Sequence[str] | None = None,
+        start_step: int | None = None,
+        end_step: int | None = None,
+    ) -> int:
+        lo, hi = _bounds(start_step, end_step)
+        with self._read() as conn:
+            pk = self._job_pk(conn, job_id)
+            if metrics is None:
+                sql = "SELECT count(*) FROM steps WHERE job_pk = ? AND step BETWEEN ? AND ?"
+                return int(conn.execute(sql, (pk, lo, hi)).fetchone()[0])
+            ids = list(self._metric_map(conn, pk, metrics).values())
+            if not ids:
+                return 0
+            marks = ",".join("?" * len(ids))
+            sql = (
+                f"SELECT count(DISTINCT step) FROM points WHERE metric_id IN ({marks}) "
+                "AND step BETWEEN ? AND ?"
+            )
+            return int(conn.execute(sql, (*ids, lo, hi)).fetchone()[0])
+
+    def iter_rows(
+        self,
+        job_id: str,
+        *,
+        metrics: Sequence[str] | None = None,
+        start_step: int | None = None,
+        end_step: int | None = None,
+        limit: int | None = None,
+        offset: int = 0,
+    ) -> Iterator[Row]:
+        lo, hi = _bounds(start_step, end_step)
+        conn = self._connect()  # a generator may resume on another thread: own connection
+        try:
+            pk = self._job_pk(conn, job_id)
+            ids = self._metric_map(conn, pk, metrics)
+            if metrics is not None and not ids:
+                return
+            remaining = limit if limit is not None else math.inf
+            skip = offset
+            while remaining > 0 and lo <= hi:
+                steps = self._step_chunk(
+                    conn, pk, ids if metrics is not None else None, lo, hi, skip
+                )
+                skip = 0
+                if not steps:
+                    return
+                rows = self._assemble(conn, steps, ids)
+                for row in rows:
+                    if remaining <= 0:
+                        return
+                    remaining -= 1
+                    yield row
+                lo = steps[-1][0] + 1
+        finally:
+            conn.close()
+
+    def _step_chunk(
+        self,
+        conn: sqlite3.Connection,
+        pk: int,
+        ids: dict[str, int] | None,
+        lo: int,
+        hi: int,
+        skip: int,
+    ) -> list[tuple[int, float | None, float]]:
+        sql = "SELECT step, epoch, ts FROM steps WHERE job_pk = ? AND step BETWEEN ? AND ?"
+        params: list[Any] = [pk, lo, hi]
+        if ids is not None:
+            marks = ",".join("?" * len(ids))
+            sql += (
+                f" AND EXISTS (SELECT 1 FROM points p WHERE p.metric_id IN ({marks}) "
+                "AND p.step = steps.step)"
+            )
+            params += list(ids.values())
+        sql += " ORDER BY step LIMIT ? OFFSET ?"
+        return conn.execute(sql, [*params, CHUNK_STEPS, skip]).fetchall()
+
+    def _assemble(
+        self,
+        conn: sqlite3.Connection,
+        steps: list[tuple[int, float | None, float]],
+        ids: dict[str, int],
+    ) -> list[Row]:
+        """Rows for consecutive ``steps`` (a chunk), with the metrics in ``ids``."""
+        lo, hi = steps[0][0], steps[-1][0]
+        values: dict[int, dict[str, float]] = {step: {} for step, _, _ in steps}
+        for name, metric_id in ids.items():
+            cursor = conn.execute(
+                "SELECT step, value FROM points WHERE metric_id = ? AND step BETWEEN ? AND ?",
+                (metric_id, lo, hi),
+            )
+            for step, value in cursor:
+                bucket = values.get(step)
+                if bucket is not None:
+                    bucket[name] = _nan(value)
+        return [row_to_wire(step, epoch, ts, values[step]) for step, epoch, ts in steps]
+
+    def _rows_for_steps(
+        self,
+        conn: sqlite3.Connection,
+        pk: int,
+        steps: Sequence[int],
+        metrics: Sequence[str] | None = None,
+    ) -> list[Row]:
+        ids = self._metric_map(conn, pk, metrics)
+        rows: list[Row] = []
+        for chunk in _chunks(sorted(set(steps)), IN_CHUNK):
+            marks = ",".join("?" * len(chunk))
+            found = conn.execute(
+                f"SELECT step, epoch, ts FROM steps WHERE job_pk = ? AND step IN ({marks}) "
+                "ORDER BY step",
+                (pk, *chunk),
+            ).fetchall()
+            if not found:
+                continue
+            values: dict[int, dict[str, float]] = {row[0]: {} for row in found}
+            for name, metric_id in ids.items():
+                cursor = conn.execute(
+                    f"SELECT step, value FROM points WHERE metric_id = ? AND step IN ({marks})",
+                    (metric_id, *chunk),
+                )
+                for step, value in cursor:
+                    values[step][name] = _nan(value)
+            rows.extend(row_to_wire(step, epoch, ts, values[step]) for step, epoch, ts in found)
+        return rows
+
+    def rows_at_steps(
+        self, job_id: str, steps: Sequence[int], *, metrics: Sequence[str] | None = None
+    ) -> list[Row]:
+        with self._read() as conn:
+            pk = self._job_pk(conn, job_id)
+            return self._rows_for_steps(conn, pk, steps, metrics)
+
+    def read_series(
+        self,
+        job_id: str,
+        metrics: Sequence[str],
+        *,
+        start_step: int | None = None,
+        end_step: int | None = None,
+        with_time: bool = False,
+    ) -> dict[str, Series]:
+        lo, hi = _bounds(start_step, end_step)
+        result: dict[str, Series] = {}
+        with self._read() as conn:
+            pk = self._job_pk(conn, job_id)
+            ids = self._metric_map(conn, pk, metrics)
+            time_steps = time_epochs = time_ts = None
+            if with_time and ids:
+                raw = conn.execute(
+                    "SELECT step, epoch, ts FROM steps WHERE job_pk = ? AND step BETWEEN ? AND ? "
+                    "ORDER BY step",
+                    (pk, lo, hi),
+                ).fetchall()
+                table = np.array(raw, dtype=np.float64).reshape(-1, 3)
+                time_steps = table[:, 0].astype(np.int64)
+                time_epochs, time_ts = table[:, 1], table[:, 2]
+            for name, metric_id in ids.items():
+                raw = conn.execute(
+                    "SELECT step, value FROM points WHERE metric_id = ? AND step BETWEEN ? AND ? "
+                    "ORDER BY step",
+                    (metric_id, lo, hi),
+                ).fetchall()
+                if not raw:
+                    continue
+                table = np.array(raw, dtype=np.float64).reshape(-1, 2)
+                steps = np.array([row[0] for row in raw], dtype=np.int64)
+                epochs = timestamps = None
+                if time_steps is not None and time_epochs is not None and time_ts is not None:
+                    where = np.searchsorted(time_steps, steps)
+                    epochs, timestamps = time_epochs[where], time_ts[where]
+                result[name] = Series(name, steps, table[:, 1], epochs, timestamps)
+        return result
+
+    def rows_since(self, job_id: str, seq: int, *, limit: int = 1000) -> list[tuple[int, Row]]:
+        with self._read() as conn:
+            pk = self._job_pk(conn, job_id)
+            found = conn.execute(
+                "SELECT step, seq FROM steps WHERE job_pk = ? AND seq > ? ORDER BY seq LIMIT ?",
+                (pk, seq, limit),
+            ).fetchall()
+            if not found:
+                return []
+            by_step = {
+                row["step"]: row for row in self._rows_for_steps(conn, pk, [s for s, _ in found])
+            }
+            return [(int(number), by_step[step]) for step, number in found if step in by_step]
+
+    def last_seq(self, job_id: str) -> int:
+        with self._read() as conn:
+            row = conn.execute("SELECT last_seq FROM jobs WHERE id = ?", (job_id,)).fetchone()
+            if row is None:
+                raise JobNotFound(job_id)
+            return int(row[0])
+
+    def status_counts(self) -> dict[str, int]:
+        counts = {status.value: 0 for status in JobStatus}
+        with self._read() as conn:
+            for status, number in conn.execute("SELECT status, count(*) FROM jobs GROUP BY status"):
+                counts[status] = int(number)
+        return counts
+
+    def total_points(self) -> int:
+        with self._read() as conn:
+            return int(conn.execute("SELECT coalesce(sum(count), 0) FROM metrics").fetchone()[0])
+
+
+# ---------------------------------------------------------------------- helpers
+
+
+def _bounds(start_step: int | None, end_step: int | None) -> tuple[int, int]:
+    return (start_step if start_step is not None else 0), (
+        end_step if end_step is not None else 2**63 - 1
+    )
+
+
+def _chunks(items: list[Any], size: int) -> Iterator[list[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _escape_like(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def _stats_from_row(row: Sequence[Any]) -> MetricStats:
+    count, last_step = int(row[2]), row[3]
+    return MetricStats(
+        count=count,
+        last_step=last_step,
+        last_value=_nan(row[4]) if last_step is not None else None,
+        min_value=row[5],
+        min_step=row[6],
+        max_value=row[7],
+        max_step=row[8],
+        nonfinite=int(row[9]),
+    )
+
+
+def _job_from_row(row: Sequence[Any]) -> TrainingJob:
+    return TrainingJob(
+        id=row[1],
+        name=row[2],
+        model_name=row[3],
+        status=JobStatus(row[4]),
+        message=row[5],
+        total_epochs=row[6],
+        total_steps=row[7],
+        config=orjson.loads(row[8]),
+        tags=orjson.loads(row[9]),
+        created_at=row[10],
+        updated_at=row[11],
+        started_at=row[12],
+        finished_at=row[13],
+        last_seq=row[14],
+        current_step=row[15],
+        current_epoch=row[16],
+        first_timestamp=row[17],
+        row_count=row[18],
+    )

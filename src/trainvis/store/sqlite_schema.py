@@ -1,0 +1,93 @@
+"""SQLite schema as an ordered list of migrations (``PRAGMA user_version``).
+
+Append a new entry to :data:`MIGRATIONS` to change the schema; never edit one
+that has shipped. A database at version N gets migrations N+1… applied in one
+transaction each at open.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+MIGRATIONS: tuple[str, ...] = (
+    # 1: jobs, per-metric statistics, rows (one per job and step) and points
+    # (one per job, metric and step). NaN is stored as NULL: SQLite has no NaN.
+    """
+    CREATE TABLE counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+    INSERT INTO counters VALUES ('job_id', 0);
+    CREATE TABLE used_ids (id TEXT PRIMARY KEY) WITHOUT ROWID;
+    CREATE TABLE jobs (
+        pk INTEGER PRIMARY KEY,
+        id TEXT NOT NULL UNIQUE,
+        name TEXT NOT NULL,
+        model_name TEXT,
+        status TEXT NOT NULL,
+        message TEXT,
+        total_epochs INTEGER,
+        total_steps INTEGER,
+        config TEXT NOT NULL,
+        tags TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        updated_at REAL NOT NULL,
+        started_at REAL,
+        finished_at REAL,
+        last_seq INTEGER NOT NULL DEFAULT 0,
+        max_step INTEGER,
+        max_epoch REAL,
+        first_ts REAL,
+        row_count INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE INDEX jobs_created ON jobs (created_at DESC, id DESC);
+    CREATE TABLE metrics (
+        id INTEGER PRIMARY KEY,
+        job_pk INTEGER NOT NULL REFERENCES jobs (pk) ON DELETE CASCADE,
+        name TEXT NOT NULL,
+        count INTEGER NOT NULL DEFAULT 0,
+        last_step INTEGER,
+        last_value REAL,
+        min_value REAL,
+        min_step INTEGER,
+        max_value REAL,
+        max_step INTEGER,
+        nonfinite INTEGER NOT NULL DEFAULT 0,
+        UNIQUE (job_pk, name)
+    );
+    CREATE TABLE steps (
+        job_pk INTEGER NOT NULL,
+        step INTEGER NOT NULL,
+        epoch REAL,
+        ts REAL NOT NULL,
+        seq INTEGER NOT NULL,
+        PRIMARY KEY (job_pk, step)
+    ) WITHOUT ROWID;
+    CREATE INDEX steps_seq ON steps (job_pk, seq);
+    CREATE TABLE points (
+        metric_id INTEGER NOT NULL,
+        step INTEGER NOT NULL,
+        value REAL,
+        PRIMARY KEY (metric_id, step)
+    ) WITHOUT ROWID;
+    """,
+)
+
+
+def migrate(conn: sqlite3.Connection) -> int:
+    """Bring the database to the newest schema version; returns that version."""
+    version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+    if version > len(MIGRATIONS):
+        raise RuntimeError(
+            f"database schema version {version} is newer than this trainvis "
+            f"({len(MIGRATIONS)}); upgrade trainvis"
+        )
+    for number in range(version + 1, len(MIGRATIONS) + 1):
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for statement in MIGRATIONS[number - 1].split(";"):
+                if statement.strip():
+                    conn.execute(statement)
+            conn.execute(f"PRAGMA user_version = {number}")
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+    return len(MIGRATIONS)

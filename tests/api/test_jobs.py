@@ -1,0 +1,172 @@
+"""Jobs endpoints: the seed's examples and DESIGN.md's Jobs contract."""
+
+from __future__ import annotations
+
+from fastapi.testclient import TestClient
+
+API = "/api/v1/visualization"
+SEED_JOB = {
+    "name": "BERT Fine-tuning",
+    "model_name": "bert-base-uncased",
+    "total_epochs": 10,
+    "total_steps": 10000,
+}
+
+
+def create(client: TestClient, **body: object) -> dict:
+    response = client.post(f"{API}/training/jobs", json={"name": "run", **body})
+    assert response.status_code == 201, response.text
+    return response.json()["data"]
+
+
+def test_seed_create_gives_job_001_with_location(client: TestClient) -> None:
+    response = client.post(f"{API}/training/jobs", json=SEED_JOB)
+    assert response.status_code == 201
+    assert response.headers["location"] == f"{API}/training/jobs/job-001"
+    job = response.json()["data"]
+    assert job["id"] == "job-001"
+    assert job["status"] == "pending"
+    assert job["name"] == "BERT Fine-tuning"
+    assert job["model_name"] == "bert-base-uncased"
+    assert job["total_steps"] == 10000
+    assert job["created_at"].endswith("Z") and len(job["created_at"]) == 24
+    assert job["summary"] == {"last": {}, "best": {}, "has_nan": False}
+    assert job["point_count"] == 0 and job["metric_names"] == []
+
+
+def test_generated_ids_skip_client_ids_and_never_reuse(client: TestClient) -> None:
+    assert create(client)["id"] == "job-001"
+    assert create(client, id="job-002")["id"] == "job-002"
+    assert create(client)["id"] == "job-003"
+    assert client.delete(f"{API}/training/jobs/job-003").status_code == 204
+    assert create(client)["id"] == "job-004"
+    assert create(client, id="job-10")["id"] == "job-10"
+    assert create(client)["id"] == "job-011"
+
+
+def test_client_id_taken_is_409(client: TestClient) -> None:
+    create(client, id="my-run.1")
+    response = client.post(f"{API}/training/jobs", json={"name": "x", "id": "my-run.1"})
+    assert response.status_code == 409
+    assert response.json()["error"]["code"] == "job_exists"
+    client.delete(f"{API}/training/jobs/my-run.1")
+    again = client.post(f"{API}/training/jobs", json={"name": "x", "id": "my-run.1"})
+    assert again.status_code == 409  # deleted ids are not reused
+
+
+def test_job_fields_round_trip(client: TestClient) -> None:
+    job = create(client, config={"lr": 2e-5, "layers": [1, 2]}, tags=["bert", "glue"])
+    got = client.get(f"{API}/training/jobs/{job['id']}").json()["data"]
+    assert got["config"] == {"lr": 2e-5, "layers": [1, 2]}
+    assert got["tags"] == ["bert", "glue"]
+    for key in (
+        "started_at",
+        "finished_at",
+        "current_step",
+        "current_epoch",
+        "progress",
+        "eta_seconds",
+    ):
+        assert got[key] is None
+
+
+def test_list_newest_first_with_filters_and_meta(client: TestClient) -> None:
+    create(client, name="Alpha", model_name="bert-base", tags=["nlp"])
+    create(client, name="beta", model_name="ResNet50", tags=["vision"])
+    third = create(client, name="Gamma", tags=["nlp"])
+    client.put(f"{API}/training/jobs/{third['id']}/status", json={"status": "running"})
+    body = client.get(f"{API}/training/jobs").json()
+    assert [job["id"] for job in body["data"]] == ["job-003", "job-002", "job-001"]
+    assert body["meta"] == {"total": 3, "limit": 50, "offset": 0}
+
+    def ids(**params: object) -> list[str]:
+        listed = client.get(f"{API}/training/jobs", params=params).json()["data"]
+        return [job["id"] for job in listed]
+
+    assert ids(status="running") == ["job-003"]
+    assert ids(tag="nlp") == ["job-003", "job-001"]
+    assert ids(q="RESNET") == ["job-002"]
+    assert ids(q="a", tag="nlp", status="pending") == ["job-001"]
+    assert ids(limit=1, offset=1) == ["job-002"]
+    paged = client.get(f"{API}/training/jobs", params={"limit": 1}).json()["meta"]
+    assert paged == {"total": 3, "limit": 1, "offset": 0}
+
+
+def test_list_limit_over_1000_is_422(client: TestClient) -> None:
+    response = client.get(f"{API}/training/jobs", params={"limit": 1001})
+    assert response.status_code == 422
+    assert response.json()["error"]["details"][0]["loc"] == ["query", "limit"]
+
+
+def test_status_lifecycle(client: TestClient) -> None:
+    job = create(client)
+    url = f"{API}/training/jobs/{job['id']}/status"
+    running = client.put(url, json={"status": "running"})
+    assert running.status_code == 200
+    started = running.json()["data"]["started_at"]
+    assert started is not None and running.json()["data"]["finished_at"] is None
+    done = client.put(url, json={"status": "completed", "message": "ok"}).json()["data"]
+    assert done["finished_at"] is not None and done["message"] == "ok"
+    resumed = client.put(url, json={"status": "running"}).json()["data"]
+    assert resumed["finished_at"] is None and resumed["started_at"] == started
+    back = client.put(url, json={"status": "pending"})
+    assert back.status_code == 409
+    assert back.json()["error"]["code"] == "invalid_status_transition"
+    same = client.put(url, json={"status": "running"})
+    assert same.status_code == 200 and same.json()["data"]["updated_at"] == resumed["updated_at"]
+
+
+def test_pending_to_completed_is_allowed(client: TestClient) -> None:
+    job = create(client)
+    response = client.put(f"{API}/training/jobs/{job['id']}/status", json={"status": "completed"})
+    assert response.status_code == 200
+    assert response.json()["data"]["finished_at"] is not None
+
+
+def test_bad_status_is_422_naming_field(client: TestClient) -> None:
+    job = create(client)
+    response = client.put(f"{API}/training/jobs/{job['id']}/status", json={"status": "exploded"})
+    assert response.status_code == 422
+    assert response.json()["error"]["details"][0]["loc"] == ["body", "status"]
+
+
+def test_delete_removes_job_and_metrics(client: TestClient) -> None:
+    job = create(client)
+    client.post(f"{API}/training/{job['id']}/metrics", json={"step": 1, "train_loss": 1.0})
+    assert client.delete(f"{API}/training/jobs/{job['id']}").status_code == 204
+    assert client.get(f"{API}/training/jobs/{job['id']}").status_code == 404
+    assert client.get(f"{API}/training/{job['id']}/metrics/history").status_code == 404
+    assert client.delete(f"{API}/training/jobs/{job['id']}").status_code == 404
+
+
+def test_create_validation(client: TestClient) -> None:
+    cases = [
+        ({}, ["body", "name"]),
+        ({"name": ""}, ["body", "name"]),
+        ({"name": "x" * 201}, ["body", "name"]),
+        ({"name": "x", "total_steps": 0}, ["body", "total_steps"]),
+        ({"name": "x", "total_epochs": -1}, ["body", "total_epochs"]),
+        ({"name": "x", "id": "-bad"}, ["body", "id"]),
+        ({"name": "x", "tags": "nlp"}, ["body", "tags"]),
+        ({"name": "x", "config": [1]}, ["body", "config"]),
+        ({"name": "x", "unknown": 1}, ["body", "unknown"]),
+    ]
+    for body, loc in cases:
+        response = client.post(f"{API}/training/jobs", json=body)
+        assert response.status_code == 422, body
+        assert response.json()["error"]["details"][0]["loc"] == loc, body
+    assert client.get(f"{API}/training/jobs").json()["meta"]["total"] == 0
+
+
+def test_progress_and_eta(client: TestClient) -> None:
+    job = create(client, total_steps=1000)
+    client.put(f"{API}/training/jobs/{job['id']}/status", json={"status": "running"})
+    rows = [
+        {"step": step, "timestamp": 1_700_000_000 + step / 10, "train_loss": 1.0}
+        for step in range(0, 101, 10)
+    ]
+    client.post(f"{API}/training/{job['id']}/metrics", json=rows)
+    got = client.get(f"{API}/training/jobs/{job['id']}").json()["data"]
+    assert got["current_step"] == 100
+    assert got["progress"] == 0.1
+    assert got["eta_seconds"] == 90.0  # 10 steps/s, 900 steps to go

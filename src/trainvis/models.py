@@ -14,9 +14,10 @@ here describe the same rows for the OpenAPI schema.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -92,6 +93,11 @@ def format_timestamp(ts: float | None) -> str | None:
     """Unix seconds as ISO 8601 UTC with milliseconds and ``Z``."""
     if ts is None:
         return None
+    return _format_timestamp(ts)
+
+
+@functools.lru_cache(maxsize=8192)
+def _format_timestamp(ts: float) -> str:
     moment = datetime.fromtimestamp(ts, tz=UTC)
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
@@ -132,10 +138,10 @@ def _number(value: Any, loc: list[Any]) -> float:
         if value not in NONFINITE_STRINGS:
             raise _invalid(loc, "must be a number (strings other than NaN/Infinity are rejected)")
         return NONFINITE_STRINGS[value]
-    number = float(value)
-    if isinstance(value, int) and not math.isfinite(number):
-        raise _invalid(loc, "number is out of range")
-    return number
+    try:
+        return float(value)
+    except OverflowError:
+        raise _invalid(loc, "number is out of range") from None
 
 
 # --------------------------------------------------------------------------- rows
@@ -174,6 +180,31 @@ def _parse_gpus(raw: Any, loc: list[Any], values: dict[str, float]) -> None:
             values[f"gpu{index}.{key}"] = number
 
 
+_VALID_NAMES: dict[str, bool] = {}
+
+
+def _valid_metric_name(key: Any) -> bool:
+    """Whether ``key`` is a legal metric name (memoized: rows repeat their keys)."""
+    known = _VALID_NAMES.get(key) if isinstance(key, str) else False
+    if known is None:
+        known = bool(METRIC_NAME_RE.match(key))
+        if len(_VALID_NAMES) < 100_000:
+            _VALID_NAMES[key] = known
+    return known
+
+
+def _check_range(key: str, number: float, loc: list[Any]) -> None:
+    if not math.isfinite(number):
+        return
+    if key == "gpu_utilization" and not 0 <= number <= 100:
+        raise _invalid(loc, "gpu_utilization must be between 0 and 100")
+    if key == "gpu_memory" and number < 0:
+        raise _invalid(loc, "gpu_memory must be >= 0")
+
+
+_RANGED = frozenset({"gpu_utilization", "gpu_memory"})
+
+
 def parse_metric_row(raw: Any, loc: list[Any]) -> MetricRow:
     """Validate one posted row. ``loc`` is the error location prefix.
 
@@ -185,7 +216,7 @@ def parse_metric_row(raw: Any, loc: list[Any]) -> MetricRow:
     step = raw.get("step")
     if step is None:
         raise _invalid([*loc, "step"], "step is required")
-    if isinstance(step, bool) or not isinstance(step, int):
+    if type(step) is not int:
         raise _invalid([*loc, "step"], "step must be an integer")
     if not 0 <= step <= MAX_STEP:
         raise _invalid([*loc, "step"], "step must be >= 0")
@@ -193,26 +224,31 @@ def parse_metric_row(raw: Any, loc: list[Any]) -> MetricRow:
     epoch: float | None = None
     timestamp: float | None = None
     for key, value in raw.items():
-        if key == "step" or value is None:
+        if value is None or key == "step":
             continue
-        kloc = [*loc, key]
-        if key == "epoch":
-            epoch = _number(value, kloc)
-            if not math.isfinite(epoch) or epoch < 0:
-                raise _invalid(kloc, "epoch must be a finite number >= 0")
-        elif key == "timestamp":
-            timestamp = parse_timestamp(value, kloc)
-        elif key == "gpus":
-            _parse_gpus(value, kloc, values)
+        if key in ROW_ATTRIBUTES:
+            kloc = [*loc, key]
+            if key == "epoch":
+                epoch = _number(value, kloc)
+                if not math.isfinite(epoch) or epoch < 0:
+                    raise _invalid(kloc, "epoch must be a finite number >= 0")
+            elif key == "timestamp":
+                timestamp = parse_timestamp(value, kloc)
+            else:
+                _parse_gpus(value, kloc, values)
+            continue
+        if not _valid_metric_name(key):
+            raise _invalid([*loc, key], "invalid metric name (letters, digits, _ . / -; max 128)")
+        kind = type(value)
+        if kind is float:
+            number = value
+        elif kind is int and -(2**1023) < value < 2**1023:
+            number = float(value)
         else:
-            if not isinstance(key, str) or not METRIC_NAME_RE.match(key):
-                raise _invalid(kloc, "invalid metric name (letters, digits, _ . / -; max 128)")
-            number = _number(value, kloc)
-            if key == "gpu_utilization" and math.isfinite(number) and not 0 <= number <= 100:
-                raise _invalid(kloc, "gpu_utilization must be between 0 and 100")
-            if key == "gpu_memory" and math.isfinite(number) and number < 0:
-                raise _invalid(kloc, "gpu_memory must be >= 0")
-            values[key] = number
+            number = _number(value, [*loc, key])
+        if key in _RANGED:
+            _check_range(key, number, [*loc, key])
+        values[key] = number
     return MetricRow(step=step, values=values, epoch=epoch, timestamp=timestamp)
 
 
@@ -237,6 +273,14 @@ def parse_metric_rows(body: Any, *, max_rows: int) -> list[MetricRow]:
     if not body:
         raise _invalid(["body"], "the array of rows is empty")
     return [parse_metric_row(raw, ["body", index]) for index, raw in enumerate(body)]
+
+
+def format_timestamps(seconds: Any) -> list[str]:
+    """Vectorised :func:`format_timestamp` for a numpy array of Unix seconds."""
+    import numpy as np
+
+    millis = np.floor(np.asarray(seconds, dtype=np.float64) * 1000).astype("datetime64[ms]")
+    return [text + "Z" for text in np.datetime_as_string(millis, unit="ms").tolist()]
 
 
 def row_to_wire(
@@ -383,8 +427,14 @@ class WriteResult:
     accepted: int
     points: int
     last_step: int
-    #: The rows as stored (merged with earlier values of the same step), by seq.
-    rows: list[tuple[int, dict[str, Any]]]
+    #: Builds the rows as stored, ``(seq, row)`` by seq; only called when
+    #: someone listens, so ingest does not pay for it otherwise.
+    rows_factory: Callable[[], list[tuple[int, dict[str, Any]]]]
+
+    @functools.cached_property
+    def rows(self) -> list[tuple[int, dict[str, Any]]]:
+        """The rows as stored (merged with earlier values of the same step), by seq."""
+        return self.rows_factory()
 
     def to_wire(self) -> dict[str, Any]:
         return {

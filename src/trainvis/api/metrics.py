@@ -88,15 +88,21 @@ def _metric_list(raw: str | None) -> list[str] | None:
 def _json_stream(rows: Iterator[Row], meta: dict[str, Any]) -> Iterator[bytes]:
     yield b'{"data":['
     separator = b""
-    batch: list[bytes] = []
-    for row in rows:
-        batch.append(orjson.dumps(row))
-        if len(batch) >= STREAM_BATCH:
-            yield separator + b",".join(batch)
-            separator, batch = b",", []
-    if batch:
-        yield separator + b",".join(batch)
+    for batch in _batched(rows):
+        yield separator + orjson.dumps(batch)[1:-1]
+        separator = b","
     yield b'],"meta":' + orjson.dumps(meta) + b"}"
+
+
+def _batched(rows: Iterator[Row]) -> Iterator[list[Row]]:
+    batch: list[Row] = []
+    for row in rows:
+        batch.append(row)
+        if len(batch) >= STREAM_BATCH:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
 
 
 def _csv_stream(rows: Iterator[Row], columns: Sequence[str]) -> Iterator[bytes]:

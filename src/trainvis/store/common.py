@@ -9,7 +9,7 @@ in the same transaction as the points. The job detail (``point_count``,
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,6 +20,7 @@ from trainvis.models import (
     TrainingJob,
     best_direction,
     encode_value,
+    row_to_wire,
 )
 
 
@@ -51,6 +52,20 @@ def merge_batch(rows: Sequence[MetricRow], now: float) -> list[MergedRow]:
     return [merged[step] for step in sorted(merged)]
 
 
+def stored_rows(
+    merged: Sequence[MergedRow], reread: dict[int, dict[str, Any]], last_seq: int
+) -> list[tuple[int, dict[str, Any]]]:
+    """``(seq, row)`` for a written batch: steps that already existed come from
+    ``reread`` (the merged stored row), new ones from the request."""
+    return [
+        (
+            last_seq + index + 1,
+            reread.get(row.step) or row_to_wire(row.step, row.epoch, row.timestamp, row.values),
+        )
+        for index, row in enumerate(merged)
+    ]
+
+
 @dataclass
 class MetricStats:
     """Running statistics of one metric of one job."""
@@ -66,36 +81,64 @@ class MetricStats:
     #: Set when a replaced value was the min or max: the backend must rescan.
     needs_rescan: bool = field(default=False, compare=False)
 
-    def apply(self, points: Iterable[tuple[int, float]], replaced: dict[int, float]) -> None:
-        """Fold new ``(step, value)`` points in; ``replaced`` maps step → old value."""
-        for step, value in points:
-            if step not in replaced:
-                self.count += 1
-            else:
-                old = replaced[step]
-                if not math.isfinite(old):
-                    self.nonfinite -= 1
-                if (step == self.min_step and value != old) or (
-                    step == self.max_step and value != old
-                ):
-                    self.needs_rescan = True
-            if self.last_step is None or step >= self.last_step:
-                self.last_step, self.last_value = step, value
-            if not math.isfinite(value):
-                self.nonfinite += 1
-                continue
-            if (
-                self.min_value is None
-                or value < self.min_value
-                or (value == self.min_value and self.min_step is not None and step < self.min_step)
-            ):
-                self.min_value, self.min_step = value, step
-            if (
-                self.max_value is None
-                or value > self.max_value
-                or (value == self.max_value and self.max_step is not None and step < self.max_step)
-            ):
-                self.max_value, self.max_step = value, step
+    def apply(self, steps: list[int], values: list[float], replaced: dict[int, float]) -> None:
+        """Fold new points in (``steps`` ascending); ``replaced`` maps step → old value."""
+        if not steps:
+            return
+        if not replaced and math.isfinite(sum(values)):
+            self._apply_finite(steps, values)
+            return
+        for step, value in zip(steps, values, strict=True):
+            self._apply_one(step, value, replaced)
+
+    def _apply_finite(self, steps: list[int], values: list[float]) -> None:
+        """Fast path: only new points, all finite (C-speed min/max)."""
+        self.count += len(steps)
+        if self.last_step is None or steps[-1] >= self.last_step:
+            self.last_step, self.last_value = steps[-1], values[-1]
+        low = min(values)
+        low_step = steps[values.index(low)]  # first occurrence = earliest step
+        if (
+            self.min_value is None
+            or low < self.min_value
+            or (low == self.min_value and self.min_step is not None and low_step < self.min_step)
+        ):
+            self.min_value, self.min_step = low, low_step
+        high = max(values)
+        high_step = steps[values.index(high)]
+        if (
+            self.max_value is None
+            or high > self.max_value
+            or (high == self.max_value and self.max_step is not None and high_step < self.max_step)
+        ):
+            self.max_value, self.max_step = high, high_step
+
+    def _apply_one(self, step: int, value: float, replaced: dict[int, float]) -> None:
+        if step not in replaced:
+            self.count += 1
+        else:
+            old = replaced[step]
+            if not math.isfinite(old):
+                self.nonfinite -= 1
+            if step in (self.min_step, self.max_step) and value != old:
+                self.needs_rescan = True
+        if self.last_step is None or step >= self.last_step:
+            self.last_step, self.last_value = step, value
+        if not math.isfinite(value):
+            self.nonfinite += 1
+            return
+        if (
+            self.min_value is None
+            or value < self.min_value
+            or (value == self.min_value and self.min_step is not None and step < self.min_step)
+        ):
+            self.min_value, self.min_step = value, step
+        if (
+            self.max_value is None
+            or value > self.max_value
+            or (value == self.max_value and self.max_step is not None and step < self.max_step)
+        ):
+            self.max_value, self.max_step = value, step
 
 
 def build_summary(stats: dict[str, MetricStats]) -> dict[str, Any]:

@@ -9,6 +9,7 @@ contract promises (2xx = committed).
 
 from __future__ import annotations
 
+import itertools
 import math
 import queue
 import sqlite3
@@ -30,7 +31,8 @@ from trainvis.models import (
     StatusChange,
     TrainingJob,
     WriteResult,
-    row_to_wire,
+    encode_value,
+    format_timestamps,
 )
 from trainvis.store.base import JobFilter, Row, Series
 from trainvis.store.common import (
@@ -39,6 +41,7 @@ from trainvis.store.common import (
     check_transition,
     eta_from_rate,
     merge_batch,
+    stored_rows,
     status_timestamps,
 )
 from trainvis.store.sqlite_schema import migrate
@@ -58,6 +61,14 @@ STAT_COLUMNS = (
 
 def _nan(value: float | None) -> float:
     return math.nan if value is None else value
+
+
+_ABSENT = object()
+
+
+def _encode(value: float | None) -> float | str:
+    """A stored value for the wire: NULL is SQLite's NaN."""
+    return "NaN" if value is None else encode_value(value)
 
 
 class SQLiteStore:
@@ -267,54 +278,60 @@ class SQLiteStore:
             existing_steps: set[int] = set()
             if not fresh:
                 existing_steps = self._existing_steps(conn, pk, [row.step for row in merged])
-            per_metric: dict[str, list[tuple[int, float]]] = {name: [] for name in names}
+            per_metric: dict[str, tuple[list[int], list[float]]] = {
+                name: ([], []) for name in names
+            }
             for row in merged:
                 for name, value in row.values.items():
-                    per_metric[name].append((row.step, value))
+                    steps_of, values_of = per_metric[name]
+                    steps_of.append(row.step)
+                    values_of.append(value)
             stats = self._stats_for_update(conn, ids)
             points: list[tuple[int, int, float]] = []
-            for name, series in per_metric.items():
+            for name, (steps_of, values_of) in per_metric.items():
                 metric_id = ids[name]
-                replaced = {} if fresh else self._replaced(conn, metric_id, series)
-                stats[name].apply(series, replaced)
-                points.extend((metric_id, step, value) for step, value in series)
+                replaced = {} if fresh else self._replaced(conn, metric_id, steps_of)
+                stats[name].apply(steps_of, values_of, replaced)
+                points.extend(zip(itertools.repeat(metric_id), steps_of, values_of))
             conn.executemany(
                 "INSERT INTO points VALUES (?, ?, ?) "
                 "ON CONFLICT DO UPDATE SET value = excluded.value",
                 points,
             )
-            steps = [
-                (pk, row.step, row.epoch, row.timestamp, last_seq + index + 1)
-                for index, row in enumerate(merged)
-            ]
             conn.executemany(
                 "INSERT INTO steps VALUES (?, ?, ?, ?, ?) ON CONFLICT DO UPDATE SET "
                 "epoch = coalesce(excluded.epoch, epoch), ts = excluded.ts, seq = excluded.seq",
-                steps,
+                [
+                    (pk, row.step, row.epoch, row.timestamp, last_seq + index + 1)
+                    for index, row in enumerate(merged)
+                ],
             )
             self._save_stats(conn, ids, stats)
             epochs = [row.epoch for row in merged if row.epoch is not None]
-            new_rows = len(merged) - len(existing_steps)
+            if max_epoch is not None:
+                epochs.append(max_epoch)
             conn.execute(
                 "UPDATE jobs SET last_seq = ?, max_step = ?, max_epoch = ?, first_ts = ?, "
                 "row_count = row_count + ?, updated_at = ? WHERE pk = ?",
                 (
                     last_seq + len(merged),
                     max(merged[-1].step, max_step if max_step is not None else -1),
-                    max([*epochs, max_epoch] if max_epoch is not None else epochs, default=None),
+                    max(epochs, default=None),
                     min(first_ts or math.inf, min(row.timestamp for row in merged)),
-                    new_rows,
+                    len(merged) - len(existing_steps),
                     now,
                     pk,
                 ),
             )
-            stored = self._stored_rows(conn, pk, merged, existing_steps, last_seq)
+            reread = {
+                row["step"]: row for row in self._rows_for_steps(conn, pk, sorted(existing_steps))
+            }
         return WriteResult(
             job_id=job_id,
             accepted=len(rows),
             points=sum(len(row.values) for row in rows),
             last_step=max(row.step for row in rows),
-            rows=stored,
+            rows_factory=lambda: stored_rows(merged, reread, last_seq),
         )
 
     def _metric_ids(self, conn: sqlite3.Connection, pk: int, names: list[str]) -> dict[str, int]:
@@ -340,12 +357,12 @@ class SQLiteStore:
         return {row[0] for row in found if row[0] in wanted}
 
     def _replaced(
-        self, conn: sqlite3.Connection, metric_id: int, series: list[tuple[int, float]]
+        self, conn: sqlite3.Connection, metric_id: int, steps: list[int]
     ) -> dict[int, float]:
-        wanted = {step for step, _ in series}
+        wanted = set(steps)
         rows = conn.execute(
             "SELECT step, value FROM points WHERE metric_id = ? AND step BETWEEN ? AND ?",
-            (metric_id, series[0][0], series[-1][0]),
+            (metric_id, steps[0], steps[-1]),
         )
         return {step: _nan(value) for step, value in rows if step in wanted}
 
@@ -396,23 +413,6 @@ class SQLiteStore:
         item.min_value, item.min_step = (low[0], low[1]) if low else (None, None)
         item.max_value, item.max_step = (high[0], high[1]) if high else (None, None)
         item.needs_rescan = False
-
-    def _stored_rows(
-        self,
-        conn: sqlite3.Connection,
-        pk: int,
-        merged: list[Any],
-        existing: set[int],
-        last_seq: int,
-    ) -> list[tuple[int, Row]]:
-        reread = {row["step"]: row for row in self._rows_for_steps(conn, pk, sorted(existing))}
-        result: list[tuple[int, Row]] = []
-        for index, row in enumerate(merged):
-            wire = reread.get(row.step) or row_to_wire(
-                row.step, row.epoch, row.timestamp, row.values
-            )
-            result.append((last_seq + index + 1, wire))
-        return result
 
     # ------------------------------------------------------------------ reads
 
@@ -467,64 +467,80 @@ class SQLiteStore:
             if metrics is not None and not ids:
                 return
             remaining = limit if limit is not None else math.inf
-            skip = offset
+            # Without a metric filter every step is a row: SQL skips the offset.
+            sql_skip, skip = (offset, 0) if metrics is None else (0, offset)
             while remaining > 0 and lo <= hi:
-                steps = self._step_chunk(
-                    conn, pk, ids if metrics is not None else None, lo, hi, skip
-                )
-                skip = 0
+                steps = conn.execute(
+                    "SELECT step, epoch, ts FROM steps WHERE job_pk = ? AND step BETWEEN ? AND ? "
+                    "ORDER BY step LIMIT ? OFFSET ?",
+                    (pk, lo, hi, CHUNK_STEPS, sql_skip),
+                ).fetchall()
+                sql_skip = 0
                 if not steps:
                     return
-                rows = self._assemble(conn, steps, ids)
-                for row in rows:
-                    if remaining <= 0:
-                        return
-                    remaining -= 1
-                    yield row
+                rows = self._assemble(conn, steps, ids, require_any=metrics is not None)
+                if skip:
+                    dropped = min(skip, len(rows))
+                    rows, skip = rows[dropped:], skip - dropped
+                if len(rows) > remaining:
+                    rows = rows[: int(remaining)]
+                remaining -= len(rows)
+                yield from rows
                 lo = steps[-1][0] + 1
         finally:
             conn.close()
-
-    def _step_chunk(
-        self,
-        conn: sqlite3.Connection,
-        pk: int,
-        ids: dict[str, int] | None,
-        lo: int,
-        hi: int,
-        skip: int,
-    ) -> list[tuple[int, float | None, float]]:
-        sql = "SELECT step, epoch, ts FROM steps WHERE job_pk = ? AND step BETWEEN ? AND ?"
-        params: list[Any] = [pk, lo, hi]
-        if ids is not None:
-            marks = ",".join("?" * len(ids))
-            sql += (
-                f" AND EXISTS (SELECT 1 FROM points p WHERE p.metric_id IN ({marks}) "
-                "AND p.step = steps.step)"
-            )
-            params += list(ids.values())
-        sql += " ORDER BY step LIMIT ? OFFSET ?"
-        return conn.execute(sql, [*params, CHUNK_STEPS, skip]).fetchall()
 
     def _assemble(
         self,
         conn: sqlite3.Connection,
         steps: list[tuple[int, float | None, float]],
         ids: dict[str, int],
+        *,
+        require_any: bool = False,
+        exact: bool = False,
     ) -> list[Row]:
-        """Rows for consecutive ``steps`` (a chunk), with the metrics in ``ids``."""
-        lo, hi = steps[0][0], steps[-1][0]
-        values: dict[int, dict[str, float]] = {step: {} for step, _, _ in steps}
+        """Rows for ``steps`` (ascending) with the metrics in ``ids``.
+
+        ``exact`` queries the points at exactly these steps instead of the
+        whole range between the first and the last.
+        """
+        position = {step: index for index, (step, _, _) in enumerate(steps)}
+        columns: list[tuple[str, list[Any]]] = []
+        marks = ",".join("?" * len(steps))
         for name, metric_id in ids.items():
-            cursor = conn.execute(
-                "SELECT step, value FROM points WHERE metric_id = ? AND step BETWEEN ? AND ?",
-                (metric_id, lo, hi),
-            )
+            column: list[Any] = [_ABSENT] * len(steps)
+            if exact:
+                cursor = conn.execute(
+                    f"SELECT step, value FROM points WHERE metric_id = ? AND step IN ({marks})",
+                    (metric_id, *position),
+                )
+            else:
+                cursor = conn.execute(
+                    "SELECT step, value FROM points WHERE metric_id = ? AND step BETWEEN ? AND ?",
+                    (metric_id, steps[0][0], steps[-1][0]),
+                )
             for step, value in cursor:
-                bucket = values.get(step)
-                if bucket is not None:
-                    bucket[name] = _nan(value)
-        return [row_to_wire(step, epoch, ts, values[step]) for step, epoch, ts in steps]
+                index = position.get(step)
+                if index is not None:
+                    column[index] = value
+            columns.append((name, column))
+        stamps = format_timestamps(np.array([ts for _, _, ts in steps], dtype=np.float64))
+        rows: list[Row] = []
+        for index, (step, epoch, _) in enumerate(steps):
+            row: Row = {"step": step}
+            if epoch is not None:
+                row["epoch"] = int(epoch) if epoch.is_integer() else epoch
+            row["timestamp"] = stamps[index]
+            found = False
+            for name, column in columns:
+                value = column[index]
+                if value is _ABSENT:
+                    continue
+                found = True
+                row[name] = value if value is not None and math.isfinite(value) else _encode(value)
+            if found or not require_any:
+                rows.append(row)
+        return rows
 
     def _rows_for_steps(
         self,
@@ -542,17 +558,8 @@ class SQLiteStore:
                 "ORDER BY step",
                 (pk, *chunk),
             ).fetchall()
-            if not found:
-                continue
-            values: dict[int, dict[str, float]] = {row[0]: {} for row in found}
-            for name, metric_id in ids.items():
-                cursor = conn.execute(
-                    f"SELECT step, value FROM points WHERE metric_id = ? AND step IN ({marks})",
-                    (metric_id, *chunk),
-                )
-                for step, value in cursor:
-                    values[step][name] = _nan(value)
-            rows.extend(row_to_wire(step, epoch, ts, values[step]) for step, epoch, ts in found)
+            if found:
+                rows.extend(self._assemble(conn, found, ids, exact=True))
         return rows
 
     def rows_at_steps(

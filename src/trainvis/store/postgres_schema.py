@@ -1,0 +1,124 @@
+"""PostgreSQL schema as an ordered list of migrations (table ``schema_version``).
+
+Append a new entry to :data:`MIGRATIONS` to change the schema; never edit one
+that has shipped. :func:`migrate` applies the missing ones in one transaction
+under a transaction-scoped advisory lock, so several replicas starting at once
+queue up: the first creates (or upgrades) the schema, the others find it done.
+
+The data model is the SQLite one (see ``sqlite_schema.py``) with PostgreSQL
+types: ``double precision`` keeps NaN and ±Infinity natively, ``config`` is
+``json`` (key order as posted) and ``tags`` ``jsonb`` (for the tag filter).
+Points and steps carry no foreign keys (they would cost a trigger per row on
+ingest); ``delete_job`` removes them explicitly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import psycopg
+from psycopg.rows import TupleRow
+
+#: Key of the advisory lock that serializes migrations ("trainvis" in ASCII).
+MIGRATION_LOCK = 0x7472_6169_6E76_6973
+
+MIGRATIONS: tuple[str, ...] = (
+    # 1: counters, used ids, jobs, per-metric statistics, rows (one per job and
+    # step, with the job's sequence number) and points (one per metric and step).
+    """
+    CREATE TABLE counters (name text PRIMARY KEY, value bigint NOT NULL);
+    INSERT INTO counters VALUES ('job_id', 0);
+    CREATE TABLE used_ids (id text PRIMARY KEY);
+    CREATE TABLE jobs (
+        pk bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        id text NOT NULL UNIQUE,
+        name text NOT NULL,
+        model_name text,
+        status text NOT NULL,
+        message text,
+        total_epochs bigint,
+        total_steps bigint,
+        config json NOT NULL,
+        tags jsonb NOT NULL,
+        created_at double precision NOT NULL,
+        updated_at double precision NOT NULL,
+        started_at double precision,
+        finished_at double precision,
+        last_seq bigint NOT NULL DEFAULT 0,
+        max_step bigint,
+        max_epoch double precision,
+        first_ts double precision,
+        row_count bigint NOT NULL DEFAULT 0
+    );
+    CREATE INDEX jobs_created ON jobs (created_at DESC, id DESC);
+    CREATE TABLE metrics (
+        id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        job_pk bigint NOT NULL,
+        name text NOT NULL,
+        count bigint NOT NULL DEFAULT 0,
+        last_step bigint,
+        last_value double precision,
+        min_value double precision,
+        min_step bigint,
+        max_value double precision,
+        max_step bigint,
+        nonfinite bigint NOT NULL DEFAULT 0,
+        UNIQUE (job_pk, name)
+    );
+    CREATE TABLE steps (
+        job_pk bigint NOT NULL,
+        step bigint NOT NULL,
+        epoch double precision,
+        ts double precision NOT NULL,
+        seq bigint NOT NULL,
+        PRIMARY KEY (job_pk, step)
+    );
+    CREATE INDEX steps_seq ON steps (job_pk, seq);
+    CREATE TABLE points (
+        metric_id bigint NOT NULL,
+        step bigint NOT NULL,
+        value double precision NOT NULL,
+        PRIMARY KEY (metric_id, step)
+    );
+    """,
+)
+
+
+def schema_version(conn: psycopg.Connection[TupleRow]) -> int:
+    """The version recorded in the database (0 for an empty database)."""
+    exists = conn.execute("SELECT to_regclass('schema_version') IS NOT NULL").fetchone()
+    if not exists or not exists[0]:
+        return 0
+    row = conn.execute("SELECT coalesce(max(version), 0) FROM schema_version").fetchone()
+    return int(row[0]) if row else 0
+
+
+def migrate(
+    conn: psycopg.Connection[TupleRow],
+    migrations: Sequence[str] = MIGRATIONS,
+) -> int:
+    """Bring the database to the newest schema version; returns that version.
+
+    Runs in one transaction holding ``pg_advisory_xact_lock``: replicas that
+    start together wait for each other, and a failed migration leaves the
+    database as it was.
+
+    Raises:
+        RuntimeError: the database is newer than this trainvis.
+    """
+    with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
+        conn.execute(
+            "CREATE TABLE IF NOT EXISTS schema_version ("
+            "version integer PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
+        )
+        version = schema_version(conn)
+        if version > len(migrations):
+            raise RuntimeError(
+                f"database schema version {version} is newer than this trainvis "
+                f"({len(migrations)}); upgrade trainvis"
+            )
+        for number in range(version + 1, len(migrations) + 1):
+            conn.execute(migrations[number - 1].encode())
+            conn.execute("INSERT INTO schema_version (version) VALUES (%s)", (number,))
+    return len(migrations)

@@ -32,7 +32,7 @@ from trainvis.models import (
     TrainingJob,
     WriteResult,
     encode_value,
-    format_timestamps,
+    format_timestamp,
 )
 from trainvis.store.base import JobFilter, Row, Series
 from trainvis.store.common import (
@@ -41,8 +41,8 @@ from trainvis.store.common import (
     check_transition,
     eta_from_rate,
     merge_batch,
-    stored_rows,
     status_timestamps,
+    stored_rows,
 )
 from trainvis.store.sqlite_schema import migrate
 
@@ -64,6 +64,22 @@ def _nan(value: float | None) -> float:
 
 
 _ABSENT = object()
+
+
+def _plain(epoch: float) -> float | int:
+    return int(epoch) if epoch.is_integer() else epoch
+
+
+def _stamps(steps: list[tuple[int, float | None, float]]) -> list[str]:
+    """Timestamps formatted once per distinct value (a batch shares one)."""
+    memo: dict[float, str] = {}
+    out: list[str] = []
+    for _, _, ts in steps:
+        text = memo.get(ts)
+        if text is None:
+            text = memo[ts] = format_timestamp(ts) or ""
+        out.append(text)
+    return out
 
 
 def _encode(value: float | None) -> float | str:
@@ -504,43 +520,56 @@ class SQLiteStore:
         ``exact`` queries the points at exactly these steps instead of the
         whole range between the first and the last.
         """
-        position = {step: index for index, (step, _, _) in enumerate(steps)}
-        columns: list[tuple[str, list[Any]]] = []
-        marks = ",".join("?" * len(steps))
+        rows: list[Row] = [
+            {"step": step, "timestamp": stamp}
+            if epoch is None
+            else {"step": step, "epoch": _plain(epoch), "timestamp": stamp}
+            for (step, epoch, _), stamp in zip(steps, _stamps(steps), strict=True)
+        ]
+        present = [False] * len(steps) if require_any else None
         for name, metric_id in ids.items():
-            column: list[Any] = [_ABSENT] * len(steps)
-            if exact:
-                cursor = conn.execute(
-                    f"SELECT step, value FROM points WHERE metric_id = ? AND step IN ({marks})",
-                    (metric_id, *position),
-                )
-            else:
-                cursor = conn.execute(
-                    "SELECT step, value FROM points WHERE metric_id = ? AND step BETWEEN ? AND ?",
-                    (metric_id, steps[0][0], steps[-1][0]),
-                )
-            for step, value in cursor:
-                index = position.get(step)
-                if index is not None:
-                    column[index] = value
-            columns.append((name, column))
-        stamps = format_timestamps(np.array([ts for _, _, ts in steps], dtype=np.float64))
-        rows: list[Row] = []
-        for index, (step, epoch, _) in enumerate(steps):
-            row: Row = {"step": step}
-            if epoch is not None:
-                row["epoch"] = int(epoch) if epoch.is_integer() else epoch
-            row["timestamp"] = stamps[index]
-            found = False
-            for name, column in columns:
-                value = column[index]
+            column = self._column(conn, metric_id, steps, exact=exact)
+            for index, (row, value) in enumerate(zip(rows, column, strict=True)):
                 if value is _ABSENT:
                     continue
-                found = True
-                row[name] = value if value is not None and math.isfinite(value) else _encode(value)
-            if found or not require_any:
-                rows.append(row)
-        return rows
+                row[name] = value if value is not None and value - value == 0 else _encode(value)
+                if present is not None:
+                    present[index] = True
+        if present is None:
+            return rows
+        return [row for row, keep in zip(rows, present, strict=True) if keep]
+
+    def _column(
+        self,
+        conn: sqlite3.Connection,
+        metric_id: int,
+        steps: list[tuple[int, float | None, float]],
+        *,
+        exact: bool,
+    ) -> list[Any]:
+        """Values of one metric aligned with ``steps`` (``_ABSENT`` where none)."""
+        if exact:
+            marks = ",".join("?" * len(steps))
+            found = conn.execute(
+                f"SELECT step, value FROM points WHERE metric_id = ? AND step IN ({marks}) "
+                "ORDER BY step",
+                (metric_id, *(step for step, _, _ in steps)),
+            ).fetchall()
+        else:
+            found = conn.execute(
+                "SELECT step, value FROM points WHERE metric_id = ? AND step BETWEEN ? AND ? "
+                "ORDER BY step",
+                (metric_id, steps[0][0], steps[-1][0]),
+            ).fetchall()
+        if len(found) == len(steps):  # points ⊆ steps, both sorted: identical steps
+            return [value for _, value in found]
+        column: list[Any] = [_ABSENT] * len(steps)
+        position = {step: index for index, (step, _, _) in enumerate(steps)}
+        for step, value in found:
+            index = position.get(step)
+            if index is not None:
+                column[index] = value
+        return column
 
     def _rows_for_steps(
         self,

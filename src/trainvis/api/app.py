@@ -24,6 +24,7 @@ from trainvis.api.middleware import BodyLimitMiddleware
 from trainvis.api.responses import JSONBody
 from trainvis.config import Settings
 from trainvis.store import MetricStore, open_store
+from trainvis.store.cache import SeriesCache
 
 API_PREFIX = "/api/v1/visualization"
 log = logging.getLogger("trainvis")
@@ -49,6 +50,7 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if app.state.store is None:
             app.state.store = open_store(settings.db)
+        app.state.series_cache = SeriesCache(app.state.store)
         if app.state.broker is None:
             app.state.broker = _make_broker(settings, app.state.store)
         if app.state.broker is not None:

@@ -133,7 +133,7 @@ async def history(
     metrics: Annotated[str | None, Query(description="comma-separated metric names")] = None,
     start_step: Annotated[int | None, Query(ge=0)] = None,
     end_step: Annotated[int | None, Query(ge=0)] = None,
-    max_points: Annotated[int | None, Query(ge=2, le=1_000_000)] = None,
+    max_points: Annotated[int | None, Query(ge=16, le=100_000)] = None,
     limit: Annotated[int | None, Query(ge=1)] = None,
     offset: Annotated[int, Query(ge=0)] = 0,
     format: Literal["json", "csv"] | None = None,
@@ -149,9 +149,10 @@ async def history(
     if max_points is not None:
         from trainvis.api.sampling import downsampled_rows
 
+        cache = request.app.state.series_cache
         rows: Iterator[Row] = iter(
             await run_in_threadpool(
-                downsampled_rows, store, job_id, names, start_step, end_step, max_points
+                downsampled_rows, store, cache, job_id, names, start_step, end_step, max_points
             )
         )
         if offset or limit is not None:

@@ -1,0 +1,159 @@
+"""Chart endpoints: the four Chart.js charts of a job (or their Recharts shape).
+
+Handlers only parse the query; :func:`chart_impl` reads whole series through
+the app's :class:`~trainvis.store.cache.SeriesCache` (smoothing is exact only on
+full-resolution data) and hands them to the pure builders in ``trainvis.charts``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Query, Request, Response
+from starlette.concurrency import run_in_threadpool
+
+from trainvis.api.deps import get_store, require_read
+from trainvis.api.responses import JSONBody
+from trainvis.charts import ChartKind, build_chart, select_metrics, to_recharts
+from trainvis.store.base import MetricStore
+from trainvis.store.cache import SeriesCache
+
+router = APIRouter(tags=["charts"], dependencies=[Depends(require_read)])
+Store = Annotated[MetricStore, Depends(get_store)]
+XAxis = Literal["step", "epoch", "time", "relative_time"]
+
+
+@dataclass(frozen=True)
+class ChartQuery:
+    """Query parameters shared by every chart endpoint."""
+
+    x: XAxis = "step"
+    start_step: int | None = None
+    end_step: int | None = None
+    max_points: int | None = None
+    smooth: bool | None = None
+    smooth_factor: float | None = None
+    smooth_method: Literal["ema", "moving_average", "gaussian"] | None = None
+    window: int | None = None
+    sigma: float | None = None
+    band: Literal["minmax"] | None = None
+    log_scale: bool | None = None
+    format: Literal["chartjs", "recharts"] = "chartjs"
+    metrics: str | None = None
+
+
+def chart_query(
+    x: XAxis = "step",
+    start_step: Annotated[int | None, Query(ge=0)] = None,
+    end_step: Annotated[int | None, Query(ge=0)] = None,
+    max_points: Annotated[
+        int | None, Query(ge=16, le=100_000, description="points per series (default 2000)")
+    ] = None,
+    smooth: bool | None = None,
+    smooth_factor: Annotated[
+        float | None, Query(gt=0, le=1, description="EMA α, the weight of the newest value")
+    ] = None,
+    smooth_method: Literal["ema", "moving_average", "gaussian"] | None = None,
+    window: Annotated[int | None, Query(ge=1, le=100_000)] = None,
+    sigma: Annotated[float | None, Query(gt=0, le=100_000)] = None,
+    band: Literal["minmax"] | None = None,
+    log_scale: bool | None = None,
+    format: Literal["chartjs", "recharts"] = "chartjs",
+) -> ChartQuery:
+    return ChartQuery(
+        x, start_step, end_step, max_points, smooth, smooth_factor, smooth_method,
+        window, sigma, band, log_scale, format,
+    )  # fmt: skip
+
+
+Params = Annotated[ChartQuery, Depends(chart_query)]
+
+
+def series_cache(request: Request) -> SeriesCache:
+    cache: SeriesCache = request.app.state.series_cache
+    return cache
+
+
+Cache = Annotated[SeriesCache, Depends(series_cache)]
+
+
+def chart_impl(
+    store: MetricStore, cache: SeriesCache, job_id: str, kind: ChartKind, query: ChartQuery
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Build one chart of a job: ``(config, meta)``.
+
+    Raises:
+        JobNotFound: unknown job. InvalidArgument: a bad option (names it).
+    """
+    job = store.get_job(job_id)
+    requested = (
+        [name.strip() for name in query.metrics.split(",") if name.strip()]
+        if query.metrics
+        else None
+    )
+    names = select_metrics(kind, job.metric_names, requested)
+    series = cache.read(job_id, names, start_step=query.start_step, end_step=query.end_step)
+    ordered = {name: series[name] for name in names if name in series}
+    config, meta = build_chart(
+        kind,
+        ordered,
+        x=query.x,
+        smooth=query.smooth,
+        smooth_factor=query.smooth_factor,
+        smooth_method=query.smooth_method,
+        window=query.window,
+        sigma=query.sigma,
+        max_points=query.max_points,
+        band=query.band,
+        log_scale=query.log_scale,
+        t0=job.first_timestamp,
+    )
+    if query.format == "recharts":
+        config = to_recharts(config, query.x)
+    return config, meta
+
+
+def all_charts(store: MetricStore, cache: SeriesCache, job_id: str) -> dict[str, Any]:
+    """The four chart configs of a job with default options (dashboard JSON)."""
+    kinds: tuple[ChartKind, ...] = ("loss", "gpu", "metrics", "learning_rate")
+    return {kind: chart_impl(store, cache, job_id, kind, ChartQuery())[0] for kind in kinds}
+
+
+async def _respond(
+    store: MetricStore, cache: SeriesCache, job_id: str, kind: ChartKind, query: ChartQuery
+) -> Response:
+    config, meta = await run_in_threadpool(chart_impl, store, cache, job_id, kind, query)
+    return JSONBody({"data": config, "meta": meta})
+
+
+@router.get("/training/{job_id}/loss", summary="Loss curves (train and val), Chart.js config")
+async def loss_chart(job_id: str, store: Store, cache: Cache, query: Params) -> Response:
+    return await _respond(store, cache, job_id, "loss", query)
+
+
+@router.get("/training/{job_id}/gpu", summary="GPU utilization and memory, Chart.js config")
+async def gpu_chart(job_id: str, store: Store, cache: Cache, query: Params) -> Response:
+    return await _respond(store, cache, job_id, "gpu", query)
+
+
+@router.get(
+    "/training/{job_id}/metrics/chart", summary="Evaluation and custom metrics, Chart.js config"
+)
+async def metrics_chart(
+    job_id: str,
+    store: Store,
+    cache: Cache,
+    query: Params,
+    metrics: Annotated[
+        str | None, Query(description="comma-separated metrics (default: all evaluation metrics)")
+    ] = None,
+) -> Response:
+    return await _respond(
+        store, cache, job_id, "metrics", ChartQuery(**{**query.__dict__, "metrics": metrics})
+    )
+
+
+@router.get("/training/{job_id}/learning-rate", summary="Learning-rate schedule, Chart.js config")
+async def learning_rate_chart(job_id: str, store: Store, cache: Cache, query: Params) -> Response:
+    return await _respond(store, cache, job_id, "learning_rate", query)

@@ -1,0 +1,296 @@
+"""Chart.js 4 configurations for the four charts: loss, GPU, metrics, learning rate.
+
+Each builder takes the series to draw (``{metric: Series}``, as
+``MetricStore.read_series`` returns them; :func:`~trainvis.charts.select.select_metrics`
+says which to read) and the request's options, and returns ``(config, meta)``:
+
+- ``config`` is a complete ``{type, data: {datasets}, options}`` that
+  ``new Chart(ctx, config)`` renders as is (points ``{x, y}``, NaN/±Infinity as
+  ``null`` gaps, ``parsing: false``);
+- ``meta`` says ``points_total``, ``points_returned`` (over the raw series),
+  ``downsampled``, ``algorithm``, the non-finite count and first step, and the
+  same per series under ``series``.
+
+Pure: no I/O. Bad options raise :class:`~trainvis.errors.InvalidArgument`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, TypedDict, Unpack
+
+import numpy as np
+
+from trainvis.charts.config import (
+    ANIMATION_LIMIT,
+    GPU_AXES,
+    NONFINITE_COLOR,
+    X_TITLES,
+    ChartConfig,
+    ChartKind,
+    GpuChartConfig,
+    LearningRateChartConfig,
+    LossChartConfig,
+    MetricsChartConfig,
+    default_config,
+)
+from trainvis.charts.datasets import SeriesResult, build_series
+from trainvis.charts.params import ChartParams, resolve_params
+from trainvis.charts.select import gpu_axis_for
+from trainvis.store.base import Series
+
+ChartPair = tuple[dict[str, Any], dict[str, Any]]
+
+
+class ChartOptions(TypedDict, total=False):
+    """The keyword options every builder accepts (see :func:`build_chart`)."""
+
+    x: str
+    smooth: bool | None
+    smooth_factor: float | None
+    smooth_method: str | None
+    window: int | None
+    sigma: float | None
+    max_points: int | None
+    band: str | None
+    log_scale: bool | None
+    algorithm: str
+    t0: float | None
+
+
+def build_chart(
+    kind: ChartKind,
+    series: Mapping[str, Series],
+    *,
+    config: ChartConfig | None = None,
+    x: str = "step",
+    smooth: bool | None = None,
+    smooth_factor: float | None = None,
+    smooth_method: str | None = None,
+    window: int | None = None,
+    sigma: float | None = None,
+    max_points: int | None = None,
+    band: str | None = None,
+    log_scale: bool | None = None,
+    algorithm: str = "minmaxlttb",
+    t0: float | None = None,
+) -> ChartPair:
+    """Build the Chart.js config and meta of a chart of ``kind``.
+
+    Args:
+        kind: ``loss``, ``gpu``, ``metrics`` or ``learning_rate``.
+        series: metric name -> series, in display order (empty: an empty chart).
+        config: presentation and defaults; the kind's default config if None.
+        x: ``step``, ``epoch``, ``time`` (Unix ms, a ``time`` axis) or
+            ``relative_time`` (seconds since ``t0``).
+        smooth: add a smoothed dataset per series (raw faded, smoothed solid);
+            ``None`` takes ``config.smooth``.
+        smooth_factor: EMA α in (0, 1] (weight of the newest value).
+        smooth_method: ``ema``, ``moving_average`` or ``gaussian``.
+        window: moving-average window (points); sigma: Gaussian σ (points).
+        max_points: per-series budget (default ``config.max_points``, 2000).
+        band: ``"minmax"`` adds each series' min/max envelope.
+        log_scale: logarithmic y axis (ignored for the GPU chart).
+        algorithm: downsampler, ``minmaxlttb``, ``m4`` or ``minmax``.
+        t0: the job's first timestamp for ``relative_time``; default: the
+            earliest timestamp of the given series.
+
+    Raises:
+        InvalidArgument: an option out of range (``details`` name the query
+            parameter).
+        ValueError: ``x=epoch|time|relative_time`` with series read without
+            times.
+    """
+    cfg = config if config is not None else default_config(kind)
+    params = resolve_params(
+        cfg,
+        x=x,
+        smooth=smooth,
+        smooth_factor=smooth_factor,
+        smooth_method=smooth_method,
+        window=window,
+        sigma=sigma,
+        max_points=max_points,
+        band=band,
+        log_scale=log_scale,
+        algorithm=algorithm,
+        t0=t0,
+    )
+    origin = _time_origin(series, params)
+    results = [
+        build_series(
+            metric,
+            data,
+            index=position,
+            axis=gpu_axis_for(metric) if kind == "gpu" else "y",
+            config=cfg,
+            params=params,
+            t0=origin,
+        )
+        for position, (metric, data) in enumerate(series.items())
+    ]
+    meta = _meta(kind, list(series), results, params, origin)
+    datasets = [dataset for result in results for dataset in result.datasets]
+    options = _options(kind, cfg, params, datasets, results, meta)
+    return {"type": "line", "data": {"datasets": datasets}, "options": options}, meta
+
+
+def build_loss_chart(
+    series: Mapping[str, Series],
+    *,
+    config: LossChartConfig | None = None,
+    **options: Unpack[ChartOptions],
+) -> ChartPair:
+    """The loss chart (train, val and other losses); options as :func:`build_chart`."""
+    return build_chart("loss", series, config=config, **options)
+
+
+def build_gpu_chart(
+    series: Mapping[str, Series],
+    *,
+    config: GpuChartConfig | None = None,
+    **options: Unpack[ChartOptions],
+) -> ChartPair:
+    """The GPU chart: utilization (%) left, memory (MiB) right, per device;
+    temperature (°C) and power (W) on their own right axes when present."""
+    return build_chart("gpu", series, config=config, **options)
+
+
+def build_metrics_chart(
+    series: Mapping[str, Series],
+    *,
+    config: MetricsChartConfig | None = None,
+    **options: Unpack[ChartOptions],
+) -> ChartPair:
+    """The evaluation/custom metrics chart; options as :func:`build_chart`."""
+    return build_chart("metrics", series, config=config, **options)
+
+
+def build_learning_rate_chart(
+    series: Mapping[str, Series],
+    *,
+    config: LearningRateChartConfig | None = None,
+    **options: Unpack[ChartOptions],
+) -> ChartPair:
+    """The learning-rate chart; ``log_scale=True`` gives a logarithmic y axis."""
+    return build_chart("learning_rate", series, config=config, **options)
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _time_origin(series: Mapping[str, Series], params: ChartParams) -> float | None:
+    """``t0`` for relative time: given, or the earliest timestamp shown."""
+    if params.x != "relative_time" or params.t0 is not None:
+        return params.t0
+    firsts = [
+        float(np.nanmin(s.timestamps))
+        for s in series.values()
+        if s.timestamps is not None and bool(np.isfinite(s.timestamps).any())
+    ]
+    return min(firsts) if firsts else 0.0
+
+
+def _meta(
+    kind: ChartKind,
+    metrics: list[str],
+    results: list[SeriesResult],
+    params: ChartParams,
+    origin: float | None,
+) -> dict[str, Any]:
+    per_series = {metric: result.meta for metric, result in zip(metrics, results, strict=True)}
+    firsts = [m["first_nonfinite_step"] for m in per_series.values()]
+    first_steps = [step for step in firsts if step is not None]
+    meta: dict[str, Any] = {
+        "chart": kind,
+        "x": params.x,
+        "metrics": metrics,
+        "points_total": sum(result.total for result in results),
+        "points_returned": sum(result.returned for result in results),
+        "downsampled": any(result.downsampled for result in results),
+        "algorithm": "minmax" if params.band else params.algorithm,
+        "max_points": params.max_points,
+        "smoothing": params.smoothing_meta(),
+        "band": "minmax" if params.band else None,
+        "log_scale": params.log_scale and kind != "gpu",
+        "nonfinite_count": sum(m["nonfinite_count"] for m in per_series.values()),
+        "first_nonfinite_step": min(first_steps) if first_steps else None,
+        "series": per_series,
+    }
+    if params.x == "relative_time":
+        meta["t0"] = origin
+    return meta
+
+
+def _options(
+    kind: ChartKind,
+    cfg: ChartConfig,
+    params: ChartParams,
+    datasets: list[dict[str, Any]],
+    results: list[SeriesResult],
+    meta: dict[str, Any],
+) -> dict[str, Any]:
+    hover = {"mode": "nearest", "axis": "x", "intersect": False}
+    options: dict[str, Any] = {
+        "responsive": True,
+        "parsing": False,
+        "spanGaps": False,
+        "interaction": dict(hover),
+        "plugins": {
+            "title": {"display": True, "text": cfg.title},
+            "subtitle": _subtitle(meta),
+            "legend": {"display": True, "position": "top"},
+            "tooltip": dict(hover),
+        },
+        "scales": {"x": _x_scale(params), **_y_scales(kind, cfg, params, datasets)},
+    }
+    if all(result.sorted_x for result in results):
+        options["normalized"] = True
+    if sum(len(dataset["data"]) for dataset in datasets) > ANIMATION_LIMIT:
+        options["animation"] = False
+    return options
+
+
+def _subtitle(meta: dict[str, Any]) -> dict[str, Any]:
+    """A visible note of NaN/Inf values (or of an empty chart)."""
+    count = meta["nonfinite_count"]
+    if count:
+        plural = "s" if count > 1 else ""
+        text = f"{count} NaN/Inf value{plural}, first at step {meta['first_nonfinite_step']}"
+        return {"display": True, "text": text, "color": NONFINITE_COLOR}
+    if not meta["points_total"]:
+        return {"display": True, "text": "No data yet"}
+    return {"display": False, "text": ""}
+
+
+def _x_scale(params: ChartParams) -> dict[str, Any]:
+    title = {"display": True, "text": X_TITLES[params.x]}
+    if params.x == "time":
+        return {"type": "time", "title": title}
+    return {"type": "linear", "title": title}
+
+
+def _y_scales(
+    kind: ChartKind, cfg: ChartConfig, params: ChartParams, datasets: list[dict[str, Any]]
+) -> dict[str, Any]:
+    if kind != "gpu":
+        scale_type = "logarithmic" if params.log_scale else "linear"
+        return {"y": {"type": scale_type, "title": {"display": True, "text": cfg.y_title}}}
+    used = {dataset["yAxisID"] for dataset in datasets} | {"y", "y1"}
+    scales: dict[str, Any] = {}
+    for axis_id, (title, position) in GPU_AXES.items():
+        if axis_id not in used:
+            continue
+        text = cfg.y_title if axis_id == "y" else title
+        scale: dict[str, Any] = {
+            "type": "linear",
+            "position": position,
+            "beginAtZero": True,
+            "title": {"display": True, "text": text},
+        }
+        if axis_id == "y":
+            scale.update(min=0, max=100)
+        else:
+            scale["grid"] = {"drawOnChartArea": False}
+        scales[axis_id] = scale
+    return scales

@@ -1,0 +1,110 @@
+"""Which metrics each chart reads, how they are labelled and on which axis.
+
+Pure string logic, shared by the chart builders and the API layer (which asks
+:func:`select_metrics` what to read from the store).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+
+from trainvis.charts.config import GPU_FIELD_LABELS, LABELS, ChartKind
+
+_GPU_DEVICE_RE = re.compile(r"^gpu(\d+)\.([A-Za-z0-9_]+)$")
+# Known metrics first, in this order; the rest follow alphabetically.
+_PREFERRED: dict[ChartKind, tuple[str, ...]] = {
+    "loss": ("train_loss", "val_loss"),
+    "gpu": ("gpu_utilization", "gpu_memory"),
+    "metrics": ("accuracy", "f1", "precision", "recall", "auc"),
+    "learning_rate": ("learning_rate", "lr"),
+}
+_GPU_FIELD_ORDER = {name: rank for rank, name in enumerate(GPU_FIELD_LABELS)}
+
+
+def is_gpu_metric(name: str) -> bool:
+    """Names starting with ``gpu`` (``gpu_memory``, ``gpu0.utilization``, …)."""
+    return name.startswith("gpu")
+
+
+def is_loss_metric(name: str) -> bool:
+    """Names containing ``loss`` (and not GPU readings)."""
+    return "loss" in name and not is_gpu_metric(name)
+
+
+def is_lr_metric(name: str) -> bool:
+    """Names containing ``learning_rate`` or ``lr`` that are not losses or GPU readings."""
+    return ("learning_rate" in name or "lr" in name) and not ("loss" in name or is_gpu_metric(name))
+
+
+def is_eval_metric(name: str) -> bool:
+    """The metrics chart's default: not loss, learning rate or GPU (DESIGN.md)."""
+    return not ("loss" in name or "learning_rate" in name or "lr" in name or is_gpu_metric(name))
+
+
+_BELONGS = {
+    "loss": is_loss_metric,
+    "gpu": is_gpu_metric,
+    "metrics": is_eval_metric,
+    "learning_rate": is_lr_metric,
+}
+
+
+def select_metrics(
+    kind: ChartKind, metric_names: Iterable[str], requested: Sequence[str] | None = None
+) -> list[str]:
+    """The metrics a chart of ``kind`` shows, in display order.
+
+    Args:
+        kind: ``loss``, ``gpu``, ``metrics`` or ``learning_rate``.
+        metric_names: the job's metric names.
+        requested: an explicit ``metrics=`` list; when given (and non-empty)
+            it is returned as is, deduplicated, in the order given (names the
+            job lacks stay in: the chart simply has no data for them).
+
+    Returns:
+        The chart's default selection otherwise: losses (train, val, then the
+        rest), GPU readings (aggregate, then per device by index and field),
+        every other metric for ``metrics`` (custom ones included), and
+        learning-rate metrics.
+    """
+    if requested:
+        return list(dict.fromkeys(name for name in requested if name))
+    belongs = _BELONGS[kind]
+    chosen = {name for name in metric_names if belongs(name)}
+    return sorted(chosen, key=lambda name: _sort_key(kind, name))
+
+
+def _sort_key(kind: ChartKind, name: str) -> tuple[int, int, int, str]:
+    preferred = _PREFERRED[kind]
+    if name in preferred:
+        return (0, preferred.index(name), 0, "")
+    device = _GPU_DEVICE_RE.match(name)
+    if device:
+        field = device.group(2)
+        return (1, int(device.group(1)), _GPU_FIELD_ORDER.get(field, 99), field)
+    return (2, 0, 0, name)
+
+
+def label_for(metric: str) -> str:
+    """The dataset label of a metric (``Train Loss``, ``GPU 0 Memory (MiB)``, or the name)."""
+    if metric in LABELS:
+        return LABELS[metric]
+    device = _GPU_DEVICE_RE.match(metric)
+    if device and device.group(2) in GPU_FIELD_LABELS:
+        return f"GPU {device.group(1)} {GPU_FIELD_LABELS[device.group(2)][0]}"
+    return metric
+
+
+def gpu_axis_for(metric: str) -> str:
+    """The GPU chart's y axis of a metric: ``y`` (%), ``y1`` (MiB), ``y2`` (°C), ``y3`` (W)."""
+    device = _GPU_DEVICE_RE.match(metric)
+    if device and device.group(2) in GPU_FIELD_LABELS:
+        return GPU_FIELD_LABELS[device.group(2)][1]
+    if "mem" in metric:
+        return "y1"
+    if "temp" in metric:
+        return "y2"
+    if "power" in metric or "watt" in metric:
+        return "y3"
+    return "y"

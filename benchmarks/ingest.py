@@ -133,14 +133,13 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         targets = args.db or [os.path.join(tmp, "bench.db")]
         results = [(db, run(db, args.steps, args.batch, args.reads)) for db in targets]
-    print(
-        f"\n{'backend':<12} {'points':>10} {'W1 s':>8} {'W1 points/s':>13} {'W2 s':>8} {'peak RSS MB':>12}"
-    )
+    header = ("backend", "points", "W1 s", "W1 points/s", "W2 s", "peak RSS MB")
+    print("\n{:<12} {:>10} {:>8} {:>13} {:>8} {:>12}".format(*header))
     for db, r in results:
         backend = "postgresql" if db.startswith("postgres") else "sqlite"
         print(
-            f"{backend:<12} {r['points']:>10,.0f} {r['w1_seconds']:>8.2f} {r['w1_points_per_s']:>13,.0f} "
-            f"{r['w2_seconds']:>8.3f} {r['rss_mb']:>12.0f}"
+            f"{backend:<12} {r['points']:>10,.0f} {r['w1_seconds']:>8.2f} "
+            f"{r['w1_points_per_s']:>13,.0f} {r['w2_seconds']:>8.3f} {r['rss_mb']:>12.0f}"
         )
 
 

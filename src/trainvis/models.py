@@ -17,11 +17,11 @@ import dataclasses
 import functools
 import math
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, overload
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -432,9 +432,12 @@ class WriteResult:
     rows_factory: Callable[[], list[tuple[int, dict[str, Any]]]]
 
     @functools.cached_property
-    def rows(self) -> list[tuple[int, dict[str, Any]]]:
-        """The rows as stored (merged with earlier values of the same step), by seq."""
-        return self.rows_factory()
+    def rows(self) -> StoredRows:
+        """The rows as stored (merged with earlier values of the same step), by seq.
+
+        Built on first use, so publishing to a job nobody watches costs nothing.
+        """
+        return StoredRows(self.rows_factory)
 
     def to_wire(self) -> dict[str, Any]:
         return {
@@ -443,6 +446,33 @@ class WriteResult:
             "points": self.points,
             "last_step": self.last_step,
         }
+
+
+class StoredRows(Sequence[tuple[int, dict[str, Any]]]):
+    """A lazily built list of ``(seq, row)``."""
+
+    def __init__(self, factory: Callable[[], list[tuple[int, dict[str, Any]]]]) -> None:
+        self._factory = factory
+        self._rows: list[tuple[int, dict[str, Any]]] | None = None
+
+    def _load(self) -> list[tuple[int, dict[str, Any]]]:
+        if self._rows is None:
+            self._rows = self._factory()
+        return self._rows
+
+    def __len__(self) -> int:
+        return len(self._load())
+
+    @overload
+    def __getitem__(self, index: int) -> tuple[int, dict[str, Any]]: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[tuple[int, dict[str, Any]]]: ...
+
+    def __getitem__(
+        self, index: int | slice
+    ) -> tuple[int, dict[str, Any]] | list[tuple[int, dict[str, Any]]]:
+        return self._load()[index]
 
 
 # --------------------------------------------------------------------------- schemas

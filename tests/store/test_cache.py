@@ -26,7 +26,7 @@ def job(store: MetricStore) -> str:
 
 def test_read_matches_store(store: MetricStore, job: str) -> None:
     cache = SeriesCache(store)
-    got = cache.read(job, ["loss", "nope"])
+    got = cache.read(job, ["loss", "nope"], with_time=True)
     assert set(got) == {"loss"}
     expected = store.read_series(job, ["loss"], with_time=True)["loss"]
     np.testing.assert_array_equal(got["loss"].steps, expected.steps)
@@ -36,11 +36,11 @@ def test_read_matches_store(store: MetricStore, job: str) -> None:
 
 def test_appends_replacements_and_inserts_are_merged(store: MetricStore, job: str) -> None:
     cache = SeriesCache(store)
-    cache.read(job, ["loss"])
+    cache.read(job, ["loss"], with_time=True)
     write(store, job, [{"step": 100, "loss": 100.0}, {"step": 101, "loss": "NaN"}])
     write(store, job, [{"step": 5, "loss": -5.0}])
     write(store, job, [{"step": 1000, "other": 1.0}, {"step": 50, "loss": 0.5}])
-    series = cache.read(job, ["loss"])["loss"]
+    series = cache.read(job, ["loss"], with_time=True)["loss"]
     assert series.steps.tolist() == list(range(102))
     assert series.values[5] == -5.0 and series.values[50] == 0.5 and series.values[100] == 100.0
     assert math.isnan(series.values[101])
@@ -58,6 +58,15 @@ def test_sees_writes_from_another_store_instance(store: MetricStore, job: str, d
     finally:
         other.close()
     assert cache.read(job, ["loss"])["loss"].steps[-1] == 200
+
+
+def test_time_is_loaded_only_when_asked(store: MetricStore, job: str) -> None:
+    cache = SeriesCache(store)
+    assert cache.read(job, ["loss"])["loss"].epochs is None
+    write(store, job, [{"step": 100, "loss": 1.0, "epoch": 10}])
+    timed = cache.read(job, ["loss"], with_time=True)["loss"]
+    assert timed.epochs is not None and timed.epochs[-1] == 10
+    assert timed.steps[-1] == 100
 
 
 def test_step_range_slices(store: MetricStore, job: str) -> None:

@@ -93,7 +93,13 @@ def chart_impl(
         else None
     )
     names = select_metrics(kind, job.metric_names, requested)
-    series = cache.read(job_id, names, start_step=query.start_step, end_step=query.end_step)
+    series = cache.read(
+        job_id,
+        names,
+        start_step=query.start_step,
+        end_step=query.end_step,
+        with_time=query.x != "step",
+    )
     ordered = {name: series[name] for name in names if name in series}
     config, meta = build_chart(
         kind,

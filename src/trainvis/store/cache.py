@@ -38,8 +38,9 @@ PAGE = 5_000
 class _Arrays:
     steps: npt.NDArray[np.int64]
     values: npt.NDArray[np.float64]
-    epochs: npt.NDArray[np.float64]
-    timestamps: npt.NDArray[np.float64]
+    #: None until a chart on an epoch or time axis needs them.
+    epochs: npt.NDArray[np.float64] | None
+    timestamps: npt.NDArray[np.float64] | None
 
     def __len__(self) -> int:
         return int(self.steps.shape[0])
@@ -72,8 +73,11 @@ class SeriesCache:
         *,
         start_step: int | None = None,
         end_step: int | None = None,
+        with_time: bool = False,
     ) -> dict[str, Series]:
-        """Like :meth:`MetricStore.read_series` with ``with_time=True``, from memory.
+        """Like :meth:`MetricStore.read_series`, from memory.
+
+        Epochs and timestamps are read (once) only when ``with_time`` asks.
 
         Raises:
             JobNotFound: the job does not exist (its cached series are dropped).
@@ -87,9 +91,13 @@ class SeriesCache:
         with entry.lock:
             if entry.seq < seq:
                 self._catch_up(job_id, entry, seq)
-            missing = [name for name in metrics if name not in entry.series]
+            missing = [
+                name
+                for name in metrics
+                if name not in entry.series or (with_time and entry.series[name].epochs is None)
+            ]
             if missing:
-                loaded = self.store.read_series(job_id, missing, with_time=True)
+                loaded = self.store.read_series(job_id, missing, with_time=with_time)
                 for name, series in loaded.items():
                     entry.series[name] = _from_series(series)
             result = {
@@ -146,14 +154,9 @@ class SeriesCache:
 
 
 def _from_series(series: Series) -> _Arrays:
-    count = len(series)
-    nan = np.full(count, np.nan)
-    return _Arrays(
-        series.steps,
-        series.values,
-        series.epochs if series.epochs is not None else nan,
-        series.timestamps if series.timestamps is not None else nan.copy(),
-    )
+    if series.epochs is None or series.timestamps is None:
+        return _Arrays(series.steps, series.values, None, None)
+    return _Arrays(series.steps, series.values, series.epochs, series.timestamps)
 
 
 def _slice(name: str, arrays: _Arrays, start: int | None, end: int | None) -> Series:
@@ -163,8 +166,8 @@ def _slice(name: str, arrays: _Arrays, start: int | None, end: int | None) -> Se
         name,
         arrays.steps[lo:hi],
         arrays.values[lo:hi],
-        arrays.epochs[lo:hi],
-        arrays.timestamps[lo:hi],
+        None if arrays.epochs is None else arrays.epochs[lo:hi],
+        None if arrays.timestamps is None else arrays.timestamps[lo:hi],
     )
 
 
@@ -195,21 +198,24 @@ def _column(rows: list[tuple[int, Row]], name: str) -> _Arrays | None:
 
 def _merge(old: _Arrays, new: _Arrays) -> _Arrays:
     """``old`` with ``new`` applied: new steps appended or inserted, equal steps replaced."""
+    timed = old.epochs is not None and old.timestamps is not None
+
+    def joined(a: Any, b: Any, pick: Any = None) -> Any:
+        both = np.concatenate([a, b])
+        return both if pick is None else both[pick]
+
     if len(old) == 0 or new.steps[0] > old.steps[-1]:
-        return _Arrays(
-            np.concatenate([old.steps, new.steps]),
-            np.concatenate([old.values, new.values]),
-            np.concatenate([old.epochs, new.epochs]),
-            np.concatenate([old.timestamps, new.timestamps]),
-        )
-    steps = np.concatenate([old.steps, new.steps])
-    order = np.argsort(steps, kind="stable")
-    steps = steps[order]
-    keep = np.append(steps[1:] != steps[:-1], True)  # the last of equal steps is the newest
-    pick = order[keep]
+        pick = None
+        steps = joined(old.steps, new.steps)
+    else:
+        steps = np.concatenate([old.steps, new.steps])
+        order = np.argsort(steps, kind="stable")
+        steps = steps[order]
+        keep = np.append(steps[1:] != steps[:-1], True)  # the last of equal steps is newest
+        pick, steps = order[keep], steps[keep]
     return _Arrays(
-        steps[keep],
-        np.concatenate([old.values, new.values])[pick],
-        np.concatenate([old.epochs, new.epochs])[pick],
-        np.concatenate([old.timestamps, new.timestamps])[pick],
+        steps,
+        joined(old.values, new.values, pick),
+        joined(old.epochs, new.epochs, pick) if timed else None,
+        joined(old.timestamps, new.timestamps, pick) if timed else None,
     )

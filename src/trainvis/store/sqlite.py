@@ -64,6 +64,10 @@ def _nan(value: float | None) -> float:
 
 
 _ABSENT = object()
+_POINT_ROW = np.dtype([("step", np.int64), ("value", np.float64), ("null", np.bool_)])
+_TIME_ROW = np.dtype(
+    [("step", np.int64), ("epoch", np.float64), ("null", np.bool_), ("ts", np.float64)]
+)
 
 
 def _plain(epoch: float) -> float | int:
@@ -614,29 +618,34 @@ class SQLiteStore:
             ids = self._metric_map(conn, pk, metrics)
             time_steps = time_epochs = time_ts = None
             if with_time and ids:
-                raw = conn.execute(
-                    "SELECT step, epoch, ts FROM steps WHERE job_pk = ? AND step BETWEEN ? AND ? "
-                    "ORDER BY step",
-                    (pk, lo, hi),
-                ).fetchall()
-                table = np.array(raw, dtype=np.float64).reshape(-1, 3)
-                time_steps = table[:, 0].astype(np.int64)
-                time_epochs, time_ts = table[:, 1], table[:, 2]
+                table = np.fromiter(
+                    conn.execute(
+                        "SELECT step, ifnull(epoch, 0.0), epoch IS NULL, ts FROM steps "
+                        "WHERE job_pk = ? AND step BETWEEN ? AND ? ORDER BY step",
+                        (pk, lo, hi),
+                    ),
+                    dtype=_TIME_ROW,
+                )
+                time_steps, time_epochs, time_ts = table["step"], table["epoch"], table["ts"]
+                time_epochs[table["null"]] = np.nan
             for name, metric_id in ids.items():
-                raw = conn.execute(
-                    "SELECT step, value FROM points WHERE metric_id = ? AND step BETWEEN ? AND ? "
-                    "ORDER BY step",
-                    (metric_id, lo, hi),
-                ).fetchall()
-                if not raw:
+                points = np.fromiter(
+                    conn.execute(
+                        "SELECT step, ifnull(value, 0.0), value IS NULL FROM points "
+                        "WHERE metric_id = ? AND step BETWEEN ? AND ? ORDER BY step",
+                        (metric_id, lo, hi),
+                    ),
+                    dtype=_POINT_ROW,
+                )
+                if points.shape[0] == 0:
                     continue
-                table = np.array(raw, dtype=np.float64).reshape(-1, 2)
-                steps = np.array([row[0] for row in raw], dtype=np.int64)
+                steps, values = points["step"], points["value"]
+                values[points["null"]] = np.nan  # NULL is SQLite's NaN
                 epochs = timestamps = None
                 if time_steps is not None and time_epochs is not None and time_ts is not None:
                     where = np.searchsorted(time_steps, steps)
                     epochs, timestamps = time_epochs[where], time_ts[where]
-                result[name] = Series(name, steps, table[:, 1], epochs, timestamps)
+                result[name] = Series(name, steps, values, epochs, timestamps)
         return result
 
     def rows_since(self, job_id: str, seq: int, *, limit: int = 1000) -> list[tuple[int, Row]]:

@@ -1,0 +1,152 @@
+"""The dashboard: HTML for browsers, JSON for API clients, and the UI's static files.
+
+``GET /dashboard`` and ``GET /dashboard/job/{job_id}`` negotiate on ``Accept``
+(``?format=json|html`` wins): a browser gets the web UI (static pages under
+``trainvis/dashboard``), anything else the JSON of DESIGN.md "Dashboard JSON".
+``GET /static/{path}`` serves the UI's files (vendored Chart.js included), so the
+dashboard works offline. Every HTML and static response carries a strict
+Content-Security-Policy: same origin only, no inline script.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Request, Response
+from starlette.concurrency import run_in_threadpool
+from starlette.staticfiles import StaticFiles
+
+from trainvis.api.charts import Cache, all_charts
+from trainvis.api.deps import get_store, require_read
+from trainvis.api.responses import JSONBody
+from trainvis.models import JobStatus
+from trainvis.store.base import MetricStore
+
+STATIC_DIR = Path(__file__).resolve().parent.parent / "dashboard"
+RECENT_JOBS = 10
+CSP = "; ".join(
+    [
+        "default-src 'self'",
+        "script-src 'self'",
+        "style-src 'self'",
+        "img-src 'self' data:",
+        "connect-src 'self'",
+        "font-src 'self'",
+        "object-src 'none'",
+        "base-uri 'none'",
+        "form-action 'self'",
+        "frame-ancestors 'none'",
+    ]
+)
+SECURITY_HEADERS = {
+    "Content-Security-Policy": CSP,
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+}
+
+router = APIRouter(tags=["dashboard"], dependencies=[Depends(require_read)])
+Store = Annotated[MetricStore, Depends(get_store)]
+Format = Literal["json", "html"] | None
+_static = StaticFiles(directory=STATIC_DIR, check_dir=False)
+
+
+def wants_html(accept: str | None, fmt: Format) -> bool:
+    """True when the client prefers HTML: ``fmt`` if given, else the ``Accept`` header.
+
+    HTML only when ``text/html`` (or XHTML) is listed with a higher quality than
+    ``application/json``; ``*/*``, a missing header and ties go to JSON, so API
+    clients (curl, httpx, fetch) get JSON and browsers get the page.
+    """
+    if fmt is not None:
+        return fmt == "html"
+    html_q = json_q = 0.0
+    for part in (accept or "").split(","):
+        media, _, params = part.strip().partition(";")
+        quality = _quality(params)
+        media = media.strip().lower()
+        if media in ("text/html", "application/xhtml+xml"):
+            html_q = max(html_q, quality)
+        elif media == "application/json":
+            json_q = max(json_q, quality)
+    return html_q > json_q
+
+
+def _quality(params: str) -> float:
+    for param in params.split(";"):
+        name, _, value = param.strip().partition("=")
+        if name.strip().lower() == "q":
+            try:
+                return max(0.0, min(1.0, float(value)))
+            except ValueError:
+                return 0.0
+    return 1.0
+
+
+def _page(name: str) -> Response:
+    body = (STATIC_DIR / name).read_bytes()
+    headers = {**SECURITY_HEADERS, "Vary": "Accept", "Cache-Control": "no-cache"}
+    return Response(body, media_type="text/html; charset=utf-8", headers=headers)
+
+
+def _json(data: dict[str, Any]) -> Response:
+    return JSONBody({"data": data}, headers={"Vary": "Accept"})
+
+
+def dashboard_impl(store: MetricStore) -> dict[str, Any]:
+    """Counts by status (every status, zeros included), totals and the 10 newest jobs."""
+    counts = {status.value: 0 for status in JobStatus}
+    counts.update(store.status_counts())
+    jobs, total = store.list_jobs(limit=RECENT_JOBS)
+    return {
+        "counts": counts,
+        "totals": {"jobs": total, "points": store.total_points()},
+        "recent_jobs": [job.to_wire() for job in jobs],
+    }
+
+
+def job_dashboard_impl(store: MetricStore, cache: Any, job_id: str) -> dict[str, Any]:
+    """The job and its four chart configs (default options).
+
+    Raises:
+        JobNotFound: unknown job.
+    """
+    job = store.get_job(job_id)
+    return {"job": job.to_wire(), "charts": all_charts(store, cache, job_id)}
+
+
+@router.get(
+    "/dashboard",
+    summary="Dashboard: the web UI (Accept: text/html) or job counts, totals and recent jobs",
+    response_class=JSONBody,
+)
+async def dashboard(request: Request, store: Store, format: Format = None) -> Response:
+    if wants_html(request.headers.get("accept"), format):
+        return _page("index.html")
+    return _json(await run_in_threadpool(dashboard_impl, store))
+
+
+@router.get(
+    "/dashboard/job/{job_id}",
+    summary="A job's dashboard: the web UI (Accept: text/html) or the job and its four charts",
+    response_class=JSONBody,
+)
+async def job_dashboard(
+    job_id: str, request: Request, store: Store, cache: Cache, format: Format = None
+) -> Response:
+    if wants_html(request.headers.get("accept"), format):
+        await run_in_threadpool(store.get_job, job_id)  # 404 for an unknown job
+        return _page("job.html")
+    return _json(await run_in_threadpool(job_dashboard_impl, store, cache, job_id))
+
+
+@router.get("/static/{path:path}", include_in_schema=False)
+async def static(path: str, request: Request) -> Response:
+    """The dashboard's files (404 for anything outside the package's dashboard folder)."""
+    response = await _static.get_response(path, request.scope)
+    response.headers.update(SECURITY_HEADERS)
+    if path.startswith("vendor/"):
+        response.headers["Cache-Control"] = "public, max-age=86400"
+    else:
+        response.headers["Cache-Control"] = "no-cache"
+    return response

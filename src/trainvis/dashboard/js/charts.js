@@ -1,0 +1,235 @@
+// The job page's four Chart.js charts: loaded from the chart endpoints, then fed
+// live rows from the SSE stream (points appended in place, no reload).
+
+import { getJSON, num, throttle } from "./common.js";
+
+export const KINDS = ["loss", "gpu", "metrics", "learning_rate"];
+const ENDPOINT = {
+  loss: "loss",
+  gpu: "gpu",
+  metrics: "metrics/chart",
+  learning_rate: "learning-rate",
+};
+const SECONDARY_GPU = /^gpu\d+\.(memory_total|temperature|power)$/;
+const REFETCH_FACTOR = 3; // re-request a chart once live points triple its budget
+
+/** Which chart a metric belongs to (the server's default selection rules). */
+export function kindOf(metric) {
+  if (metric.startsWith("gpu")) return "gpu";
+  if (metric.includes("loss")) return "loss";
+  if (metric.includes("learning_rate") || metric.includes("lr")) return "learning_rate";
+  return "metrics";
+}
+
+export class JobCharts {
+  constructor(jobId, canvases) {
+    this.jobId = jobId;
+    this.canvases = canvases; // kind -> canvas
+    this.charts = {}; // kind -> Chart
+    this.meta = {}; // kind -> meta of the last response
+    this.view = { smoothing: 0, x: "step", logScale: false, startStep: null, endStep: null };
+    this.loadedStep = -1;
+    this.loading = null;
+    this.buffer = [];
+    this.dirty = new Set();
+    this.frame = 0;
+    this.stale = new Set();
+    this.tickets = {};
+    this.refetch = throttle(() => this.reloadStale(), 1000);
+  }
+
+  query(kind) {
+    const q = new URLSearchParams({ x: this.view.x });
+    if (this.view.smoothing > 0) {
+      q.set("smooth", "true");
+      q.set("smooth_factor", String(Number((1 - this.view.smoothing).toFixed(4))));
+    }
+    if (this.view.logScale && kind !== "gpu") q.set("log_scale", "true");
+    if (this.view.startStep !== null) q.set("start_step", String(this.view.startStep));
+    if (this.view.endStep !== null) q.set("end_step", String(this.view.endStep));
+    return q;
+  }
+
+  url(kind) {
+    return `/training/${encodeURIComponent(this.jobId)}/${ENDPOINT[kind]}?${this.query(kind)}`;
+  }
+
+  /** (Re)load every chart with the current view; live rows wait in a buffer meanwhile. */
+  async load(currentStep) {
+    // All four requests at once; each chart is drawn as soon as its answer arrives.
+    const run = Promise.all(
+      KINDS.map(async (kind) => this.draw(kind, await this.fetchOne(kind))),
+    );
+    this.loading = run;
+    try {
+      await run;
+    } finally {
+      if (this.loading === run) {
+        this.loading = null;
+        this.loadedStep = Math.max(this.loadedStep, currentStep ?? -1);
+        const pending = this.buffer;
+        this.buffer = [];
+        for (const row of pending) this.addRow(row);
+      }
+    }
+  }
+
+  /** Request one chart; resolves to {ticket, body} or {ticket, error} (never rejects). */
+  async fetchOne(kind) {
+    const ticket = (this.tickets[kind] = (this.tickets[kind] || 0) + 1);
+    try {
+      return { ticket, body: await getJSON(this.url(kind)) };
+    } catch (error) {
+      return { ticket, error };
+    }
+  }
+
+  async loadOne(kind) {
+    const fetched = await this.fetchOne(kind);
+    if (fetched.error) throw fetched.error;
+    this.draw(kind, fetched);
+  }
+
+  /** Replace a chart with a fetched config (unless a newer request for it was made). */
+  draw(kind, { ticket, body, error }) {
+    if (ticket !== this.tickets[kind]) return;
+    if (error) {
+      if (!(error.status >= 400 && error.status < 500)) this.markStale(kind); // retry 5xx/offline
+      return;
+    }
+    this.meta[kind] = body.meta;
+    const config = body.data;
+    config.options = { ...config.options, animation: false, maintainAspectRatio: false };
+    for (const dataset of config.data.datasets) {
+      if (dataset.role === "smoothed") dataset._ema = lastFinite(dataset.data);
+      // Per-device totals, temperature and power crowd the GPU chart: one legend click shows them.
+      if (kind === "gpu" && SECONDARY_GPU.test(dataset.metric || "")) dataset.hidden = true;
+    }
+    if (kind === "gpu") {
+      // Axes whose datasets are all hidden (temperature, power) disappear until shown.
+      for (const scale of Object.values(config.options.scales || {})) scale.display = "auto";
+    }
+    if (kind === "learning_rate" && config.options.scales?.y && !this.view.logScale) {
+      const y = config.options.scales.y;
+      y.ticks = { ...y.ticks, callback: (value) => (value === 0 ? "0" : Number(value).toExponential(1)) };
+    }
+    const old = this.charts[kind];
+    if (old) old.destroy();
+    this.charts[kind] = new window.Chart(this.canvases[kind], config);
+    this.stale.delete(kind);
+  }
+
+  async reloadStale() {
+    if (this.loading) {
+      this.refetch();
+      return;
+    }
+    const kinds = [...this.stale];
+    this.stale.clear();
+    await Promise.all(kinds.map((kind) => this.loadOne(kind).catch(() => this.stale.add(kind))));
+  }
+
+  /** The x value of a live row on the current axis (null when it has none). */
+  xOf(row, kind) {
+    switch (this.view.x) {
+      case "step":
+        return row.step;
+      case "epoch":
+        return row.epoch ?? null;
+      case "time":
+        return row.timestamp ? Date.parse(row.timestamp) : null;
+      default: {
+        const t0 = this.meta[kind]?.t0;
+        if (!row.timestamp || t0 === undefined || t0 === null) return null;
+        return Date.parse(row.timestamp) / 1000 - t0;
+      }
+    }
+  }
+
+  /** Append (or replace) one live row's values in every chart showing its metrics. */
+  addRow(row) {
+    if (this.loading) {
+      this.buffer.push(row);
+      return;
+    }
+    // Epochs repeat across steps, so an equal x cannot mean "the same row": skip
+    // rows the loaded data already has instead (other axes replace equal x).
+    const byEpoch = this.view.x === "epoch";
+    if (byEpoch && row.step <= this.loadedStep) return;
+    if (this.view.startStep !== null && row.step < this.view.startStep) return;
+    if (this.view.endStep !== null && row.step > this.view.endStep) return;
+    const alpha = this.view.smoothing > 0 ? 1 - this.view.smoothing : 1;
+    for (const [metric, value] of Object.entries(row)) {
+      if (metric === "step" || metric === "epoch" || metric === "timestamp") continue;
+      const kind = kindOf(metric);
+      const chart = this.charts[kind];
+      const datasets = chart ? chart.data.datasets.filter((d) => d.metric === metric) : [];
+      if (!datasets.length) {
+        this.markStale(kind); // a metric the chart has not shown yet: re-request it
+        continue;
+      }
+      const x = this.xOf(row, kind);
+      if (x === null || Number.isNaN(x)) continue;
+      const y = num(value);
+      for (const dataset of datasets) {
+        if (dataset.role === "raw") {
+          upsert(dataset.data, x, Number.isFinite(y) ? y : null, !byEpoch);
+        } else if (dataset.role === "smoothed") {
+          upsert(dataset.data, x, smoothNext(dataset, y, alpha), !byEpoch);
+        }
+        if (dataset.data.length > REFETCH_FACTOR * (this.meta[kind]?.max_points || 2000)) {
+          this.markStale(kind);
+        }
+      }
+      this.dirty.add(kind);
+    }
+    this.scheduleDraw();
+  }
+
+  markStale(kind) {
+    this.stale.add(kind);
+    this.refetch();
+  }
+
+  scheduleDraw() {
+    if (this.frame) return;
+    this.frame = requestAnimationFrame(() => {
+      this.frame = 0;
+      for (const kind of this.dirty) this.charts[kind]?.update("none");
+      this.dirty.clear();
+    });
+  }
+}
+
+/** The EMA's next value (debiasing has faded by the time live points arrive). */
+function smoothNext(dataset, y, alpha) {
+  if (!Number.isFinite(y)) return null; // non-finite passes through as a gap
+  const prev = dataset._ema;
+  dataset._ema = prev === null || prev === undefined ? y : prev + alpha * (y - prev);
+  return dataset._ema;
+}
+
+function lastFinite(points) {
+  for (let i = points.length - 1; i >= 0; i--) {
+    if (Number.isFinite(points[i].y)) return points[i].y;
+  }
+  return null;
+}
+
+/** Insert {x, y} keeping x sorted; with `replace`, an equal x replaces the point. */
+function upsert(points, x, y, replace) {
+  const n = points.length;
+  if (!n || points[n - 1].x < x || (!replace && points[n - 1].x === x)) {
+    points.push({ x, y });
+    return;
+  }
+  let lo = 0;
+  let hi = n;
+  while (lo < hi) {
+    const mid = (lo + hi) >> 1;
+    if (points[mid].x < x) lo = mid + 1;
+    else hi = mid;
+  }
+  if (replace && lo < n && points[lo].x === x) points[lo] = { x, y };
+  else points.splice(lo, 0, { x, y });
+}

@@ -1,0 +1,127 @@
+// Shared helpers of the dashboard pages. User data only ever reaches the DOM
+// through textContent / attributes set by el(), never through innerHTML.
+
+export const API = "/api/v1/visualization";
+
+/** Create an element; string/number children become text nodes. */
+export function el(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [key, value] of Object.entries(attrs)) {
+    if (value === null || value === undefined || value === false) continue;
+    if (key === "class") node.className = value;
+    else if (key === "dataset") Object.assign(node.dataset, value);
+    else if (key.startsWith("on")) node.addEventListener(key.slice(2), value);
+    else node.setAttribute(key, value === true ? "" : String(value));
+  }
+  for (const child of children.flat()) {
+    if (child === null || child === undefined) continue;
+    node.append(child instanceof Node ? child : document.createTextNode(String(child)));
+  }
+  return node;
+}
+
+/** GET a JSON endpoint of the API; returns the parsed body, throws on HTTP errors. */
+export async function getJSON(path, { signal } = {}) {
+  const response = await fetch(API + path, { headers: { Accept: "application/json" }, signal });
+  if (!response.ok) {
+    let message = `${response.status} ${response.statusText}`;
+    try {
+      const body = await response.json();
+      if (body && body.error) message = body.error.message;
+    } catch (_) {
+      /* not JSON: keep the status line */
+    }
+    const error = new Error(message);
+    error.status = response.status;
+    throw error;
+  }
+  return response.json();
+}
+
+/** A metric value from a row or summary: "NaN"/"Infinity" strings become NaN/±Infinity. */
+export function num(value) {
+  if (value === null || value === undefined) return null;
+  if (typeof value === "number") return value;
+  if (value === "NaN") return NaN;
+  if (value === "Infinity") return Infinity;
+  if (value === "-Infinity") return -Infinity;
+  return null;
+}
+
+export function fmtNumber(value, digits = 4) {
+  const v = num(value);
+  if (v === null) return "—";
+  if (!Number.isFinite(v)) return String(v);
+  if (v !== 0 && (Math.abs(v) < 1e-3 || Math.abs(v) >= 1e6)) return v.toExponential(2);
+  return String(Number(v.toPrecision(digits)));
+}
+
+export function fmtDuration(seconds) {
+  if (seconds === null || seconds === undefined || !Number.isFinite(seconds)) return "—";
+  const s = Math.max(0, Math.round(seconds));
+  const h = Math.floor(s / 3600);
+  const m = Math.floor((s % 3600) / 60);
+  if (h) return `${h}h ${m}m`;
+  if (m) return `${m}m ${s % 60}s`;
+  return `${s}s`;
+}
+
+export function fmtAgo(iso) {
+  if (!iso) return "—";
+  const seconds = (Date.now() - Date.parse(iso)) / 1000;
+  if (!Number.isFinite(seconds)) return "—";
+  if (seconds < 60) return "just now";
+  return `${fmtDuration(seconds)} ago`;
+}
+
+/** The loss a job's summary shows: train loss, else val loss, else any *loss*. */
+export function lossKey(job) {
+  const last = (job.summary && job.summary.last) || {};
+  if ("train_loss" in last) return "train_loss";
+  if ("val_loss" in last) return "val_loss";
+  return Object.keys(last).find((name) => name.includes("loss")) || null;
+}
+
+export function setBadge(node, status) {
+  node.textContent = status;
+  node.dataset.status = status;
+  node.className = `badge status-${status}`;
+}
+
+export function setProgress(bar, progress) {
+  const pct = progress === null || progress === undefined ? 0 : Math.max(0, Math.min(1, progress));
+  bar.style.width = `${(pct * 100).toFixed(1)}%`;
+  bar.title = progress === null || progress === undefined ? "unknown" : `${(pct * 100).toFixed(1)}%`;
+}
+
+/** Call fn at most once per `ms`, always with the latest arguments (trailing call kept). */
+export function throttle(fn, ms) {
+  let timer = null;
+  let pending = null;
+  return (...args) => {
+    pending = args;
+    if (timer) return;
+    timer = setTimeout(() => {
+      timer = null;
+      const call = pending;
+      pending = null;
+      fn(...call);
+    }, ms);
+  };
+}
+
+export function debounce(fn, ms) {
+  let timer = null;
+  return (...args) => {
+    clearTimeout(timer);
+    timer = setTimeout(() => fn(...args), ms);
+  };
+}
+
+/** Run `fn` once Chart.js (a deferred classic script) has loaded. */
+export function whenChartReady() {
+  if (window.Chart) return Promise.resolve(window.Chart);
+  return new Promise((resolve) => {
+    window.addEventListener("DOMContentLoaded", () => resolve(window.Chart), { once: true });
+  });
+}

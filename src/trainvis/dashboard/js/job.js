@@ -1,0 +1,182 @@
+// The job page: header, four live charts, view controls, SSE subscription.
+
+import {
+  API,
+  debounce,
+  el,
+  fmtDuration,
+  fmtNumber,
+  getJSON,
+  setBadge,
+  setProgress,
+  throttle,
+} from "./common.js";
+import { JobCharts, KINDS } from "./charts.js";
+
+const $ = (id) => document.getElementById(id);
+const jobId = decodeURIComponent(window.location.pathname.split("/").filter(Boolean).pop());
+const base = `/training/${encodeURIComponent(jobId)}`;
+let charts = null;
+let source = null;
+
+function renderJob(job) {
+  document.title = `${job.name} — trainvis`;
+  $("job-name").textContent = job.name;
+  setBadge($("status-badge"), job.status);
+  $("job-model").textContent = job.model_name || "—";
+  $("job-step").textContent =
+    job.total_steps ? `${job.current_step ?? 0} / ${job.total_steps}` : String(job.current_step ?? "—");
+  $("job-epoch").textContent =
+    job.current_epoch === null ? "—" : fmtNumber(job.current_epoch, 3) +
+      (job.total_epochs ? ` / ${job.total_epochs}` : "");
+  $("job-eta").textContent = job.status === "running" ? fmtDuration(job.eta_seconds) : "—";
+  $("job-points").textContent = (job.point_count ?? 0).toLocaleString();
+  setProgress($("job-progress"), job.progress);
+  $("job-message").textContent = job.message || "";
+  $("job-tags").replaceChildren(...(job.tags || []).map((tag) => el("span", { class: "tag" }, tag)));
+  $("job-config").textContent = JSON.stringify(job.config ?? {}, null, 2);
+}
+
+const refreshJob = throttle(async () => {
+  try {
+    renderJob((await getJSON(`/training/jobs/${encodeURIComponent(jobId)}`)).data);
+  } catch (_) {
+    /* the stream's snapshot will bring it up to date */
+  }
+}, 2000);
+
+function connect() {
+  source = new EventSource(`${API}${base}/stream`);
+  source.onopen = () => {
+    $("live-state").textContent = "● live";
+  };
+  source.onmessage = (event) => {
+    const data = JSON.parse(event.data);
+    if (data.type === "snapshot") renderJob(data.job);
+  };
+  source.addEventListener("metrics", (event) => {
+    const row = JSON.parse(event.data);
+    charts.addRow(row);
+    $("job-step").textContent = String(row.step);
+    refreshJob();
+  });
+  source.addEventListener("status", (event) => {
+    const change = JSON.parse(event.data);
+    setBadge($("status-badge"), change.status);
+    $("job-message").textContent = change.message || "";
+    refreshJob();
+  });
+  source.addEventListener("deleted", () => {
+    source.close();
+    $("live-state").textContent = "this job was deleted";
+    setBadge($("status-badge"), "deleted");
+  });
+  source.onerror = () => {
+    if (source.readyState !== EventSource.CLOSED) $("live-state").textContent = "reconnecting…";
+  };
+}
+
+function readStep(input) {
+  const value = input.value.trim();
+  if (value === "") return null;
+  const n = Number.parseInt(value, 10);
+  return Number.isFinite(n) && n >= 0 ? n : null;
+}
+
+async function reload() {
+  const job = (await getJSON(`/training/jobs/${encodeURIComponent(jobId)}`)).data;
+  renderJob(job);
+  await charts.load(job.current_step);
+}
+
+function zoomTo(start, end) {
+  $("start-step").value = start === null ? "" : String(start);
+  $("end-step").value = end === null ? "" : String(end);
+  charts.view.startStep = start;
+  charts.view.endStep = end;
+  reload();
+}
+
+function wireControls() {
+  const smoothing = $("smoothing");
+  const applySmoothing = debounce(() => {
+    charts.view.smoothing = Number(smoothing.value);
+    reload();
+  }, 200);
+  smoothing.addEventListener("input", () => {
+    $("smoothing-value").textContent = Number(smoothing.value).toFixed(2);
+    applySmoothing();
+  });
+  $("x-axis").addEventListener("change", (event) => {
+    charts.view.x = event.target.value;
+    reload();
+  });
+  $("log-scale").addEventListener("change", (event) => {
+    charts.view.logScale = event.target.checked;
+    reload();
+  });
+  $("chart-controls").addEventListener("submit", (event) => {
+    event.preventDefault();
+    let start = readStep($("start-step"));
+    let end = readStep($("end-step"));
+    if (start !== null && end !== null && start > end) [start, end] = [end, start];
+    zoomTo(start, end);
+  });
+  $("reset-zoom").addEventListener("click", () => zoomTo(null, null));
+  for (const kind of KINDS) wireDragZoom(kind);
+}
+
+/** Drag across a chart (x = step) to zoom to that step range at full resolution. */
+function wireDragZoom(kind) {
+  const canvas = document.querySelector(`canvas[data-chart="${kind}"]`);
+  const box = canvas.parentElement;
+  const band = el("div", { class: "drag-band", hidden: true });
+  box.append(band);
+  let startX = null;
+  canvas.addEventListener("mousedown", (event) => {
+    if (charts.view.x !== "step" || event.button !== 0) return;
+    startX = event.offsetX;
+    band.hidden = false;
+    band.style.left = `${startX}px`;
+    band.style.width = "0px";
+  });
+  canvas.addEventListener("mousemove", (event) => {
+    if (startX === null) return;
+    band.style.left = `${Math.min(startX, event.offsetX)}px`;
+    band.style.width = `${Math.abs(event.offsetX - startX)}px`;
+  });
+  const finish = (event) => {
+    if (startX === null) return;
+    const from = startX;
+    startX = null;
+    band.hidden = true;
+    const chart = charts.charts[kind];
+    if (!chart || Math.abs(event.offsetX - from) < 6) return;
+    const scale = chart.scales.x;
+    const a = scale.getValueForPixel(Math.min(from, event.offsetX));
+    const b = scale.getValueForPixel(Math.max(from, event.offsetX));
+    zoomTo(Math.max(0, Math.floor(a)), Math.max(0, Math.ceil(b)));
+  };
+  canvas.addEventListener("mouseup", finish);
+  canvas.addEventListener("mouseleave", finish);
+}
+
+async function main() {
+  $("csv-link").href = `${API}${base}/metrics/history?format=csv`;
+  $("csv-link").setAttribute("download", `${jobId}.csv`);
+  const canvases = {};
+  for (const kind of KINDS) canvases[kind] = document.querySelector(`canvas[data-chart="${kind}"]`);
+  charts = new JobCharts(jobId, canvases);
+  window.trainvis = { charts };
+  connect(); // first: rows stored while the charts load are buffered, not lost
+  wireControls();
+  try {
+    await reload();
+  } catch (error) {
+    $("live-state").textContent = `could not load: ${error.message}`;
+  }
+  window.trainvisReadyAt = performance.now();
+  document.body.dataset.ready = "1";
+}
+
+main();

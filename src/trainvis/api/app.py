@@ -18,25 +18,17 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.responses import RedirectResponse
 
 from trainvis import __version__
-from trainvis.api import jobs, metrics
+from trainvis.api import charts, dashboard, jobs, metrics, stream
 from trainvis.api.errors import install_error_handlers
 from trainvis.api.middleware import BodyLimitMiddleware
 from trainvis.api.responses import JSONBody
 from trainvis.config import Settings
+from trainvis.realtime.broker import make_broker
 from trainvis.store import MetricStore, open_store
 from trainvis.store.cache import SeriesCache
 
 API_PREFIX = "/api/v1/visualization"
 log = logging.getLogger("trainvis")
-
-
-def _make_broker(settings: Settings, store: MetricStore) -> Any:
-    try:
-        from trainvis.realtime.broker import make_broker
-    except ImportError:  # the realtime package is optional while it is being built
-        log.warning("realtime broker unavailable: SSE streams are disabled")
-        return None
-    return make_broker(settings, store)
 
 
 def create_app(
@@ -52,14 +44,12 @@ def create_app(
             app.state.store = open_store(settings.db)
         app.state.series_cache = SeriesCache(app.state.store)
         if app.state.broker is None:
-            app.state.broker = _make_broker(settings, app.state.store)
-        if app.state.broker is not None:
-            await app.state.broker.start()
+            app.state.broker = make_broker(settings, app.state.store)
+        await app.state.broker.start()
         try:
             yield
         finally:
-            if app.state.broker is not None:
-                await app.state.broker.stop()
+            await app.state.broker.stop()
             if owns_store:
                 app.state.store.close()
 
@@ -74,7 +64,7 @@ def create_app(
     app.state.store = store
     app.state.broker = broker
     install_error_handlers(app)
-    for module in _routers():
+    for module in (jobs, metrics, charts, stream, dashboard):
         app.include_router(module.router, prefix=API_PREFIX)
     app.add_middleware(
         BodyLimitMiddleware, max_bytes=settings.max_body_bytes, json_prefix=API_PREFIX
@@ -94,16 +84,6 @@ def create_app(
 
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
-
-
-def _routers() -> list[Any]:
-    modules: list[Any] = [jobs, metrics]
-    for name in ("charts", "stream", "dashboard"):
-        try:
-            modules.append(__import__(f"trainvis.api.{name}", fromlist=["router"]))
-        except ImportError:
-            continue
-    return modules
 
 
 def _openapi(app: FastAPI) -> dict[str, Any]:

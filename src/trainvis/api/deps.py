@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import hmac
-from typing import Any
 
 from fastapi import Request
 
 from trainvis.config import Settings
 from trainvis.errors import Unauthorized
+from trainvis.realtime.broker import Broker
 from trainvis.store.base import MetricStore
 
 
@@ -17,8 +17,9 @@ def get_store(request: Request) -> MetricStore:
     return store
 
 
-def get_broker(request: Request) -> Any:
-    return request.app.state.broker
+def get_broker(request: Request) -> Broker:
+    broker: Broker = request.app.state.broker
+    return broker
 
 
 def get_settings(request: Request) -> Settings:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Response
 from starlette.concurrency import run_in_threadpool
@@ -10,11 +10,12 @@ from starlette.concurrency import run_in_threadpool
 from trainvis.api.deps import get_broker, get_store, require_read, require_write
 from trainvis.api.responses import JSONBody
 from trainvis.models import JobCreate, JobStatus, StatusUpdate
+from trainvis.realtime.broker import Broker as BrokerProtocol
 from trainvis.store.base import JobFilter, MetricStore
 
 router = APIRouter(tags=["jobs"], dependencies=[Depends(require_read)])
 Store = Annotated[MetricStore, Depends(get_store)]
-Broker = Annotated[Any, Depends(get_broker)]
+Broker = Annotated[BrokerProtocol, Depends(get_broker)]
 
 
 @router.post(
@@ -68,8 +69,7 @@ async def get_job(job_id: str, store: Store) -> Response:
 )
 async def delete_job(job_id: str, store: Store, broker: Broker) -> Response:
     await run_in_threadpool(store.delete_job, job_id)
-    if broker is not None:
-        broker.publish_deleted(job_id)
+    broker.publish_deleted(job_id)
     return Response(status_code=204)
 
 
@@ -85,6 +85,6 @@ async def update_status(
     job, change = await run_in_threadpool(
         lambda: store.set_status(job_id, update.status, message=update.message)
     )
-    if change is not None and broker is not None:
+    if change is not None:
         broker.publish_status(change)
     return JSONBody({"data": job.to_wire()})

@@ -73,9 +73,7 @@ async def add_metrics(job_id: str, request: Request, store: Store) -> Response:
         raise MalformedRequest("The request body is empty")
     settings = get_settings(request)
     result = await run_in_threadpool(_ingest, store, job_id, body, settings.max_rows)
-    broker = get_broker(request)
-    if broker is not None:
-        broker.publish_rows(job_id, result.rows)
+    get_broker(request).publish_rows(job_id, result.rows)
     return JSONBody({"data": result.to_wire()}, status_code=201)
 
 

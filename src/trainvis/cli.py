@@ -106,20 +106,11 @@ def build_parser() -> argparse.ArgumentParser:
 def _extra_commands() -> list[
     Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None]
 ]:
-    """Sub-commands contributed by other modules (demo, import, export, sync)."""
-    found = []
-    for module_name in (
-        "trainvis.demo",
-        "trainvis.transfer",
-        "trainvis.client.sync_cli",
-        "trainvis.gpu_cli",
-    ):
-        try:
-            module = __import__(module_name, fromlist=["register"])
-        except ImportError:
-            continue
-        found.append(module.register)
-    return found
+    """Sub-commands that live beside the code they drive."""
+    from trainvis.client.commands import register as register_client
+    from trainvis.demo import register as register_demo
+
+    return [register_demo, register_client]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

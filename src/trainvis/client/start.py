@@ -1,0 +1,240 @@
+"""``trainvis.init``: pick the destination, create or resume the job, start the threads."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import secrets
+import sys
+import threading
+import time
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from trainvis.client.http import ApiClient, ApiError, ServerUnavailable
+from trainvis.client.run import Run, _remember
+from trainvis.client.sender import Sender
+from trainvis.client.spool import Client, Journal, default_spool_dir
+from trainvis.client.sync import sync_spool
+from trainvis.config import default_db
+
+log = logging.getLogger("trainvis.client")
+
+
+@dataclasses.dataclass(frozen=True)
+class ClientSettings:
+    """Where a run goes. Read from arguments, then ``TRAINVIS_*`` variables, at ``init``."""
+
+    url: str | None
+    token: str | None
+    db: str
+    spool_dir: Path
+
+    @classmethod
+    def resolve(
+        cls,
+        *,
+        url: str | None = None,
+        token: str | None = None,
+        db: str | None = None,
+        spool_dir: str | os.PathLike[str] | None = None,
+        environ: Mapping[str, str] | None = None,
+    ) -> ClientSettings:
+        """Arguments win over ``TRAINVIS_URL``, ``TRAINVIS_TOKEN``, ``TRAINVIS_DB``,
+        ``TRAINVIS_SPOOL_DIR``; no URL at all means local mode."""
+        env = os.environ if environ is None else environ
+        spool = Path(spool_dir).expanduser() if spool_dir else None
+        if spool is None and env.get("TRAINVIS_SPOOL_DIR"):
+            spool = Path(env["TRAINVIS_SPOOL_DIR"]).expanduser()
+        return cls(
+            url=url or env.get("TRAINVIS_URL") or None,
+            token=token or env.get("TRAINVIS_TOKEN") or None,
+            db=db or env.get("TRAINVIS_DB") or default_db(),
+            spool_dir=spool or default_spool_dir(),
+        )
+
+
+def _jsonable(config: Any) -> dict[str, Any]:
+    if config is None:
+        return {}
+    if dataclasses.is_dataclass(config) and not isinstance(config, type):
+        config = dataclasses.asdict(config)
+    elif not isinstance(config, Mapping):
+        to_dict = getattr(config, "to_dict", None)
+        config = to_dict() if callable(to_dict) else vars(config)
+    cleaned: dict[str, Any] = json.loads(json.dumps(dict(config), default=str))
+    return cleaned
+
+
+def _spec(
+    name: str | None, job_id: str | None, fields: dict[str, Any], config: Any, tags: Any
+) -> dict[str, Any]:
+    spec = {key: value for key, value in fields.items() if value is not None}
+    spec["name"] = name or Path(sys.argv[0] if sys.argv and sys.argv[0] else "run").stem or "run"
+    spec["config"] = _jsonable(config)
+    spec["tags"] = [str(tag) for tag in (tags or [])]
+    if job_id:
+        spec["id"] = job_id
+    return spec
+
+
+def _retrying(call: Any, deadline: float) -> Any:
+    delay = 0.25
+    while True:
+        try:
+            return call()
+        except ServerUnavailable:
+            if time.monotonic() + delay > deadline:
+                raise
+            time.sleep(delay)
+            delay = min(delay * 2, 2.0)
+
+
+def _open_job(
+    client: Client, spec: dict[str, Any], *, resume: bool, deadline: float
+) -> tuple[dict[str, Any], int]:
+    """Create or resume the job and set it running; returns it and the next step."""
+    start_step = 0
+    job: dict[str, Any] | None = None
+    if resume:
+        try:
+            job = _retrying(lambda: client.get_job(spec["id"]), deadline)
+        except ApiError as exc:
+            if exc.code != "job_not_found":
+                raise
+        if job is not None and job.get("current_step") is not None:
+            start_step = int(job["current_step"]) + 1
+    if job is None:
+        job = _retrying(lambda: client.create_job(spec), deadline)
+    if job.get("status") != "running":
+        job = _retrying(lambda: client.set_status(job["id"], "running"), deadline)
+    return job, start_step
+
+
+def _offline_job(spec: dict[str, Any]) -> dict[str, Any]:
+    job_id = spec.get("id") or time.strftime("run-%Y%m%d-%H%M%S-") + secrets.token_hex(3)
+    return {**spec, "id": job_id, "status": "running", "current_step": None}
+
+
+def _upload_old_spool(settings: ClientSettings, url: str) -> None:
+    def upload() -> None:
+        try:
+            report = sync_spool(settings.spool_dir, only_url=url, token=settings.token)
+        except Exception:
+            log.exception("trainvis: uploading the spool of earlier runs failed")
+            return
+        if report.uploaded_rows or report.files_done:
+            log.info("trainvis: uploaded %d spooled rows of earlier runs", report.uploaded_rows)
+
+    if any(settings.spool_dir.glob("*.jsonl")) if settings.spool_dir.is_dir() else False:
+        threading.Thread(target=upload, name="trainvis-spool-upload", daemon=True).start()
+
+
+def init(
+    name: str | None = None,
+    *,
+    model_name: str | None = None,
+    total_epochs: int | None = None,
+    total_steps: int | None = None,
+    config: Any = None,
+    tags: Iterable[str] | None = None,
+    url: str | None = None,
+    id: str | None = None,  # noqa: A002 - the contract's field name
+    resume: bool = False,
+    monitor_gpu: bool | None = None,
+    gpu_interval: float = 5.0,
+    token: str | None = None,
+    db: str | None = None,
+    spool_dir: str | os.PathLike[str] | None = None,
+    flush_interval: float = 1.0,
+    batch_size: int = 1000,
+    max_queue: int = 100_000,
+    timeout: float = 10.0,
+    connect_timeout: float = 5.0,
+) -> Run:
+    """Start a run: create the job (or resume it) and set it ``running``.
+
+    Args:
+        name: the job's name (default: the script's name).
+        model_name, total_epochs, total_steps, config, tags: stored with the job;
+            ``config`` may be a dict, a dataclass or an ``argparse.Namespace``.
+        url: the server root (``http://localhost:8000``); default ``TRAINVIS_URL``.
+            Neither set: local mode, writing into the store ``db`` (default
+            ``TRAINVIS_DB`` or ``./trainvis.db``, the file ``trainvis serve`` uses).
+        id: a job id of your choice; with ``resume=True`` an existing job with
+            this id is continued (created when missing).
+        monitor_gpu: sample NVML every ``gpu_interval`` s; default: on when
+            NVML and a GPU are present.
+        token: bearer token for writes (default ``TRAINVIS_TOKEN``).
+        spool_dir: where undelivered rows wait (default ``TRAINVIS_SPOOL_DIR``
+            or ``~/.trainvis/spool``).
+        flush_interval, batch_size: the sender sends at least every
+            ``flush_interval`` s or as soon as ``batch_size`` rows wait.
+        max_queue: rows ``log`` may queue before it waits for the sender.
+        timeout: seconds per request.
+        connect_timeout: how long ``init`` retries an unreachable server
+            before it goes on offline (the job is created later, from the spool).
+
+    Raises:
+        ValueError: ``resume=True`` without ``id``.
+        ApiError: the server rejected the job (e.g. 409 ``job_exists`` for a
+            taken ``id`` without ``resume``; 401 without a valid token).
+    """
+    if resume and not id:
+        raise ValueError("resume=True needs the id of the job to resume")
+    settings = ClientSettings.resolve(url=url, token=token, db=db, spool_dir=spool_dir)
+    fields = {"model_name": model_name, "total_epochs": total_epochs, "total_steps": total_steps}
+    spec = _spec(name, id, fields, config, tags)
+    client: Client
+    if settings.url:
+        client = ApiClient(settings.url, token=settings.token, timeout=timeout)
+    else:
+        from trainvis.client.local import LocalClient
+
+        client = LocalClient(settings.db)
+    deadline = time.monotonic() + connect_timeout
+    offline = False
+    try:
+        job, start_step = _open_job(client, spec, resume=resume, deadline=deadline)
+    except ServerUnavailable as exc:
+        if not settings.url:
+            raise
+        log.warning(
+            "trainvis: %s is unreachable (%s); the run is spooled until it is back",
+            settings.url,
+            exc,
+        )
+        job, start_step, offline = _offline_job(spec), 0, True
+    except BaseException:
+        client.close()
+        raise
+    journal = None
+    if settings.url:
+        journal = Journal.create(settings.spool_dir, url=client.target, job_id=job["id"])
+    sender = Sender(
+        client, job["id"], journal=journal, batch_size=batch_size, flush_interval=flush_interval
+    )
+    if offline:
+        sender.add("create", {"spec": {**spec, "id": job["id"]}})
+        sender.add("status", {"status": "running", "message": None})
+    sender.start()
+    run = Run(client, job, sender, start_step=start_step, max_queue=max_queue)
+    _remember(run)
+    if settings.url and not offline:
+        _upload_old_spool(settings, client.target)
+    if monitor_gpu is not False:
+        _start_gpu(run, gpu_interval, explicit=bool(monitor_gpu))
+    return run
+
+
+def _start_gpu(run: Run, interval: float, *, explicit: bool) -> None:
+    from trainvis.gpu import GpuSampler
+
+    sampler = GpuSampler.create(run.log_system, interval=interval)
+    if sampler is not None:
+        run._gpu = sampler.start()
+    elif explicit:
+        log.info("trainvis: monitor_gpu=True but no GPU can be read; continuing without")

@@ -72,7 +72,7 @@ def _fresh_pg_schema(url: str) -> None:
 
 
 @pytest.fixture(
-    params=["sqlite"],
+    params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)],
 )
 def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """A database URL for an empty store, once per backend."""

@@ -61,6 +61,15 @@ class Broker(Protocol):
         """A subscription to ``job_id``; call ``begin`` on it once the cursor is known."""
         ...
 
+    @property
+    def subscriber_count(self) -> int:
+        """Open subscriptions over all jobs."""
+        ...
+
+    def subscribers_of(self, job_id: str) -> int:
+        """Open subscriptions to ``job_id``."""
+        ...
+
 
 class Fanout:
     """Subscriptions by job, per-job coalescing and delivery; shared by every broker.
@@ -94,6 +103,10 @@ class Fanout:
     def pending_jobs(self) -> int:
         """Jobs with events waiting for the coalescing window to close."""
         return len(self._pending)
+
+    def subscribers_of(self, job_id: str) -> int:
+        """Open subscriptions to ``job_id``."""
+        return len(self._subscribers.get(job_id, ()))
 
     def has_subscribers(self, job_id: str) -> bool:
         """Whether anyone listens to ``job_id`` (publishers skip encoding otherwise)."""
@@ -215,8 +228,16 @@ class InProcessBroker(Fanout):
             self.deliver(job_id, [Item(DELETED, 0, deleted_event(job_id))])
 
 
+POSTGRES_SCHEMES = ("postgresql://", "postgres://", "postgresql+psycopg://")
+
+
 def make_broker(settings: Settings, store: MetricStore) -> InProcessBroker:
-    """The broker for ``settings`` (in-process; PostgreSQL adds its own later)."""
+    """The broker for ``settings``: LISTEN/NOTIFY on PostgreSQL (so replicas
+    sharing the database see each other's rows), in-process otherwise."""
+    if settings.db.startswith(POSTGRES_SCHEMES):
+        from trainvis.realtime.pg_broker import make_postgres_broker
+
+        return make_postgres_broker(settings, store)
     return InProcessBroker(store, queue_size=settings.sse_queue_size)
 
 

@@ -352,6 +352,7 @@ class SQLiteStore:
             points=sum(len(row.values) for row in rows),
             last_step=max(row.step for row in rows),
             rows_factory=lambda: stored_rows(merged, reread, last_seq),
+            last_seq=last_seq + len(merged),
         )
 
     def _metric_ids(self, conn: sqlite3.Connection, pk: int, names: list[str]) -> dict[str, int]:

@@ -73,21 +73,25 @@ MIGRATIONS: tuple[str, ...] = (
 
 def migrate(conn: sqlite3.Connection) -> int:
     """Bring the database to the newest schema version; returns that version."""
-    version = int(conn.execute("PRAGMA user_version").fetchone()[0])
-    if version > len(MIGRATIONS):
-        raise RuntimeError(
-            f"database schema version {version} is newer than this trainvis "
-            f"({len(MIGRATIONS)}); upgrade trainvis"
-        )
-    for number in range(version + 1, len(MIGRATIONS) + 1):
+    while True:
+        # Read the version inside the write lock: another process or thread
+        # opening the same new file may have migrated it meanwhile.
         conn.execute("BEGIN IMMEDIATE")
         try:
-            for statement in MIGRATIONS[number - 1].split(";"):
+            version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+            if version > len(MIGRATIONS):
+                raise RuntimeError(
+                    f"database schema version {version} is newer than this trainvis "
+                    f"({len(MIGRATIONS)}); upgrade trainvis"
+                )
+            if version == len(MIGRATIONS):
+                conn.execute("COMMIT")
+                return version
+            for statement in MIGRATIONS[version].split(";"):
                 if statement.strip():
                     conn.execute(statement)
-            conn.execute(f"PRAGMA user_version = {number}")
+            conn.execute(f"PRAGMA user_version = {version + 1}")
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
             raise
-    return len(MIGRATIONS)

@@ -34,14 +34,19 @@ def _add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         "--max-body-bytes", type=int, help=f"{helps['max_body_bytes']} [TRAINVIS_MAX_BODY_BYTES]"
     )
     serve.add_argument("--log-level", help=f"{helps['log_level']} [TRAINVIS_LOG_LEVEL]")
+    serve.add_argument(
+        "--insecure",
+        action="store_true",
+        default=None,
+        help="allow a non-loopback --host without a write token [TRAINVIS_INSECURE]",
+    )
     serve.add_argument("--access-log", action="store_true", help="log every request")
     serve.set_defaults(func=_serve)
 
 
 def _serve(args: argparse.Namespace) -> int:
-    import uvicorn
-
     from trainvis.api.app import API_PREFIX, create_app
+    from trainvis.server import insecure_reason, run
 
     try:
         settings = Settings.from_env(
@@ -55,9 +60,14 @@ def _serve(args: argparse.Namespace) -> int:
             max_rows=args.max_rows,
             max_body_bytes=args.max_body_bytes,
             log_level=args.log_level,
+            insecure=args.insecure,
         )
     except ValueError as exc:
         print(f"trainvis serve: {exc}", file=sys.stderr)
+        return 2
+    refusal = insecure_reason(settings)
+    if refusal:
+        print(f"trainvis serve: {refusal}", file=sys.stderr)
         return 2
     logging.basicConfig(level=settings.log_level.upper(), format="%(levelname)s: %(message)s")
     app = create_app(settings)
@@ -69,15 +79,7 @@ def _serve(args: argparse.Namespace) -> int:
         API_PREFIX,
         base,
     )
-    uvicorn.run(
-        app,
-        host=settings.host,
-        port=settings.port,
-        log_level=settings.log_level.lower(),
-        access_log=args.access_log,
-        timeout_keep_alive=30,
-        timeout_graceful_shutdown=5,
-    )
+    run(app, settings, access_log=args.access_log)
     return 0
 
 

@@ -33,6 +33,12 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("sse_queue_size", 1024, "events buffered per SSE subscriber before catch-up"),
     Setting("max_body_bytes", 16 * 1024 * 1024, "largest accepted request body in bytes"),
     Setting("max_rows", 10_000, "most metric rows accepted in one request"),
+    Setting("max_metrics_per_job", 10_000, "most distinct metric names one job may have"),
+    Setting("max_subscribers_per_job", 200, "open SSE streams allowed per job (503 beyond)"),
+    Setting("max_subscribers", 2_000, "open SSE streams allowed in total (503 beyond)"),
+    Setting("header_timeout", 10.0, "seconds a client may take to send a request's headers"),
+    Setting("body_timeout", 30.0, "seconds a client may pause while sending a request body"),
+    Setting("insecure", False, "allow a non-loopback host without a write token"),
     Setting("log_level", "info", "log level of the server"),
 )
 
@@ -52,6 +58,12 @@ class Settings:
     sse_queue_size: int = 1024
     max_body_bytes: int = 16 * 1024 * 1024
     max_rows: int = 10_000
+    max_metrics_per_job: int = 10_000
+    max_subscribers_per_job: int = 200
+    max_subscribers: int = 2_000
+    header_timeout: float = 10.0
+    body_timeout: float = 30.0
+    insecure: bool = False
     log_level: str = "info"
 
     @classmethod

@@ -21,9 +21,9 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any, overload
+from typing import Annotated, Any, overload
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
 from trainvis.errors import InvalidArgument
 
@@ -430,6 +430,8 @@ class WriteResult:
     #: Builds the rows as stored, ``(seq, row)`` by seq; only called when
     #: someone listens, so ingest does not pay for it otherwise.
     rows_factory: Callable[[], list[tuple[int, dict[str, Any]]]]
+    #: The newest sequence number the write gave out.
+    last_seq: int | None = None
 
     @functools.cached_property
     def rows(self) -> StoredRows:
@@ -437,7 +439,7 @@ class WriteResult:
 
         Built on first use, so publishing to a job nobody watches costs nothing.
         """
-        return StoredRows(self.rows_factory)
+        return StoredRows(self.rows_factory, last_seq=self.last_seq)
 
     def to_wire(self) -> dict[str, Any]:
         return {
@@ -451,9 +453,16 @@ class WriteResult:
 class StoredRows(Sequence[tuple[int, dict[str, Any]]]):
     """A lazily built list of ``(seq, row)``."""
 
-    def __init__(self, factory: Callable[[], list[tuple[int, dict[str, Any]]]]) -> None:
+    def __init__(
+        self,
+        factory: Callable[[], list[tuple[int, dict[str, Any]]]],
+        *,
+        last_seq: int | None = None,
+    ) -> None:
         self._factory = factory
         self._rows: list[tuple[int, dict[str, Any]]] | None = None
+        #: Known without building the rows (brokers that only announce a seq).
+        self.last_seq = last_seq
 
     def _load(self) -> list[tuple[int, dict[str, Any]]]:
         if self._rows is None:
@@ -478,23 +487,46 @@ class StoredRows(Sequence[tuple[int, dict[str, Any]]]):
 # --------------------------------------------------------------------------- schemas
 
 
+def _no_nul(text: str) -> str:
+    """Reject U+0000: PostgreSQL cannot store it, so no backend accepts it."""
+    if "\x00" in text:
+        raise ValueError("may not contain the NUL character")
+    return text
+
+
+def _contains_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_contains_nul(k) or _contains_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_contains_nul(item) for item in value)
+    return False
+
+
+Text = Annotated[str, AfterValidator(_no_nul)]
+Tag = Annotated[str, Field(min_length=1, max_length=100), AfterValidator(_no_nul)]
+
+
 class JobCreate(BaseModel):
     """Body of ``POST /training/jobs``."""
 
     model_config = ConfigDict(extra="forbid", protected_namespaces=())
 
-    name: str = Field(min_length=1, max_length=200)
-    model_name: str | None = Field(default=None, max_length=200)
+    name: Text = Field(min_length=1, max_length=200)
+    model_name: Text | None = Field(default=None, max_length=200)
     total_epochs: int | None = Field(default=None, gt=0, le=MAX_STEP)
     total_steps: int | None = Field(default=None, gt=0, le=MAX_STEP)
     config: dict[str, Any] = Field(default_factory=dict)
-    tags: list[str] = Field(default_factory=list, max_length=100)
+    tags: list[Tag] = Field(default_factory=list, max_length=100)
     id: str | None = Field(default=None, pattern=JOB_ID_RE.pattern)
 
-    def model_post_init(self, context: Any, /) -> None:
-        for position, tag in enumerate(self.tags):
-            if not tag or len(tag) > 100:
-                raise _invalid(["body", "tags", position], "tags must be 1-100 characters")
+    @field_validator("config")
+    @classmethod
+    def _config_has_no_nul(cls, config: dict[str, Any]) -> dict[str, Any]:
+        if _contains_nul(config):
+            raise ValueError("strings may not contain the NUL character")
+        return config
 
 
 class StatusUpdate(BaseModel):
@@ -503,7 +535,7 @@ class StatusUpdate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     status: JobStatus
-    message: str | None = Field(default=None, max_length=2000)
+    message: Text | None = Field(default=None, max_length=2000)
 
 
 class GpuReading(BaseModel):

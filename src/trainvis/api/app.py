@@ -18,9 +18,9 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.responses import RedirectResponse
 
 from trainvis import __version__
-from trainvis.api import charts, dashboard, jobs, metrics, stream
+from trainvis.api import auth, charts, dashboard, jobs, metrics, stream
 from trainvis.api.errors import install_error_handlers
-from trainvis.api.middleware import BodyLimitMiddleware
+from trainvis.api.middleware import BodyLimitMiddleware, SecurityHeadersMiddleware
 from trainvis.api.responses import JSONBody
 from trainvis.config import Settings
 from trainvis.realtime.broker import make_broker
@@ -64,11 +64,16 @@ def create_app(
     app.state.store = store
     app.state.broker = broker
     install_error_handlers(app)
-    for module in (jobs, metrics, charts, stream, dashboard):
+    for module in (jobs, metrics, charts, stream, dashboard, auth):
         app.include_router(module.router, prefix=API_PREFIX)
     app.add_middleware(
-        BodyLimitMiddleware, max_bytes=settings.max_body_bytes, json_prefix=API_PREFIX
+        BodyLimitMiddleware,
+        max_bytes=settings.max_body_bytes,
+        json_prefix=API_PREFIX,
+        body_timeout=settings.body_timeout,
+        form_paths=frozenset({f"{API_PREFIX}/login"}),
     )
+    app.add_middleware(SecurityHeadersMiddleware, api_prefix=API_PREFIX)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,

@@ -17,8 +17,9 @@ from fastapi import APIRouter, Depends, Request, Response
 from starlette.concurrency import run_in_threadpool
 from starlette.staticfiles import StaticFiles
 
+from trainvis.api.auth import require_read_page
 from trainvis.api.charts import Cache, all_charts
-from trainvis.api.deps import get_store, require_read
+from trainvis.api.deps import get_store
 from trainvis.api.responses import JSONBody
 from trainvis.models import JobStatus
 from trainvis.store.base import MetricStore
@@ -45,7 +46,10 @@ SECURITY_HEADERS = {
     "Referrer-Policy": "same-origin",
 }
 
-router = APIRouter(tags=["dashboard"], dependencies=[Depends(require_read)])
+router = APIRouter(tags=["dashboard"])
+# Pages and their JSON need the read token; the static files (scripts, styles,
+# the sign-in page's stylesheet) are public.
+ReadAccess = [Depends(require_read_page)]
 Store = Annotated[MetricStore, Depends(get_store)]
 Format = Literal["json", "html"] | None
 _static = StaticFiles(directory=STATIC_DIR, check_dir=False)
@@ -119,6 +123,7 @@ def job_dashboard_impl(store: MetricStore, cache: Any, job_id: str) -> dict[str,
     "/dashboard",
     summary="Dashboard: the web UI (Accept: text/html) or job counts, totals and recent jobs",
     response_class=JSONBody,
+    dependencies=ReadAccess,
 )
 async def dashboard(request: Request, store: Store, format: Format = None) -> Response:
     if wants_html(request.headers.get("accept"), format):
@@ -130,6 +135,7 @@ async def dashboard(request: Request, store: Store, format: Format = None) -> Re
     "/dashboard/job/{job_id}",
     summary="A job's dashboard: the web UI (Accept: text/html) or the job and its four charts",
     response_class=JSONBody,
+    dependencies=ReadAccess,
 )
 async def job_dashboard(
     job_id: str, request: Request, store: Store, cache: Cache, format: Format = None

@@ -35,8 +35,15 @@ def _bearer(request: Request) -> str | None:
     return token.strip()
 
 
-def _matches(given: str | None, expected: str) -> bool:
+COOKIE = "trainvis_token"
+
+
+def token_matches(given: str | None, expected: str) -> bool:
+    """Constant-time comparison of a presented token with the configured one."""
     return given is not None and hmac.compare_digest(given.encode(), expected.encode())
+
+
+_matches = token_matches
 
 
 def require_write(request: Request) -> None:
@@ -51,7 +58,7 @@ def require_read(request: Request) -> None:
     settings = get_settings(request)
     if not settings.read_token:
         return
-    given = _bearer(request) or request.cookies.get("trainvis_token")
+    given = _bearer(request) or request.cookies.get(COOKIE)
     if _matches(given, settings.read_token):
         return
     if settings.api_token and _matches(given, settings.api_token):

@@ -28,6 +28,7 @@ HTTP_CODES = {
     404: "not_found",
     405: "method_not_allowed",
     406: "not_acceptable",
+    408: "request_timeout",
     413: "payload_too_large",
     415: "unsupported_media_type",
     422: "validation_error",
@@ -60,8 +61,10 @@ def _summary(details: list[dict[str, Any]]) -> str:
 
 async def _public(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, PublicError)
-    headers = {"WWW-Authenticate": "Bearer"} if exc.http_status == 401 else None
-    return error_response(exc.http_status, exc.code, exc.message, exc.details, headers)
+    headers = dict(exc.headers)
+    if exc.http_status == 401:
+        headers.setdefault("WWW-Authenticate", "Bearer")
+    return error_response(exc.http_status, exc.code, exc.message, exc.details, headers or None)
 
 
 async def _request_validation(request: Request, exc: Exception) -> Response:

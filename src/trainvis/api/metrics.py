@@ -16,8 +16,9 @@ from starlette.concurrency import run_in_threadpool
 
 from trainvis.api.deps import get_broker, get_settings, get_store, require_read, require_write
 from trainvis.api.responses import JSONBody
-from trainvis.errors import MalformedRequest
-from trainvis.models import MetricRowIn, parse_metric_rows
+from trainvis.config import Settings
+from trainvis.errors import InvalidArgument, MalformedRequest
+from trainvis.models import MetricRow, MetricRowIn, parse_metric_rows
 from trainvis.store.base import MetricStore, Row
 
 router = APIRouter(tags=["metrics"], dependencies=[Depends(require_read)])
@@ -45,9 +46,32 @@ def parse_json(body: bytes) -> Any:
         raise MalformedRequest("The request body is not valid JSON") from None
 
 
-def _ingest(store: MetricStore, job_id: str, body: bytes, max_rows: int) -> Any:
-    rows = parse_metric_rows(parse_json(body), max_rows=max_rows)
+def _ingest(store: MetricStore, job_id: str, body: bytes, settings: Settings) -> Any:
+    rows = parse_metric_rows(parse_json(body), max_rows=settings.max_rows)
+    _check_metric_budget(store, job_id, rows, settings.max_metrics_per_job)
     return store.write_metrics(job_id, rows)
+
+
+def _check_metric_budget(
+    store: MetricStore, job_id: str, rows: list[MetricRow], limit: int
+) -> None:
+    """422 naming the first metric that would take the job past ``limit`` names."""
+    known = set(store.get_job(job_id).metric_names)
+    count = len(known)
+    for index, row in enumerate(rows):
+        for name in row.values:
+            if name in known:
+                continue
+            known.add(name)
+            count += 1
+            if count > limit:
+                message = f"a job may have at most {limit} distinct metrics"
+                raise InvalidArgument(
+                    f"{index}.{name}: {message}",
+                    details=[
+                        {"loc": ["body", index, name], "msg": message, "type": "limit_exceeded"}
+                    ],
+                )
 
 
 @router.post(
@@ -72,7 +96,7 @@ async def add_metrics(job_id: str, request: Request, store: Store) -> Response:
     if not body:
         raise MalformedRequest("The request body is empty")
     settings = get_settings(request)
-    result = await run_in_threadpool(_ingest, store, job_id, body, settings.max_rows)
+    result = await run_in_threadpool(_ingest, store, job_id, body, settings)
     get_broker(request).publish_rows(job_id, result.rows)
     return JSONBody({"data": result.to_wire()}, status_code=201)
 

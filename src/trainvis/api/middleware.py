@@ -1,7 +1,11 @@
-"""ASGI middleware: request body limits and the JSON media-type rule for writes."""
+"""ASGI middleware: request body limits, the JSON media-type rule for writes,
+and the security headers every response carries."""
 
 from __future__ import annotations
 
+import asyncio
+
+from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -22,10 +26,20 @@ class BodyLimitMiddleware:
     counted as it streams and cut off at the limit.
     """
 
-    def __init__(self, app: ASGIApp, *, max_bytes: int, json_prefix: str) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        max_bytes: int,
+        json_prefix: str,
+        body_timeout: float = 30.0,
+        form_paths: frozenset[str] = frozenset(),
+    ) -> None:
         self.app = app
         self.max_bytes = max_bytes
         self.json_prefix = json_prefix
+        self.body_timeout = body_timeout
+        self.form_paths = form_paths
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] not in WRITE_METHODS:
@@ -42,7 +56,7 @@ class BodyLimitMiddleware:
             return
         has_body = bool(length) or b"transfer-encoding" in headers
         path: str = scope.get("path", "")
-        if has_body and path.startswith(self.json_prefix):
+        if has_body and path.startswith(self.json_prefix) and path not in self.form_paths:
             if not _is_json(headers.get(b"content-type", b"")):
                 response = error_response(
                     415,
@@ -58,7 +72,10 @@ class BodyLimitMiddleware:
 
         async def counted() -> Message:
             nonlocal received
-            message = await receive()
+            try:  # a client that stalls mid-body (slow loris) is cut off
+                message = await asyncio.wait_for(receive(), self.body_timeout)
+            except TimeoutError:
+                raise HTTPException(408, "The request body stalled; send it promptly") from None
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_bytes:
@@ -76,3 +93,38 @@ class BodyLimitMiddleware:
             headers={"Connection": "close"},
         )
         await response(scope, receive, send)
+
+
+#: Sent on every response; the dashboard adds its Content-Security-Policy.
+SECURITY_HEADERS = (
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"same-origin"),
+    (b"x-frame-options", b"DENY"),
+)
+
+
+class SecurityHeadersMiddleware:
+    """Add ``SECURITY_HEADERS``, and ``Cache-Control: no-store`` to API responses
+    that set no caching policy of their own (metrics change every second)."""
+
+    def __init__(self, app: ASGIApp, *, api_prefix: str) -> None:
+        self.app = app
+        self.api_prefix = api_prefix
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        is_api = str(scope.get("path", "")).startswith(self.api_prefix)
+
+        async def with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                for name, value in SECURITY_HEADERS:
+                    if name.decode() not in headers:
+                        headers.raw.append((name, value))
+                if is_api and "cache-control" not in headers:
+                    headers.raw.append((b"cache-control", b"no-store"))
+            await send(message)
+
+        await self.app(scope, receive, with_headers)

@@ -12,6 +12,7 @@ from fastapi import APIRouter, Depends, Header, Query, Request
 from starlette.concurrency import run_in_threadpool
 
 from trainvis.api.deps import get_broker, get_settings, get_store, require_read
+from trainvis.config import Settings
 from trainvis.errors import ServiceUnavailable
 from trainvis.realtime.broker import Broker
 from trainvis.realtime.sse import EventStreamResponse, retry_field, snapshot_event
@@ -32,6 +33,22 @@ beyond the newest row just goes live.
 """
 
 
+def _check_capacity(broker: Broker, job_id: str, settings: Settings) -> None:
+    """503 with ``Retry-After`` past the per-job or total subscriber cap."""
+    per_job = broker.subscribers_of(job_id)
+    if per_job >= settings.max_subscribers_per_job or (
+        broker.subscriber_count >= settings.max_subscribers
+    ):
+        raise ServiceUnavailable(
+            "Too many open streams; try again shortly",
+            details={
+                "limit_per_job": settings.max_subscribers_per_job,
+                "limit_total": settings.max_subscribers,
+            },
+            headers={"Retry-After": "5"},
+        )
+
+
 def _resume_point(since: int | None, last_event_id: str | None) -> int | None:
     if last_event_id is not None and last_event_id.strip().isdigit():
         return int(last_event_id.strip())
@@ -50,7 +67,7 @@ async def stream_job(
     job_id: str,
     request: Request,
     store: Annotated[MetricStore, Depends(get_store)],
-    broker: Annotated[Broker | None, Depends(get_broker)],
+    broker: Annotated[Broker, Depends(get_broker)],
     since: Annotated[
         int | None, Query(ge=0, description="replay rows with a larger id first")
     ] = None,
@@ -59,9 +76,8 @@ async def stream_job(
     ] = None,
 ) -> EventStreamResponse:
     """Subscribe first, then read the job: nothing stored in between is missed."""
-    if broker is None:
-        raise ServiceUnavailable("Realtime streaming is not available on this server")
     settings = get_settings(request)
+    _check_capacity(broker, job_id, settings)
     resume = _resume_point(since, last_event_id)
     subscription = broker.subscribe(job_id)
     try:

@@ -21,9 +21,9 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Annotated, Any, overload
+from typing import Annotated, Any, Literal, overload
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from trainvis.errors import InvalidArgument
 
@@ -157,6 +157,15 @@ class MetricRow:
     timestamp: float | None = None
 
 
+def _integral(value: Any) -> int | None:
+    """An int, or a float with an integral value (JSON has one number type); else None."""
+    if type(value) is int:
+        return value
+    if type(value) is float and value.is_integer():
+        return int(value)
+    return None
+
+
 def _parse_gpus(raw: Any, loc: list[Any], values: dict[str, float]) -> None:
     if not isinstance(raw, list):
         raise _invalid(loc, "gpus must be a list of objects")
@@ -164,8 +173,8 @@ def _parse_gpus(raw: Any, loc: list[Any], values: dict[str, float]) -> None:
         dloc = [*loc, position]
         if not isinstance(device, dict):
             raise _invalid(dloc, "each gpus entry must be an object")
-        index = device.get("index", position)
-        if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < 1024:
+        index = _integral(device.get("index", position))
+        if index is None or not 0 <= index < 1024:
             raise _invalid([*dloc, "index"], "index must be an integer 0-1023")
         for key, value in device.items():
             if key == "index" or value is None:
@@ -217,7 +226,9 @@ def parse_metric_row(raw: Any, loc: list[Any]) -> MetricRow:
     if step is None:
         raise _invalid([*loc, "step"], "step is required")
     if type(step) is not int:
-        raise _invalid([*loc, "step"], "step must be an integer")
+        step = _integral(step)
+        if step is None:
+            raise _invalid([*loc, "step"], "step must be an integer")
     if not 0 <= step <= MAX_STEP:
         raise _invalid([*loc, "step"], "step must be >= 0")
     values: dict[str, float] = {}
@@ -494,18 +505,14 @@ def _no_nul(text: str) -> str:
     return text
 
 
-def _contains_nul(value: Any) -> bool:
-    if isinstance(value, str):
-        return "\x00" in value
-    if isinstance(value, dict):
-        return any(_contains_nul(k) or _contains_nul(v) for k, v in value.items())
-    if isinstance(value, list):
-        return any(_contains_nul(item) for item in value)
-    return False
-
-
-Text = Annotated[str, AfterValidator(_no_nul)]
-Tag = Annotated[str, Field(min_length=1, max_length=100), AfterValidator(_no_nul)]
+#: Strings stored in text columns: PostgreSQL text cannot hold U+0000.
+NO_NUL = r"^[^\x00]*$"
+Text = Annotated[str, AfterValidator(_no_nul), Field(json_schema_extra={"pattern": NO_NUL})]
+Tag = Annotated[
+    str,
+    Field(min_length=1, max_length=100, json_schema_extra={"pattern": NO_NUL}),
+    AfterValidator(_no_nul),
+]
 
 
 class JobCreate(BaseModel):
@@ -521,13 +528,6 @@ class JobCreate(BaseModel):
     tags: list[Tag] = Field(default_factory=list, max_length=100)
     id: str | None = Field(default=None, pattern=JOB_ID_RE.pattern)
 
-    @field_validator("config")
-    @classmethod
-    def _config_has_no_nul(cls, config: dict[str, Any]) -> dict[str, Any]:
-        if _contains_nul(config):
-            raise ValueError("strings may not contain the NUL character")
-        return config
-
 
 class StatusUpdate(BaseModel):
     """Body of ``PUT /training/jobs/{job_id}/status``."""
@@ -538,32 +538,47 @@ class StatusUpdate(BaseModel):
     message: Text | None = Field(default=None, max_length=2000)
 
 
+NonFinite = Literal["NaN", "Infinity", "-Infinity"]
+MetricValue = float | NonFinite | None
+
+
 class GpuReading(BaseModel):
     """One device in a row's ``gpus`` list (flattened to ``gpu{index}.{field}``)."""
 
+    model_config = ConfigDict(extra="forbid")
+
     index: int = Field(ge=0, lt=1024)
     utilization: float | None = Field(default=None, ge=0, le=100)
-    memory_used: float | None = None
-    memory_total: float | None = None
-    temperature: float | None = None
-    power: float | None = None
+    memory_used: MetricValue = None
+    memory_total: MetricValue = None
+    temperature: MetricValue = None
+    power: MetricValue = None
 
 
 class MetricRowIn(BaseModel):
-    """A metric row. Any other numeric key is a custom metric."""
+    """A metric row. Any other key matching the metric-name pattern is a custom
+    metric; values are numbers, ``null`` (absent) or ``"NaN"``/``"Infinity"``/
+    ``"-Infinity"``. (Documentation only: rows are validated by
+    :func:`parse_metric_rows`.)"""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(
+        extra="allow",
+        json_schema_extra={"propertyNames": {"pattern": METRIC_NAME_RE.pattern}},
+    )
+    __pydantic_extra__: dict[str, MetricValue]
 
-    step: int = Field(ge=0)
+    step: int = Field(ge=0, le=MAX_STEP)
     epoch: float | None = Field(default=None, ge=0)
-    timestamp: str | float | None = None
-    train_loss: float | None = None
-    val_loss: float | None = None
-    learning_rate: float | None = None
+    timestamp: datetime | Annotated[float, Field(ge=0, le=32503680000)] | None = Field(
+        default=None, description="ISO 8601 or Unix seconds; default: server time"
+    )
+    train_loss: MetricValue = None
+    val_loss: MetricValue = None
+    learning_rate: MetricValue = None
     gpu_utilization: float | None = Field(default=None, ge=0, le=100)
     gpu_memory: float | None = Field(default=None, ge=0)
-    accuracy: float | None = None
-    f1: float | None = None
+    accuracy: MetricValue = None
+    f1: MetricValue = None
     gpus: list[GpuReading] | None = None
 
 

@@ -35,8 +35,11 @@ def launch_chromium(playwright: Any, extra_args: list[str] | None = None) -> Any
     )
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def playwright_instance() -> Iterator[Any]:
+    """Module-scoped: Playwright's sync API keeps an event loop running on this
+    thread while it lives, which would break tests that call ``asyncio.run``
+    if it outlived the browser tests on an xdist worker."""
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:
@@ -47,7 +50,7 @@ def playwright_instance() -> Iterator[Any]:
         yield playwright
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser(playwright_instance: Any) -> Iterator[Any]:
     chromium = launch_chromium(playwright_instance)
     try:

@@ -100,5 +100,24 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
     )
     components = schema.setdefault("components", {}).setdefault("schemas", {})
     components.update(metrics.ROWS_SCHEMA.get("$defs", {}))
+    _document_errors(schema)
     app.openapi_schema = schema
     return schema
+
+
+def _document_errors(schema: dict[str, Any]) -> None:
+    """Every error is the contract's envelope: say so, instead of FastAPI's
+    ``HTTPValidationError`` (which this app never sends)."""
+    components = schema["components"]["schemas"]
+    components.pop("HTTPValidationError", None)
+    components.pop("ValidationError", None)
+    envelope = {
+        "description": "Error (the contract's envelope; 422 names the failing field)",
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorEnvelope"}}},
+    }
+    for path in schema.get("paths", {}).values():
+        for operation in path.values():
+            responses = operation.setdefault("responses", {})
+            if "422" in responses:
+                responses["422"] = envelope
+            responses.setdefault("default", envelope)

@@ -15,6 +15,7 @@ from starlette.concurrency import run_in_threadpool
 
 from trainvis.api.deps import get_store, require_read
 from trainvis.api.responses import JSONBody
+from trainvis.api.schemas import ERRORS, ChartResponse
 from trainvis.charts import ChartKind, build_chart, select_metrics, to_recharts
 from trainvis.store.base import MetricStore
 from trainvis.store.cache import SeriesCache
@@ -68,6 +69,7 @@ def chart_query(
 
 
 Params = Annotated[ChartQuery, Depends(chart_query)]
+CHART_RESPONSES: dict[int | str, dict[str, Any]] = {200: {"model": ChartResponse}, **ERRORS}
 
 
 def series_cache(request: Request) -> SeriesCache:
@@ -133,18 +135,28 @@ async def _respond(
     return JSONBody({"data": config, "meta": meta})
 
 
-@router.get("/training/{job_id}/loss", summary="Loss curves (train and val), Chart.js config")
+@router.get(
+    "/training/{job_id}/loss",
+    summary="Loss curves (train and val), Chart.js config",
+    responses=CHART_RESPONSES,
+)
 async def loss_chart(job_id: str, store: Store, cache: Cache, query: Params) -> Response:
     return await _respond(store, cache, job_id, "loss", query)
 
 
-@router.get("/training/{job_id}/gpu", summary="GPU utilization and memory, Chart.js config")
+@router.get(
+    "/training/{job_id}/gpu",
+    summary="GPU utilization and memory, Chart.js config",
+    responses=CHART_RESPONSES,
+)
 async def gpu_chart(job_id: str, store: Store, cache: Cache, query: Params) -> Response:
     return await _respond(store, cache, job_id, "gpu", query)
 
 
 @router.get(
-    "/training/{job_id}/metrics/chart", summary="Evaluation and custom metrics, Chart.js config"
+    "/training/{job_id}/metrics/chart",
+    summary="Evaluation and custom metrics, Chart.js config",
+    responses=CHART_RESPONSES,
 )
 async def metrics_chart(
     job_id: str,
@@ -160,6 +172,10 @@ async def metrics_chart(
     )
 
 
-@router.get("/training/{job_id}/learning-rate", summary="Learning-rate schedule, Chart.js config")
+@router.get(
+    "/training/{job_id}/learning-rate",
+    summary="Learning-rate schedule, Chart.js config",
+    responses=CHART_RESPONSES,
+)
 async def learning_rate_chart(job_id: str, store: Store, cache: Cache, query: Params) -> Response:
     return await _respond(store, cache, job_id, "learning_rate", query)

@@ -21,6 +21,7 @@ from trainvis.api.auth import require_read_page
 from trainvis.api.charts import Cache, all_charts
 from trainvis.api.deps import get_store
 from trainvis.api.responses import JSONBody
+from trainvis.api.schemas import ERRORS
 from trainvis.models import JobStatus
 from trainvis.store.base import MetricStore
 
@@ -50,6 +51,17 @@ router = APIRouter(tags=["dashboard"])
 # Pages and their JSON need the read token; the static files (scripts, styles,
 # the sign-in page's stylesheet) are public.
 ReadAccess = [Depends(require_read_page)]
+PAGE_OR_JSON: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "The web UI (text/html) or the dashboard's data (application/json)",
+        "content": {
+            "application/json": {"schema": {"type": "object"}},
+            "text/html": {"schema": {"type": "string"}},
+        },
+    },
+    303: {"description": "Sign in first (servers with a read token, browsers only)"},
+    **ERRORS,
+}
 Store = Annotated[MetricStore, Depends(get_store)]
 Format = Literal["json", "html"] | None
 _static = StaticFiles(directory=STATIC_DIR, check_dir=False)
@@ -124,6 +136,7 @@ def job_dashboard_impl(store: MetricStore, cache: Any, job_id: str) -> dict[str,
     summary="Dashboard: the web UI (Accept: text/html) or job counts, totals and recent jobs",
     response_class=JSONBody,
     dependencies=ReadAccess,
+    responses=PAGE_OR_JSON,
 )
 async def dashboard(request: Request, store: Store, format: Format = None) -> Response:
     if wants_html(request.headers.get("accept"), format):
@@ -136,6 +149,7 @@ async def dashboard(request: Request, store: Store, format: Format = None) -> Re
     summary="A job's dashboard: the web UI (Accept: text/html) or the job and its four charts",
     response_class=JSONBody,
     dependencies=ReadAccess,
+    responses=PAGE_OR_JSON,
 )
 async def job_dashboard(
     job_id: str, request: Request, store: Store, cache: Cache, format: Format = None

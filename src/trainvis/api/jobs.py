@@ -9,6 +9,7 @@ from starlette.concurrency import run_in_threadpool
 
 from trainvis.api.deps import get_broker, get_store, require_read, require_write
 from trainvis.api.responses import JSONBody
+from trainvis.api.schemas import ERRORS, JobListResponse, JobResponse
 from trainvis.models import JobCreate, JobStatus, StatusUpdate
 from trainvis.realtime.broker import Broker as BrokerProtocol
 from trainvis.store.base import JobFilter, MetricStore
@@ -23,6 +24,7 @@ Broker = Annotated[BrokerProtocol, Depends(get_broker)]
     status_code=201,
     dependencies=[Depends(require_write)],
     response_class=JSONBody,
+    responses={201: {"model": JobResponse}, **ERRORS},
     summary="Create a training job",
 )
 async def create_job(spec: JobCreate, store: Store) -> Response:
@@ -34,7 +36,12 @@ async def create_job(spec: JobCreate, store: Store) -> Response:
     )
 
 
-@router.get("/training/jobs", response_class=JSONBody, summary="List training jobs, newest first")
+@router.get(
+    "/training/jobs",
+    response_class=JSONBody,
+    responses={200: {"model": JobListResponse}, **ERRORS},
+    summary="List training jobs, newest first",
+)
 async def list_jobs(
     store: Store,
     status: JobStatus | None = None,
@@ -55,7 +62,12 @@ async def list_jobs(
     )
 
 
-@router.get("/training/jobs/{job_id}", response_class=JSONBody, summary="Get a job")
+@router.get(
+    "/training/jobs/{job_id}",
+    response_class=JSONBody,
+    responses={200: {"model": JobResponse}, **ERRORS},
+    summary="Get a job",
+)
 async def get_job(job_id: str, store: Store) -> Response:
     job = await run_in_threadpool(store.get_job, job_id)
     return JSONBody({"data": job.to_wire()})
@@ -65,6 +77,7 @@ async def get_job(job_id: str, store: Store) -> Response:
     "/training/jobs/{job_id}",
     status_code=204,
     dependencies=[Depends(require_write)],
+    responses=ERRORS,
     summary="Delete a job and its metrics",
 )
 async def delete_job(job_id: str, store: Store, broker: Broker) -> Response:
@@ -77,6 +90,7 @@ async def delete_job(job_id: str, store: Store, broker: Broker) -> Response:
     "/training/jobs/{job_id}/status",
     dependencies=[Depends(require_write)],
     response_class=JSONBody,
+    responses={200: {"model": JobResponse}, **ERRORS},
     summary="Change a job's status",
 )
 async def update_status(

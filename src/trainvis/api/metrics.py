@@ -11,11 +11,12 @@ from typing import Annotated, Any, Literal
 import orjson
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import StreamingResponse
-from pydantic import TypeAdapter
+from pydantic import Field, TypeAdapter
 from starlette.concurrency import run_in_threadpool
 
 from trainvis.api.deps import get_broker, get_settings, get_store, require_read, require_write
 from trainvis.api.responses import JSONBody
+from trainvis.api.schemas import ERRORS, HistoryResponse, WriteResponse
 from trainvis.config import Settings
 from trainvis.errors import InvalidArgument, MalformedRequest
 from trainvis.models import MetricRow, MetricRowIn, parse_metric_rows
@@ -24,9 +25,9 @@ from trainvis.store.base import MetricStore, Row
 router = APIRouter(tags=["metrics"], dependencies=[Depends(require_read)])
 Store = Annotated[MetricStore, Depends(get_store)]
 
-ROWS_SCHEMA = TypeAdapter(MetricRowIn | list[MetricRowIn]).json_schema(
-    ref_template="#/components/schemas/{model}"
-)
+ROWS_SCHEMA = TypeAdapter(
+    MetricRowIn | Annotated[list[MetricRowIn], Field(min_length=1, max_length=10_000)]
+).json_schema(ref_template="#/components/schemas/{model}")
 STREAM_BATCH = 1000
 
 
@@ -80,6 +81,7 @@ def _check_metric_budget(
     dependencies=[Depends(require_write)],
     response_class=JSONBody,
     summary="Add metric rows (one object or an array of up to 10,000)",
+    responses={201: {"model": WriteResponse}, **ERRORS},
     openapi_extra={
         "requestBody": {
             "required": True,
@@ -146,6 +148,13 @@ def _csv_stream(rows: Iterator[Row], columns: Sequence[str]) -> Iterator[bytes]:
 @router.get(
     "/training/{job_id}/metrics/history",
     summary="Metric rows ordered by step (JSON or CSV, streamed)",
+    responses={
+        200: {
+            "model": HistoryResponse,
+            "content": {"text/csv": {"schema": {"type": "string"}}},
+        },
+        **ERRORS,
+    },
     response_class=JSONBody,
 )
 async def history(

@@ -5,13 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
-from starlette.responses import Response
+from starlette.responses import JSONResponse
 
 
-class JSONBody(Response):
+class JSONBody(JSONResponse):
     """A JSON response serialized with orjson (non-finite floats become null)."""
-
-    media_type = "application/json"
 
     def render(self, content: Any) -> bytes:
         return orjson.dumps(content, option=orjson.OPT_SERIALIZE_NUMPY)

@@ -89,7 +89,10 @@ async def _http(request: Request, exc: Exception) -> Response:
     message = str(exc.detail) if exc.detail else code
     if status == 400 and "parsing the body" in message:
         code, message = "malformed_json", "The request body is not valid JSON"
-    return error_response(status, code, message, headers=getattr(exc, "headers", None))
+    headers = dict(getattr(exc, "headers", None) or {})
+    if status in (408, 413):  # the rest of the body is unread: do not keep the connection
+        headers["Connection"] = "close"
+    return error_response(status, code, message, headers=headers or None)
 
 
 async def _unexpected(request: Request, exc: Exception) -> Response:

@@ -65,6 +65,9 @@ async def login(request: Request) -> Response:
     target = _safe_next((form.get("next") or [""])[0])
     valid = [t for t in (settings.read_token, settings.api_token) if t]
     if not any(token_matches(token, expected) for expected in valid):
+        if "text/html" in request.headers.get("accept", ""):  # a browser: back to the form
+            back = urllib.parse.quote(target)
+            return RedirectResponse(f"{PREFIX}/login?error=1&next={back}", status_code=303)
         raise Unauthorized("That token is not valid for this server")
     response = RedirectResponse(target, status_code=303)
     response.set_cookie(

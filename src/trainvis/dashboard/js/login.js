@@ -1,0 +1,9 @@
+// Sign-in page: send the user back to the page that asked for the token.
+const next = new URLSearchParams(window.location.search).get("next");
+const prefix = "/api/v1/visualization/";
+if (next && next.startsWith(prefix) && !next.startsWith("//")) {
+  document.getElementById("login-next").value = next;
+}
+if (new URLSearchParams(window.location.search).has("error")) {
+  document.getElementById("login-error").hidden = false;
+}

@@ -111,8 +111,9 @@ def _extra_commands() -> list[
     """Sub-commands that live beside the code they drive."""
     from trainvis.client.commands import register as register_client
     from trainvis.demo import register as register_demo
+    from trainvis.transfer_cli import register as register_transfer
 
-    return [register_demo, register_client]
+    return [register_demo, register_client, register_transfer]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -34,6 +34,24 @@ def _add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         "--max-body-bytes", type=int, help=f"{helps['max_body_bytes']} [TRAINVIS_MAX_BODY_BYTES]"
     )
     serve.add_argument("--log-level", help=f"{helps['log_level']} [TRAINVIS_LOG_LEVEL]")
+    serve.add_argument("--webhook-url", help=f"{helps['webhook_url']} [TRAINVIS_WEBHOOK_URL]")
+    serve.add_argument(
+        "--webhook-format",
+        choices=("json", "slack"),
+        help=f"{helps['webhook_format']} [TRAINVIS_WEBHOOK_FORMAT, default json]",
+    )
+    serve.add_argument(
+        "--webhook-min-severity",
+        choices=("info", "warning", "critical"),
+        help=f"{helps['webhook_min_severity']} [TRAINVIS_WEBHOOK_MIN_SEVERITY, default warning]",
+    )
+    serve.add_argument(
+        "--no-health",
+        dest="health",
+        action="store_false",
+        default=None,
+        help="do not run the training-health detectors on ingest [TRAINVIS_HEALTH=0]",
+    )
     serve.add_argument(
         "--insecure",
         action="store_true",
@@ -61,6 +79,10 @@ def _serve(args: argparse.Namespace) -> int:
             max_body_bytes=args.max_body_bytes,
             log_level=args.log_level,
             insecure=args.insecure,
+            webhook_url=args.webhook_url,
+            webhook_format=args.webhook_format,
+            webhook_min_severity=args.webhook_min_severity,
+            health=args.health,
         )
     except ValueError as exc:
         print(f"trainvis serve: {exc}", file=sys.stderr)

@@ -40,7 +40,22 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("body_timeout", 30.0, "seconds a client may pause while sending a request body"),
     Setting("insecure", False, "allow a non-loopback host without a write token"),
     Setting("log_level", "info", "log level of the server"),
+    Setting("health", True, "run the training-health detectors on ingest"),
+    Setting("health_spike_z", 8.0, "spike threshold in robust standard deviations (MAD)"),
+    Setting("health_spike_window", 32, "residuals in the spike detector's robust window"),
+    Setting("health_divergence_window", 50, "points over which a rising loss is divergence"),
+    Setting("health_divergence_rise", 0.25, "relative rise of the smoothed loss that diverges"),
+    Setting("health_plateau_window", 1000, "points without a new best that make a plateau"),
+    Setting("health_gpu_idle_threshold", 10.0, "GPU utilization (%) under which a GPU is idle"),
+    Setting("health_gpu_idle_seconds", 300.0, "seconds a GPU must idle (while running) to alert"),
+    Setting("webhook_url", None, "URL that gets a JSON POST for every alert (off when empty)"),
+    Setting("webhook_format", "json", "webhook payload: json (the event) or slack ({text})"),
+    Setting("webhook_min_severity", "warning", "least severity sent to the webhook"),
+    Setting("webhook_attempts", 5, "delivery attempts per alert (backoff doubles from 1 s)"),
 )
+
+WEBHOOK_FORMATS = ("json", "slack")
+SEVERITIES = ("info", "warning", "critical")
 
 
 @dataclass(frozen=True)
@@ -65,6 +80,29 @@ class Settings:
     body_timeout: float = 30.0
     insecure: bool = False
     log_level: str = "info"
+    health: bool = True
+    health_spike_z: float = 8.0
+    health_spike_window: int = 32
+    health_divergence_window: int = 50
+    health_divergence_rise: float = 0.25
+    health_plateau_window: int = 1000
+    health_gpu_idle_threshold: float = 10.0
+    health_gpu_idle_seconds: float = 300.0
+    webhook_url: str | None = None
+    webhook_format: str = "json"
+    webhook_min_severity: str = "warning"
+    webhook_attempts: int = 5
+
+    def __post_init__(self) -> None:
+        """Reject settings the server cannot run with (``ValueError`` names them)."""
+        if self.webhook_format not in WEBHOOK_FORMATS:
+            raise ValueError(f"webhook_format must be one of {', '.join(WEBHOOK_FORMATS)}")
+        if self.webhook_min_severity not in SEVERITIES:
+            raise ValueError(f"webhook_min_severity must be one of {', '.join(SEVERITIES)}")
+        if self.health_spike_window < 4 or self.health_divergence_window < 2:
+            raise ValueError("health_spike_window must be >= 4, health_divergence_window >= 2")
+        if self.health_plateau_window < 1 or self.webhook_attempts < 1:
+            raise ValueError("health_plateau_window and webhook_attempts must be >= 1")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:

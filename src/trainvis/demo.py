@@ -3,7 +3,8 @@
 The run looks like the real thing so that a new user sees the dashboard move
 within seconds: loss that drops fast after a linear LR warm-up and then decays
 with noise, one loss spike, evaluation (val loss, accuracy, F1) every N steps,
-a cosine learning-rate schedule and two fake GPUs in ``gpus``.
+a cosine learning-rate schedule and two fake GPUs in ``gpus``. The spike is the one
+thing the training-health detectors report on this run (tests/unit/test_detectors.py).
 """
 
 from __future__ import annotations

@@ -371,6 +371,8 @@ class TrainingJob:
     metric_names: list[str] = field(default_factory=list)
     summary: dict[str, Any] = field(default_factory=dict)
     eta_seconds: float | None = None
+    #: Stored events by severity: ``{"info": n, "warning": n, "critical": n}``.
+    alerts: dict[str, int] = field(default_factory=lambda: {"info": 0, "warning": 0, "critical": 0})
 
     @property
     def progress(self) -> float | None:
@@ -401,6 +403,7 @@ class TrainingJob:
             "metric_names": self.metric_names,
             "point_count": self.point_count,
             "summary": self.summary,
+            "alerts": self.alerts,
         }
 
 

@@ -212,6 +212,35 @@ def test_row_posted_to_a_reaches_stream_on_b_within_a_second(
     run(main)
 
 
+def test_alerts_cross_replicas(replicas: tuple[ServerProcess, ServerProcess]) -> None:
+    """A finding stored through A, and a note too long for a notification (it travels
+    as its id and B reads it from the store), reach a stream on B (issue 10)."""
+    a, b = replicas
+
+    async def main() -> None:
+        async with async_client(a.url) as http_a, async_client(b.url) as http_b:
+            job = await new_job(http_a)
+            async with open_stream(http_b, job) as stream:
+                await first_event(stream)
+                await post_rows(http_a, job, [{"step": 1, "train_loss": float("nan")}])
+                alerts = []
+                while len(alerts) < 1:
+                    event = await stream.next(timeout=5)
+                    if event.event == "alert":
+                        alerts.append(event)
+                assert alerts[0].json()["kind"] == "nonfinite" and alerts[0].id is None
+                note = await http_a.post(
+                    f"{API}/training/{job}/events", json={"message": LONG_MESSAGE}
+                )
+                assert note.status_code == 201, note.text
+                event = await stream.next(timeout=5)
+                assert event.event == "alert" and event.json() == note.json()["data"]
+                listed = (await http_b.get(f"{API}/training/{job}/events")).json()["data"]
+                assert listed[1] == alerts[0].json()
+
+    run(main)
+
+
 def test_streams_recover_after_listener_is_terminated(
     replicas: tuple[ServerProcess, ServerProcess], pg_db: str
 ) -> None:

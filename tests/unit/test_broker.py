@@ -457,3 +457,30 @@ def test_chain_exit_signals_runs_callback_then_previous_handler() -> None:
     finally:
         signal.signal(signal.SIGTERM, original)
         signal.signal(signal.SIGUSR1, previous)
+
+
+def test_alerts_are_written_in_order_and_survive_an_overflow() -> None:
+    """``alert`` events (issue 10) are kept like status events when rows overflow."""
+
+    async def main() -> None:
+        log = RowLog()
+        broker = make_broker(log, queue_size=4, page_size=7)
+        sub = broker.subscribe(JOB)
+        sub.begin(0, replay=False)
+        broker.publish_rows(JOB, log.write(1))
+        broker.publish_alert(JOB, {"id": 1, "kind": "spike", "step": 1})
+        await settle()
+        first = await collect(sub)
+        assert re.findall(rb"^event: (\w+)$", first, re.M) == [b"metrics", b"alert"]
+        assert b'data: {"id":1,"kind":"spike","step":1}\n\n' in first
+        for step in range(2, 40):
+            broker.publish_rows(JOB, log.write(step))
+            if step == 20:
+                broker.publish_alert(JOB, {"id": 2, "kind": "nonfinite", "step": 20})
+            await settle()
+        out = await collect(sub)
+        assert seqs(out) == list(range(2, 40)) and sub.catch_ups >= 1
+        assert out.count(b"event: alert") == 1 and b'"nonfinite"' in out
+        broker.publish_alert("job-without-subscribers", {"id": 3})  # a dictionary lookup
+
+    run(main)

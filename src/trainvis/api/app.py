@@ -1,8 +1,8 @@
 """The FastAPI application factory.
 
 ``create_app(settings)`` opens the store named by ``settings.db`` (unless one is
-passed in), starts the realtime broker in the lifespan and mounts every router
-under ``/api/v1/visualization``.
+passed in), starts the realtime broker and the health monitor (with its webhook
+worker) in the lifespan and mounts every router under ``/api/v1/visualization``.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.responses import RedirectResponse
 
 from trainvis import __version__
-from trainvis.api import auth, charts, dashboard, jobs, metrics, stream
+from trainvis.api import auth, charts, dashboard, events, jobs, metrics, stream
 from trainvis.api.errors import install_error_handlers
 from trainvis.api.middleware import BodyLimitMiddleware, SecurityHeadersMiddleware
 from trainvis.api.responses import JSONBody
@@ -46,9 +46,11 @@ def create_app(
         if app.state.broker is None:
             app.state.broker = make_broker(settings, app.state.store)
         await app.state.broker.start()
+        await events.start_health(app, settings)
         try:
             yield
         finally:
+            await events.stop_health(app)
             await app.state.broker.stop()
             if owns_store:
                 app.state.store.close()
@@ -64,7 +66,7 @@ def create_app(
     app.state.store = store
     app.state.broker = broker
     install_error_handlers(app)
-    for module in (jobs, metrics, charts, stream, dashboard, auth):
+    for module in (jobs, metrics, events, charts, stream, dashboard, auth):
         app.include_router(module.router, prefix=API_PREFIX)
     app.add_middleware(
         BodyLimitMiddleware,

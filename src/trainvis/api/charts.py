@@ -17,6 +17,7 @@ from trainvis.api.deps import get_store, require_read
 from trainvis.api.responses import JSONBody
 from trainvis.api.schemas import ERRORS, ChartResponse
 from trainvis.charts import ChartKind, build_chart, select_metrics, to_recharts
+from trainvis.charts.annotations import MAX_CHART_EVENTS, attach_events
 from trainvis.store.base import MetricStore
 from trainvis.store.cache import SeriesCache
 
@@ -85,6 +86,9 @@ def chart_impl(
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Build one chart of a job: ``(config, meta)``.
 
+    A Chart.js config carries the job's events on its metrics (and notes) as
+    markers under ``options.plugins.trainvisEvents`` (see ``charts/annotations.py``).
+
     Raises:
         JobNotFound: unknown job. InvalidArgument: a bad option (names it).
     """
@@ -118,7 +122,16 @@ def chart_impl(
         t0=job.first_timestamp,
     )
     if query.format == "recharts":
-        config = to_recharts(config, query.x)
+        return to_recharts(config, query.x), meta
+    if any(job.alerts.values()):  # markers for the job's events (most jobs have none)
+        events, _ = store.list_events(
+            job_id,
+            order="step",
+            start_step=query.start_step,
+            end_step=query.end_step,
+            limit=MAX_CHART_EVENTS,
+        )
+        attach_events(config, [event.to_wire() for event in events], names)
     return config, meta
 
 

@@ -15,11 +15,14 @@ from pydantic import Field, TypeAdapter
 from starlette.concurrency import run_in_threadpool
 
 from trainvis.api.deps import get_broker, get_settings, get_store, require_read, require_write
+from trainvis.api.events import announce, get_monitor
 from trainvis.api.responses import JSONBody
 from trainvis.api.schemas import ERRORS, HistoryResponse, WriteResponse
 from trainvis.config import Settings
 from trainvis.errors import InvalidArgument, MalformedRequest
-from trainvis.models import MetricRow, MetricRowIn, parse_metric_rows
+from trainvis.health.events import JobEvent
+from trainvis.health.monitor import HealthMonitor
+from trainvis.models import MetricRow, MetricRowIn, WriteResult, parse_metric_rows
 from trainvis.store.base import MetricStore, Row
 
 router = APIRouter(tags=["metrics"], dependencies=[Depends(require_read)])
@@ -47,10 +50,18 @@ def parse_json(body: bytes) -> Any:
         raise MalformedRequest("The request body is not valid JSON") from None
 
 
-def _ingest(store: MetricStore, job_id: str, body: bytes, settings: Settings) -> Any:
+def _ingest(
+    store: MetricStore,
+    job_id: str,
+    body: bytes,
+    settings: Settings,
+    monitor: HealthMonitor | None,
+) -> tuple[WriteResult, list[JobEvent]]:
+    """Validate and store the rows; then (committed) run the health detectors on them."""
     rows = parse_metric_rows(parse_json(body), max_rows=settings.max_rows)
     _check_metric_budget(store, job_id, rows, settings.max_metrics_per_job)
-    return store.write_metrics(job_id, rows)
+    result = store.write_metrics(job_id, rows)
+    return result, (monitor.observe(job_id, rows) if monitor is not None else [])
 
 
 def _check_metric_budget(
@@ -98,8 +109,11 @@ async def add_metrics(job_id: str, request: Request, store: Store) -> Response:
     if not body:
         raise MalformedRequest("The request body is empty")
     settings = get_settings(request)
-    result = await run_in_threadpool(_ingest, store, job_id, body, settings)
+    result, found = await run_in_threadpool(
+        _ingest, store, job_id, body, settings, get_monitor(request)
+    )
     get_broker(request).publish_rows(job_id, result.rows)
+    announce(request, job_id, found)
     return JSONBody({"data": result.to_wire()}, status_code=201)
 
 

@@ -24,8 +24,10 @@ _DESCRIPTION = """\
 Server-Sent Events. The first event of every connection is an unnamed message
 `{"type": "snapshot", "job": <job>}` (no `id`). Then `event: metrics` (data: one row
 as the history returns it, `id`: the row's sequence number), `event: status`
-(`{job_id, status, previous_status, message, timestamp}`) and `event: deleted`
-(the stream then ends). A `: heartbeat` comment is sent when idle.
+(`{job_id, status, previous_status, message, timestamp}`), `event: alert` (a health
+finding or a note, exactly as `GET …/events` lists it; no `id`, not replayed on
+resume: reload the events list) and `event: deleted` (the stream then ends). A
+`: heartbeat` comment is sent when idle.
 
 Resume: `Last-Event-ID` (sent by browsers on reconnect; it wins over `since`) or
 `?since=<id>` replays every stored row with a larger id, then goes live. An id

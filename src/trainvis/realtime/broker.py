@@ -1,4 +1,4 @@
-"""Realtime fan-out: publish stored rows, status changes and deletions to SSE subscribers.
+"""Realtime fan-out: publish stored rows, status changes, alerts and deletions to SSE subscribers.
 
 :class:`Broker` is the transport-agnostic interface the API calls after each
 commit. :class:`InProcessBroker` implements it inside one server process: each
@@ -22,8 +22,8 @@ from typing import Any, Protocol
 
 from trainvis.config import Settings
 from trainvis.models import StatusChange
-from trainvis.realtime.sse import deleted_event, metrics_event, status_event
-from trainvis.realtime.subscription import DELETED, ROW, STATUS, Batch, Item, Subscription
+from trainvis.realtime.sse import alert_event, deleted_event, metrics_event, status_event
+from trainvis.realtime.subscription import ALERT, DELETED, ROW, STATUS, Batch, Item, Subscription
 from trainvis.store.base import MetricStore
 
 log = logging.getLogger("trainvis.realtime")
@@ -45,7 +45,7 @@ class Broker(Protocol):
         """End every open stream cleanly; called in the lifespan shutdown."""
         ...
 
-    def publish_rows(self, job_id: str, rows: list[tuple[int, dict[str, Any]]]) -> None:
+    def publish_rows(self, job_id: str, rows: Sequence[tuple[int, dict[str, Any]]]) -> None:
         """Announce ``(seq, wire row)`` pairs just committed. Never blocks."""
         ...
 
@@ -55,6 +55,10 @@ class Broker(Protocol):
 
     def publish_deleted(self, job_id: str) -> None:
         """Announce that a job was deleted; its streams end after a ``deleted`` event."""
+        ...
+
+    def publish_alert(self, job_id: str, event: dict[str, Any]) -> None:
+        """Announce a stored job event (wire shape) as ``event: alert``. Never blocks."""
         ...
 
     def subscribe(self, job_id: str) -> Subscription:
@@ -226,6 +230,11 @@ class InProcessBroker(Fanout):
         """Fan a ``deleted`` event out; each stream closes after writing it."""
         if job_id in self._subscribers:
             self.deliver(job_id, [Item(DELETED, 0, deleted_event(job_id))])
+
+    def publish_alert(self, job_id: str, event: dict[str, Any]) -> None:
+        """Fan an ``alert`` event (a stored job event) out to the job's subscribers."""
+        if job_id in self._subscribers:
+            self.deliver(job_id, [Item(ALERT, 0, alert_event(event))])
 
 
 POSTGRES_SCHEMES = ("postgresql://", "postgres://", "postgresql+psycopg://")

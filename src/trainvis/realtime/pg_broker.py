@@ -9,8 +9,9 @@ broker plus two connections of its own:
   notifier task, which sends them with ``pg_notify`` after the write committed.
   A notification carries only ``(job_id, seq)`` for rows (the newest seq of a
   batch; several batches of a job waiting together collapse into one), or the
-  small status / deleted event: payloads stay far below PostgreSQL's 8,000-byte
-  limit. Each replica tags its notifications with a random origin id and skips
+  small status / alert / deleted event: payloads stay far below PostgreSQL's
+  8,000-byte limit (an alert too long for it travels as its id, and receivers
+  read it from the store). Each replica tags its notifications with a random origin id and skips
   its own.
 - *listening* (``application_name='trainvis-listener'``): a row notification is
   delivered as a row *without bytes*, so the subscriptions read the rows from
@@ -41,8 +42,8 @@ from trainvis.config import Settings
 from trainvis.errors import JobNotFound
 from trainvis.models import JobStatus, StatusChange
 from trainvis.realtime.broker import COALESCE_WINDOW, PAGE_SIZE, InProcessBroker
-from trainvis.realtime.sse import deleted_event, status_event
-from trainvis.realtime.subscription import DELETED, ROW, STATUS, Item
+from trainvis.realtime.sse import alert_event, deleted_event, status_event
+from trainvis.realtime.subscription import ALERT, DELETED, ROW, STATUS, Item
 from trainvis.store.base import MetricStore
 
 log = logging.getLogger("trainvis.realtime")
@@ -160,6 +161,14 @@ class PostgresBroker(InProcessBroker):
         if len(_encode(self.origin, event)) > MAX_PAYLOAD:
             event["m"], event["x"] = None, 1  # too long: receivers read it from the store
         self._post(event)
+
+    def publish_alert(self, job_id: str, event: dict[str, Any]) -> None:
+        """Deliver locally and announce the job event to other replicas."""
+        super().publish_alert(job_id, event)
+        message: dict[str, Any] = {"k": "alert", "j": job_id, "e": event}
+        if len(_encode(self.origin, message)) > MAX_PAYLOAD:
+            message = {"k": "alert", "j": job_id, "i": event["id"]}
+        self._post(message)
 
     def publish_deleted(self, job_id: str) -> None:
         """Deliver locally and announce the deletion to other replicas."""
@@ -284,6 +293,22 @@ class PostgresBroker(InProcessBroker):
                 job_id, JobStatus(event["s"]), JobStatus(event["p"]), message, float(event["t"])
             )
             self.deliver(job_id, [Item(STATUS, 0, status_event(change))])
+        elif kind == "alert":
+            await self._receive_alert(job_id, event)
+
+    async def _receive_alert(self, job_id: str, event: dict[str, Any]) -> None:
+        payload = event.get("e")
+        if payload is None:  # too long for a notification: read it from the store
+            try:
+                stored = await anyio.to_thread.run_sync(
+                    self.store.get_event, job_id, int(event["i"])
+                )
+            except JobNotFound:
+                return
+            if stored is None:
+                return
+            payload = stored.to_wire()
+        self.deliver(job_id, [Item(ALERT, 0, alert_event(payload))])
 
     async def _connect(self, name: str) -> psycopg.AsyncConnection[Any]:
         return await psycopg.AsyncConnection.connect(

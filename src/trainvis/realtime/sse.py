@@ -102,6 +102,11 @@ def status_event(change: StatusChange) -> bytes:
     return encode_json_event(orjson.dumps(change.to_wire()), event="status")
 
 
+def alert_event(event: Mapping[str, Any]) -> bytes:
+    """``event: alert``; data is the job event as ``GET …/events`` returns it (no ``id:``)."""
+    return encode_json_event(orjson.dumps(event), event="alert")
+
+
 def deleted_event(job_id: str) -> bytes:
     """``event: deleted`` with ``{"job_id": ...}``; the server closes the stream after it."""
     return encode_json_event(orjson.dumps({"job_id": job_id}), event="deleted")

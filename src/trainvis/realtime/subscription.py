@@ -32,12 +32,12 @@ from trainvis.realtime.sse import StreamEnded, deleted_event, metrics_event, sna
 if TYPE_CHECKING:
     from trainvis.store.base import MetricStore
 
-ROW, STATUS, DELETED = 0, 1, 2
+ROW, STATUS, DELETED, ALERT = 0, 1, 2, 3
 
 
 @dataclass(frozen=True, slots=True)
 class Item:
-    """One event for one job: a row (``seq`` > 0), a status change or the deletion.
+    """One event for one job: a row (``seq`` > 0), a status change, an alert or the deletion.
 
     ``data`` is the encoded SSE event; ``None`` only for a row the broker did not
     carry (the subscriber then reads it from the store).
@@ -149,7 +149,7 @@ class Subscription:
             callback()
 
     def _overflow(self, batch: Batch) -> None:
-        # Rows can be re-read from the store; status and deletion events cannot.
+        # Rows can be re-read from the store; status, alert and deletion events cannot.
         keep = [item for queued in (*self._queue, batch) for item in queued.items]
         keep = [item for item in keep if item.kind != ROW]
         if len(keep) > self._limit:

@@ -13,7 +13,9 @@ Data model, common to every backend:
   sequence number of its job (a re-posted step gets a new, larger one), which is
   what the SSE stream uses as its event id;
 - a *point* is one ``(job, metric, step) -> value``. A later write of the same
-  point replaces the value; NaN and ±Infinity are stored as such.
+  point replaces the value; NaN and ±Infinity are stored as such;
+- an *event* is a health finding or a user's note at a step (see
+  :mod:`trainvis.health.events`); events go with their job.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import numpy as np
 import numpy.typing as npt
 
 from trainvis.errors import PublicError
+from trainvis.health.events import EventKind, EventOrder, JobEvent, NewEvent
 from trainvis.models import (
     JobCreate,
     JobStatus,
@@ -92,7 +95,7 @@ class MetricStore(Protocol):
         ...
 
     def get_job(self, job_id: str) -> TrainingJob:
-        """The job with its progress fields, ``metric_names`` and ``summary``."""
+        """The job with its progress fields, ``metric_names``, ``summary`` and ``alerts``."""
         ...
 
     def list_jobs(
@@ -102,7 +105,7 @@ class MetricStore(Protocol):
         ...
 
     def delete_job(self, job_id: str) -> None:
-        """Delete the job and every row and point of it."""
+        """Delete the job and every row, point and event of it."""
         ...
 
     def set_status(
@@ -179,6 +182,37 @@ class MetricStore(Protocol):
 
     def last_seq(self, job_id: str) -> int:
         """The job's newest sequence number (0 before its first row)."""
+        ...
+
+    def add_event(self, job_id: str, event: NewEvent) -> JobEvent | None:
+        """Store an event on the job; returns it with its id.
+
+        Returns None (and stores nothing) when ``event.dedupe`` is set and the
+        job already has an event with that key. ``event.timestamp`` defaults
+        to now. Non-finite values are kept.
+        """
+        ...
+
+    def list_events(
+        self,
+        job_id: str,
+        *,
+        kind: EventKind | None = None,
+        order: EventOrder = "newest",
+        start_step: int | None = None,
+        end_step: int | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> tuple[list[JobEvent], int]:
+        """A page of the job's events and the total matching the filters.
+
+        ``order="newest"``: by id, newest first; ``order="step"``: by step, then
+        id. ``start_step``/``end_step`` are inclusive.
+        """
+        ...
+
+    def get_event(self, job_id: str, event_id: int) -> JobEvent | None:
+        """One event of the job by id; None when the job has no such event."""
         ...
 
     def status_counts(self) -> dict[str, int]:

@@ -26,6 +26,7 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
 import orjson
 
 from trainvis.errors import JobNotFound
+from trainvis.health.events import EventKind, EventOrder, JobEvent, NewEvent
 from trainvis.models import (
     JobCreate,
     JobStatus,
@@ -41,6 +42,7 @@ from trainvis.store.common import (
     status_timestamps,
 )
 from trainvis.store.postgres_copy import Conn, fetch_columns
+from trainvis.store.postgres_events import insert_event, select_event, select_events
 from trainvis.store.postgres_jobs import (
     JOB_COLUMNS,
     filter_sql,
@@ -153,7 +155,7 @@ class PostgresStore:
             return hydrate(conn, rows), total
 
     def delete_job(self, job_id: str) -> None:
-        """Delete the job with every row and point of it."""
+        """Delete the job with every row, point and event of it."""
         with self._tx() as conn:
             pk = job_pk(conn, job_id, lock=True)
             conn.execute(
@@ -162,6 +164,7 @@ class PostgresStore:
             )
             conn.execute("DELETE FROM steps WHERE job_pk = %s", (pk,))
             conn.execute("DELETE FROM metrics WHERE job_pk = %s", (pk,))
+            conn.execute("DELETE FROM events WHERE job_pk = %s", (pk,))
             conn.execute("DELETE FROM jobs WHERE pk = %s", (pk,))
 
     def set_status(
@@ -211,6 +214,42 @@ class PostgresStore:
             rows_factory=stored,
             last_seq=int(job[1]) + len(merged),
         )
+
+    # ------------------------------------------------------------------ events
+
+    def add_event(self, job_id: str, event: NewEvent) -> JobEvent | None:
+        """Store an event; see :meth:`MetricStore.add_event`."""
+        with self._tx() as conn:
+            return insert_event(conn, job_id, event)
+
+    def list_events(
+        self,
+        job_id: str,
+        *,
+        kind: EventKind | None = None,
+        order: EventOrder = "newest",
+        start_step: int | None = None,
+        end_step: int | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> tuple[list[JobEvent], int]:
+        """A page of the job's events; see :meth:`MetricStore.list_events`."""
+        with self._tx() as conn:
+            return select_events(
+                conn,
+                job_id,
+                kind=kind,
+                order=order,
+                start_step=start_step,
+                end_step=end_step,
+                limit=limit,
+                offset=offset,
+            )
+
+    def get_event(self, job_id: str, event_id: int) -> JobEvent | None:
+        """One event of the job by id (None when it has none with that id)."""
+        with self._tx() as conn:
+            return select_event(conn, job_id, event_id)
 
     # ------------------------------------------------------------------ reads
 

@@ -16,6 +16,7 @@ from trainvis.models import GENERATED_ID_RE, JobCreate, JobStatus, TrainingJob
 from trainvis.store.base import JobFilter, StoreError
 from trainvis.store.common import MetricStats, build_summary, eta_from_rate
 from trainvis.store.postgres_copy import Conn
+from trainvis.store.postgres_events import severity_counts
 from trainvis.store.postgres_write import STAT_COLUMNS, stats_from_row
 
 JOB_COLUMNS = (
@@ -105,7 +106,8 @@ def _escape_like(text: str) -> str:
 
 
 def hydrate(conn: Conn, rows: list[TupleRow]) -> list[TrainingJob]:
-    """Jobs from ``JOB_COLUMNS`` rows with metric names, point counts, summary and ETA."""
+    """Jobs from ``JOB_COLUMNS`` rows with metric names, point counts, summary, alert
+    counts and ETA."""
     jobs = [job_from_row(row) for row in rows]
     pks = [int(row[0]) for row in rows]
     stats: dict[int, dict[str, MetricStats]] = {pk: {} for pk in pks}
@@ -117,7 +119,9 @@ def hydrate(conn: Conn, rows: list[TupleRow]) -> list[TrainingJob]:
         )
         for row in cursor:
             stats[row[0]][row[2]] = stats_from_row(row[1:])
+    alerts = severity_counts(conn, pks)
     for pk, job in zip(pks, jobs, strict=True):
+        job.alerts = alerts[pk]
         job.metric_names = sorted(stats[pk])
         job.point_count = sum(item.count for item in stats[pk].values())
         job.summary = build_summary(stats[pk])

@@ -81,6 +81,24 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (metric_id, step)
     );
     """,
+    # 2: job events (health findings and user notes). ``dedupe`` makes a
+    # detector's insert idempotent; NULL keys (notes) never conflict.
+    """
+    CREATE TABLE events (
+        id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        job_pk bigint NOT NULL,
+        kind text NOT NULL,
+        metric text,
+        step bigint NOT NULL,
+        value double precision,
+        message text NOT NULL,
+        severity text NOT NULL,
+        ts double precision NOT NULL,
+        dedupe text,
+        UNIQUE (job_pk, dedupe)
+    );
+    CREATE INDEX events_job_step ON events (job_pk, step, id);
+    """,
 )
 
 

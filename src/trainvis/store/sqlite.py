@@ -23,6 +23,7 @@ import numpy as np
 import orjson
 
 from trainvis.errors import JobExists, JobNotFound
+from trainvis.health.events import EventKind, EventOrder, JobEvent, NewEvent
 from trainvis.models import (
     GENERATED_ID_RE,
     JobCreate,
@@ -43,6 +44,12 @@ from trainvis.store.common import (
     merge_batch,
     status_timestamps,
     stored_rows,
+)
+from trainvis.store.sqlite_events import (
+    insert_event,
+    select_event,
+    select_events,
+    severity_counts,
 )
 from trainvis.store.sqlite_schema import migrate
 
@@ -172,6 +179,7 @@ class SQLiteStore:
         job.metric_names = sorted(stats)
         job.point_count = sum(item.count for item in stats.values())
         job.summary = build_summary(stats)
+        job.alerts = severity_counts(conn, row[0])
         if job.status is JobStatus.RUNNING and job.total_steps:
             recent = conn.execute(
                 "SELECT step, ts FROM steps WHERE job_pk = ? ORDER BY step DESC LIMIT 50",
@@ -264,6 +272,7 @@ class SQLiteStore:
             )
             conn.execute("DELETE FROM steps WHERE job_pk = ?", (pk,))
             conn.execute("DELETE FROM metrics WHERE job_pk = ?", (pk,))
+            conn.execute("DELETE FROM events WHERE job_pk = ?", (pk,))
             conn.execute("DELETE FROM jobs WHERE pk = ?", (pk,))
 
     def set_status(
@@ -434,6 +443,41 @@ class SQLiteStore:
         item.min_value, item.min_step = (low[0], low[1]) if low else (None, None)
         item.max_value, item.max_step = (high[0], high[1]) if high else (None, None)
         item.needs_rescan = False
+
+    # ------------------------------------------------------------------ events
+
+    def add_event(self, job_id: str, event: NewEvent) -> JobEvent | None:
+        with self._write() as conn:
+            return insert_event(conn, self._job_pk(conn, job_id), job_id, event)
+
+    def list_events(
+        self,
+        job_id: str,
+        *,
+        kind: EventKind | None = None,
+        order: EventOrder = "newest",
+        start_step: int | None = None,
+        end_step: int | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> tuple[list[JobEvent], int]:
+        with self._read() as conn:
+            pk = self._job_pk(conn, job_id)
+            return select_events(
+                conn,
+                pk,
+                job_id,
+                kind=kind,
+                order=order,
+                start_step=start_step,
+                end_step=end_step,
+                limit=limit,
+                offset=offset,
+            )
+
+    def get_event(self, job_id: str, event_id: int) -> JobEvent | None:
+        with self._read() as conn:
+            return select_event(conn, self._job_pk(conn, job_id), job_id, event_id)
 
     # ------------------------------------------------------------------ reads
 

@@ -68,6 +68,25 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (metric_id, step)
     ) WITHOUT ROWID;
     """,
+    # 2: job events (health findings and user notes). ``dedupe`` makes a
+    # detector's insert idempotent; NULL keys (notes) never conflict.
+    """
+    CREATE TABLE events (
+        id INTEGER PRIMARY KEY,
+        job_pk INTEGER NOT NULL REFERENCES jobs (pk) ON DELETE CASCADE,
+        kind TEXT NOT NULL,
+        metric TEXT,
+        step INTEGER NOT NULL,
+        value REAL,
+        value_nan INTEGER NOT NULL DEFAULT 0,
+        message TEXT NOT NULL,
+        severity TEXT NOT NULL,
+        ts REAL NOT NULL,
+        dedupe TEXT,
+        UNIQUE (job_pk, dedupe)
+    );
+    CREATE INDEX events_job_step ON events (job_pk, step, id);
+    """,
 )
 
 

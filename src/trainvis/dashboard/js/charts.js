@@ -1,6 +1,7 @@
 // The job page's four Chart.js charts: loaded from the chart endpoints, then fed
 // live rows from the SSE stream (points appended in place, no reload).
 
+import { addEventTo, withEvents } from "./annotations.js";
 import { getJSON, num, throttle } from "./common.js";
 
 export const KINDS = ["loss", "gpu", "metrics", "learning_rate"];
@@ -12,6 +13,11 @@ const ENDPOINT = {
 };
 const SECONDARY_GPU = /^gpu\d+\.(memory_total|temperature|power)$/;
 const REFETCH_FACTOR = 3; // re-request a chart once live points triple its budget
+
+/** Whether a job event is drawn on a chart of `kind` (notes without a metric go everywhere). */
+export function showsEvent(kind, event) {
+  return !event.metric || kindOf(event.metric) === kind;
+}
 
 /** Which chart a metric belongs to (the server's default selection rules). */
 export function kindOf(metric) {
@@ -35,7 +41,17 @@ export class JobCharts {
     this.frame = 0;
     this.stale = new Set();
     this.tickets = {};
+    this.events = new Map(); // id -> job event (alerts and notes), drawn as markers
     this.refetch = throttle(() => this.reloadStale(), 1000);
+  }
+
+  /** Draw a job event (from the events list or a live alert) on the charts it concerns. */
+  addEvent(event) {
+    this.events.set(event.id, event);
+    for (const kind of KINDS) {
+      const chart = this.charts[kind];
+      if (chart && showsEvent(kind, event) && addEventTo(chart, event)) chart.update("none");
+    }
   }
 
   query(kind) {
@@ -109,6 +125,8 @@ export class JobCharts {
       // Axes whose datasets are all hidden (temperature, power) disappear until shown.
       for (const scale of Object.values(config.options.scales || {})) scale.display = "auto";
     }
+    const known = [...this.events.values()].filter((event) => showsEvent(kind, event));
+    withEvents(config, known, this.view.x, body.meta?.t0);
     if (kind === "learning_rate" && config.options.scales?.y && !this.view.logScale) {
       const y = config.options.scales.y;
       y.ticks = { ...y.ticks, callback: (value) => (value === 0 ? "0" : Number(value).toExponential(1)) };

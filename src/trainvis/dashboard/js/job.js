@@ -11,6 +11,7 @@ import {
   setProgress,
   throttle,
 } from "./common.js";
+import { eventColor } from "./annotations.js";
 import { JobCharts, KINDS } from "./charts.js";
 
 const $ = (id) => document.getElementById(id);
@@ -37,6 +38,51 @@ function renderJob(job) {
   $("job-config").textContent = JSON.stringify(job.config ?? {}, null, 2);
 }
 
+const EVENT_LIMIT = 200;
+const listed = new Set(); // ids of the events in the list
+
+/** One list entry: severity, kind, metric, step, message, time (all as text). */
+function eventItem(event) {
+  const severity = el("span", { class: `sev sev-${event.severity}` }, event.severity);
+  severity.style.borderColor = eventColor(event);
+  return el(
+    "li",
+    { class: "event", dataset: { eventId: String(event.id), kind: event.kind, step: String(event.step) } },
+    severity,
+    el("span", { class: "event-kind" }, event.kind.replace("_", " ")),
+    el("span", { class: "muted" }, `step ${event.step}`),
+    event.metric ? el("code", {}, event.metric) : null,
+    el("span", { class: "event-message" }, event.message),
+    el("time", { class: "muted", datetime: event.timestamp }, new Date(event.timestamp).toLocaleString()),
+  );
+}
+
+function showEventCount() {
+  $("events-count").textContent = listed.size ? `(${listed.size})` : "";
+  $("no-events").hidden = listed.size > 0;
+}
+
+/** Add events to the list (newest on top) and to the charts; known ids are skipped. */
+function addEvents(events) {
+  const list = $("events-list");
+  for (const event of [...events].sort((a, b) => a.id - b.id)) {
+    charts.addEvent(event);
+    if (listed.has(event.id)) continue;
+    listed.add(event.id);
+    list.prepend(eventItem(event));
+  }
+  showEventCount();
+}
+
+async function loadEvents() {
+  try {
+    const body = await getJSON(`${base}/events?limit=${EVENT_LIMIT}`);
+    addEvents(body.data);
+  } catch (_) {
+    /* shown again on the next reconnect */
+  }
+}
+
 const refreshJob = throttle(async () => {
   try {
     renderJob((await getJSON(`/training/jobs/${encodeURIComponent(jobId)}`)).data);
@@ -47,8 +93,11 @@ const refreshJob = throttle(async () => {
 
 function connect() {
   source = new EventSource(`${API}${base}/stream`);
+  let opened = false;
   source.onopen = () => {
     $("live-state").textContent = "● live";
+    if (opened) loadEvents(); // alerts are not replayed on reconnect: fetch what was missed
+    opened = true;
   };
   source.onmessage = (event) => {
     const data = JSON.parse(event.data);
@@ -64,6 +113,10 @@ function connect() {
     const change = JSON.parse(event.data);
     setBadge($("status-badge"), change.status);
     $("job-message").textContent = change.message || "";
+    refreshJob();
+  });
+  source.addEventListener("alert", (event) => {
+    addEvents([JSON.parse(event.data)]);
     refreshJob();
   });
   source.addEventListener("deleted", () => {
@@ -171,7 +224,7 @@ async function main() {
   connect(); // first: rows stored while the charts load are buffered, not lost
   wireControls();
   try {
-    await reload();
+    await Promise.all([reload(), loadEvents()]);
   } catch (error) {
     $("live-state").textContent = `could not load: ${error.message}`;
   }

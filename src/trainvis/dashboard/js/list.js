@@ -37,6 +37,7 @@ function buildRow(job) {
   const cells = {
     name: el("a", { href: jobHref(job.id), class: "job-link" }),
     id: el("span", { class: "muted job-id" }),
+    alerts: el("span", { class: "alert-badge", hidden: true }),
     model: el("td", { class: "model" }),
     badge: el("span", { class: "badge" }),
     bar: el("div", { class: "bar" }),
@@ -51,7 +52,7 @@ function buildRow(job) {
     "tr",
     { dataset: { jobId: job.id } },
     el("td", { class: "pick" }, pick),
-    el("td", { class: "name" }, cells.name, el("br"), cells.id),
+    el("td", { class: "name" }, cells.name, " ", cells.alerts, el("br"), cells.id),
     cells.model,
     el("td", {}, cells.badge),
     el("td", { class: "progress-cell" }, el("div", { class: "progress" }, cells.bar), cells.pct),
@@ -80,12 +81,24 @@ function updateRow(entry, job) {
   const best = key && summary.best ? summary.best[key] : null;
   cells.best.textContent = best ? `${fmtNumber(best.value)} @${best.step}` : "—";
   cells.updated.textContent = fmtAgo(job.updated_at);
+  showAlerts(cells.alerts, job.alerts);
   if (key && entry.sparkStep !== job.current_step) {
     entry.sparkStep = job.current_step;
     loadSparkline(cells.spark, job.id, key).catch(() => {
       entry.sparkStep = null; // retry on the next poll
     });
   }
+}
+
+/** The badge of a job's warnings and critical alerts (hidden when there are none). */
+function showAlerts(badge, alerts) {
+  const critical = alerts?.critical || 0;
+  const count = critical + (alerts?.warning || 0);
+  badge.hidden = count === 0;
+  badge.textContent = count ? `⚠ ${count}` : "";
+  badge.dataset.count = String(count);
+  badge.classList.toggle("critical", critical > 0);
+  badge.title = count ? `${count} alert${count > 1 ? "s" : ""} (${critical} critical)` : "";
 }
 
 function renderCounts(counts, totals) {

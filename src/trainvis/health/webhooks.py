@@ -1,0 +1,177 @@
+"""Webhook notifications for alerts: a background worker with a bounded queue.
+
+:meth:`WebhookNotifier.notify` never blocks and never raises: it drops the
+alert (with a warning in the log) when the queue is full. A single worker task
+posts alerts in order; a failed delivery (connection error, timeout, 429 or
+5xx) is retried with exponential backoff (1 s, 2 s, 4 s, … capped at 60 s) up
+to ``attempts`` tries, then given up (logged). Another 4xx answer is not
+retried: the receiver rejected the payload.
+
+Payloads (``format``):
+
+- ``json``: ``{"type": "trainvis.alert", "text": "...", "event": <event>}``,
+  ``event`` exactly as ``GET …/events`` returns it;
+- ``slack``: ``{"text": "..."}`` (Slack incoming webhooks, Mattermost,
+  Rocket.Chat and most chat tools accept it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+import httpx
+
+from trainvis import __version__
+from trainvis.config import Settings
+from trainvis.health.events import EventKind, JobEvent, Severity
+
+log = logging.getLogger("trainvis.health")
+
+QUEUE_SIZE = 1000
+FIRST_DELAY = 1.0
+MAX_DELAY = 60.0
+TIMEOUT = 10.0
+#: Seconds ``stop`` waits for queued alerts to go out.
+DRAIN_TIMEOUT = 2.0
+_ICONS = {Severity.INFO: "ℹ️", Severity.WARNING: "⚠️", Severity.CRITICAL: "🚨"}
+
+
+def alert_text(event: JobEvent) -> str:
+    """One line for humans: severity, job, what happened."""
+    return (
+        f"{_ICONS[event.severity]} trainvis {event.severity.value}: job {event.job_id}: "
+        f"{event.message}"
+    )
+
+
+def payload(event: JobEvent, fmt: str) -> dict[str, Any]:
+    """The JSON body posted for ``event`` in format ``json`` or ``slack``."""
+    if fmt == "slack":
+        return {"text": alert_text(event)}
+    return {"type": "trainvis.alert", "text": alert_text(event), "event": event.to_wire()}
+
+
+class WebhookNotifier:
+    """Posts alerts to one URL from a background task (start/stop in the app lifespan)."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        fmt: str = "json",
+        min_severity: Severity = Severity.WARNING,
+        attempts: int = 5,
+        first_delay: float = FIRST_DELAY,
+        max_delay: float = MAX_DELAY,
+        timeout: float = TIMEOUT,
+        queue_size: int = QUEUE_SIZE,
+    ) -> None:
+        self.url = url
+        self.fmt = fmt
+        self.min_severity = min_severity
+        self.attempts = attempts
+        self.first_delay = first_delay
+        self.max_delay = max_delay
+        self.timeout = timeout
+        self.queue_size = queue_size
+        #: Alerts delivered, and given up after every attempt (a test and debugging aid).
+        self.delivered = 0
+        self.failed = 0
+        self._queue: asyncio.Queue[JobEvent] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> WebhookNotifier | None:
+        """The notifier ``settings`` ask for; None without ``webhook_url``."""
+        if not settings.webhook_url:
+            return None
+        return cls(
+            settings.webhook_url,
+            fmt=settings.webhook_format,
+            min_severity=Severity(settings.webhook_min_severity),
+            attempts=settings.webhook_attempts,
+        )
+
+    async def start(self) -> None:
+        """Start the worker on the running loop."""
+        self._loop = asyncio.get_running_loop()
+        self._queue = asyncio.Queue(self.queue_size)
+        self._task = asyncio.create_task(self._run(), name="trainvis-webhooks")
+
+    async def stop(self, *, drain: float = DRAIN_TIMEOUT) -> None:
+        """Let queued alerts go out (up to ``drain`` seconds), then stop the worker."""
+        if self._queue is not None and self._task is not None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._queue.join(), drain)
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        self._task = None
+
+    def wants(self, event: JobEvent) -> bool:
+        """Detector findings at or above the minimum severity (notes are never sent)."""
+        return event.kind is not EventKind.NOTE and event.severity.rank >= self.min_severity.rank
+
+    def notify(self, event: JobEvent) -> None:
+        """Queue ``event`` for delivery; never blocks (drops it when the queue is full)."""
+        if not self.wants(event) or self._queue is None or self._loop is None:
+            return
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is not self._loop:  # called from a worker thread: hop onto the loop
+            self._loop.call_soon_threadsafe(self._enqueue, event)
+        else:
+            self._enqueue(event)
+
+    def _enqueue(self, event: JobEvent) -> None:
+        assert self._queue is not None
+        try:
+            self._queue.put_nowait(event)
+        except asyncio.QueueFull:
+            log.warning("webhook queue full: dropped alert %s of job %s", event.id, event.job_id)
+
+    async def _run(self) -> None:
+        assert self._queue is not None
+        headers = {"User-Agent": f"trainvis/{__version__}"}
+        async with httpx.AsyncClient(timeout=self.timeout, headers=headers) as client:
+            while True:
+                event = await self._queue.get()
+                try:
+                    await self._deliver(client, event)
+                finally:
+                    self._queue.task_done()
+
+    async def _deliver(self, client: httpx.AsyncClient, event: JobEvent) -> None:
+        body = payload(event, self.fmt)
+        delay = self.first_delay
+        for attempt in range(1, self.attempts + 1):
+            problem = await self._post(client, body)
+            if problem is None:
+                self.delivered += 1
+                return
+            if problem.startswith("rejected") or attempt == self.attempts:
+                break
+            log.info("webhook attempt %d failed (%s); retrying in %.1f s", attempt, problem, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, self.max_delay)
+        self.failed += 1
+        log.warning("webhook gave up on alert %s of job %s: %s", event.id, event.job_id, problem)
+
+    async def _post(self, client: httpx.AsyncClient, body: dict[str, Any]) -> str | None:
+        """None on success, else why it failed (``rejected …`` is not worth a retry)."""
+        try:
+            response = await client.post(self.url, json=body)
+        except httpx.HTTPError as exc:
+            return f"{type(exc).__name__}: {exc}"
+        if response.is_success:
+            return None
+        status = response.status_code
+        if status == 429 or status >= 500 or status == 408:
+            return f"HTTP {status}"
+        return f"rejected with HTTP {status}"

@@ -89,6 +89,12 @@ def fmt(value: float) -> str:
     return f"{value:.4g}"
 
 
+#: Points the vector path examines at once, and scalar points after an outlier
+#: before it is tried again: together they bound the cost per batch.
+SCAN_CHUNK = 256
+SCALAR_AFTER_OUTLIER = 16
+
+
 class SpikeDetector:
     """Spikes of one metric; ``direction`` +1 reports upward spikes, -1 downward ones.
 
@@ -117,16 +123,22 @@ class SpikeDetector:
         # give up the log scale: it becomes a large downward residual, clipped to the band.
         work = np.log(np.maximum(values, _LOG_FLOOR)) if self.log_scale else values
         found: list[Finding] = []
-        index, count = 0, len(values)
+        index, count, scalar = 0, len(values), 0
         while index < count:
-            if self.ema is not None and len(self.window) == self.window.maxlen:
-                index += self._scan(work[index:])
-                if index >= count:
-                    break
+            if not scalar and self.ema is not None and len(self.window) == self.window.maxlen:
+                # Vector path over a bounded slice, so the cost stays linear in the
+                # batch even when outliers are frequent (a sawtooth, noisy data).
+                chunk = work[index : index + SCAN_CHUNK]
+                done = self._scan(chunk)
+                index += done
+                if done == len(chunk):
+                    continue
+                scalar = SCALAR_AFTER_OUTLIER
             finding = self._step(int(steps[index]), float(work[index]), float(values[index]))
             if finding is not None:
                 found.append(finding)
             index += 1
+            scalar = max(0, scalar - 1)
         return found
 
     def _restart_linear(self) -> None:

@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 
 import httpx
+import numpy as np
 import orjson
 
 API = "/api/v1/visualization"
@@ -36,7 +37,7 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def start_server(db: str) -> tuple[subprocess.Popen[bytes], str]:
+def start_server(db: str, *extra: str) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
     proc = subprocess.Popen(
         [
@@ -50,6 +51,7 @@ def start_server(db: str) -> tuple[subprocess.Popen[bytes], str]:
             str(port),
             "--log-level",
             "warning",
+            *extra,
         ],
     )
     url = f"http://127.0.0.1:{port}"
@@ -71,22 +73,27 @@ def peak_rss_mb(pid: int) -> float:
 
 
 def batches(steps: int, batch: int) -> list[bytes]:
+    """Training-shaped values: each metric decays towards a floor, with noise."""
+    rng = np.random.default_rng(7)
+    curves = [
+        (0.1 + i)
+        * (0.2 + 2.0 * np.exp(-np.arange(steps) / (20_000 + 3_000 * i)))
+        * (1 + 0.05 * rng.standard_normal(steps))
+        for i in range(len(METRICS))
+    ]
+    columns = [curve.tolist() for curve in curves]
     bodies = []
     for start in range(0, steps, batch):
         rows = [
-            {
-                "step": s,
-                "epoch": s / 1000,
-                **{m: (s % 97) / (i + 1.5) for i, m in enumerate(METRICS)},
-            }
+            {"step": s, "epoch": s / 1000, **{m: columns[i][s] for i, m in enumerate(METRICS)}}
             for s in range(start, min(start + batch, steps))
         ]
         bodies.append(orjson.dumps(rows))
     return bodies
 
 
-def run(db: str, steps: int, batch: int, reads: int) -> dict[str, float]:
-    proc, url = start_server(db)
+def run(db: str, steps: int, batch: int, reads: int, *extra: str) -> dict[str, float]:
+    proc, url = start_server(db, *extra)
     try:
         with httpx.Client(base_url=url, timeout=120) as http:
             job = http.post(f"{API}/training/jobs", json={"name": "bench"}).json()["data"]["id"]
@@ -129,12 +136,17 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=100_000)
     parser.add_argument("--batch", type=int, default=1000)
     parser.add_argument("--reads", type=int, default=5, help="W2 repetitions (median reported)")
+    parser.add_argument(
+        "--no-health", action="store_true", help="serve with the health detectors off"
+    )
     args = parser.parse_args()
+    extra = ["--no-health"] if args.no_health else []
     with tempfile.TemporaryDirectory() as tmp:
         targets = args.db or [os.path.join(tmp, "bench.db")]
-        results = [(db, run(db, args.steps, args.batch, args.reads)) for db in targets]
+        results = [(db, run(db, args.steps, args.batch, args.reads, *extra)) for db in targets]
+    print(f"\nhealth detectors: {'off' if args.no_health else 'on'}")
     header = ("backend", "points", "W1 s", "W1 points/s", "W2 s", "peak RSS MB")
-    print("\n{:<12} {:>10} {:>8} {:>13} {:>8} {:>12}".format(*header))
+    print("{:<12} {:>10} {:>8} {:>13} {:>8} {:>12}".format(*header))
     for db, r in results:
         backend = "postgresql" if db.startswith("postgres") else "sqlite"
         print(

@@ -13,6 +13,7 @@ so a broker that only knows "row ``seq`` of job ``J`` is stored" (PostgreSQL
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 import threading
@@ -20,7 +21,10 @@ from collections.abc import Callable, Iterable, Sequence
 from types import FrameType
 from typing import Any, Protocol
 
+import anyio
+
 from trainvis.config import Settings
+from trainvis.errors import JobNotFound
 from trainvis.models import StatusChange
 from trainvis.realtime.sse import alert_event, deleted_event, metrics_event, status_event
 from trainvis.realtime.subscription import ALERT, DELETED, ROW, STATUS, Batch, Item, Subscription
@@ -30,6 +34,8 @@ log = logging.getLogger("trainvis.realtime")
 
 #: Default coalescing window: events of one job published within it share one write.
 COALESCE_WINDOW = 0.005
+#: Seconds between checks for rows written by other processes (0: never).
+POLL_INTERVAL = 1.0
 #: Rows read per store query while a subscriber catches up.
 PAGE_SIZE = 500
 
@@ -192,12 +198,17 @@ class InProcessBroker(Fanout):
         coalesce_window: float = COALESCE_WINDOW,
         page_size: int = PAGE_SIZE,
         handle_signals: bool = True,
+        poll_interval: float = POLL_INTERVAL,
     ) -> None:
         super().__init__(
             store, queue_size=queue_size, coalesce_window=coalesce_window, page_size=page_size
         )
         self.handle_signals = handle_signals
+        self.poll_interval = poll_interval
         self._restore_signals: Callable[[], None] = _noop
+        self._poller: asyncio.Task[None] | None = None
+        #: Newest seq announced per watched job (ours or found by polling).
+        self._announced: dict[str, int] = {}
 
     async def start(self) -> None:
         """Reset the closing state and hook shutdown signals (see the class doc)."""
@@ -209,17 +220,54 @@ class InProcessBroker(Fanout):
                 loop.call_soon_threadsafe(self.close_all)
 
             self._restore_signals = chain_exit_signals(on_exit_signal)
+        if self.poll_interval > 0:
+            self._poller = asyncio.create_task(self._poll_store())
 
     async def stop(self) -> None:
-        """Close every stream and restore the signal handlers."""
+        """Close every stream, stop polling and restore the signal handlers."""
+        if self._poller is not None:
+            self._poller.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._poller
+            self._poller = None
         self.close_all()
         self._restore_signals()
         self._restore_signals = _noop
 
+    async def _poll_store(self) -> None:
+        """Notice rows that other processes wrote to the same database.
+
+        The SDK's local mode, ``trainvis import --db`` or a second server on
+        the same SQLite file write without telling this process; once a
+        second, each watched job's stored ``last_seq`` is compared with the
+        newest one announced here, and a larger one is announced (subscribers
+        then read the rows from the store). A job deleted elsewhere ends its
+        streams.
+        """
+        while True:
+            await asyncio.sleep(self.poll_interval)
+            for job_id in list(self._subscribers):
+                try:
+                    seq = await anyio.to_thread.run_sync(self.store.last_seq, job_id)
+                except JobNotFound:
+                    self.publish_deleted(job_id)
+                    continue
+                except Exception:  # the store is briefly unavailable: try next round
+                    log.warning("polling job %s for new rows failed", job_id, exc_info=True)
+                    continue
+                if seq > self._announced.get(job_id, 0):
+                    self._announced[job_id] = seq
+                    self.deliver(job_id, [Item(ROW, seq)])
+            for job_id in list(self._announced):
+                if job_id not in self._subscribers:
+                    del self._announced[job_id]
+
     def publish_rows(self, job_id: str, rows: Sequence[tuple[int, dict[str, Any]]]) -> None:
         """Encode each row once as a ``metrics`` event and fan it out."""
         if job_id in self._subscribers and rows:
-            self.deliver(job_id, [Item(ROW, seq, metrics_event(seq, row)) for seq, row in rows])
+            items = [Item(ROW, seq, metrics_event(seq, row)) for seq, row in rows]
+            self._announced[job_id] = max(self._announced.get(job_id, 0), items[-1].seq)
+            self.deliver(job_id, items)
 
     def publish_status(self, change: StatusChange) -> None:
         """Fan a ``status`` event out to the job's subscribers."""

@@ -78,6 +78,7 @@ class PostgresBroker(InProcessBroker):
             coalesce_window=coalesce_window,
             page_size=page_size,
             handle_signals=handle_signals,
+            poll_interval=0.0,  # LISTEN/NOTIFY tells every replica about every row
         )
         from trainvis.store.postgres import normalize_url
 

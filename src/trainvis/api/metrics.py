@@ -31,7 +31,6 @@ Store = Annotated[MetricStore, Depends(get_store)]
 ROWS_SCHEMA = TypeAdapter(
     MetricRowIn | Annotated[list[MetricRowIn], Field(min_length=1, max_length=10_000)]
 ).json_schema(ref_template="#/components/schemas/{model}")
-STREAM_BATCH = 1000
 
 
 def parse_json(body: bytes) -> Any:
@@ -123,39 +122,25 @@ def _metric_list(raw: str | None) -> list[str] | None:
     return [name.strip() for name in raw.split(",") if name.strip()]
 
 
-def _json_stream(rows: Iterator[Row], meta: dict[str, Any]) -> Iterator[bytes]:
+def _json_stream(chunks: Iterator[list[Row]], meta: dict[str, Any]) -> Iterator[bytes]:
     yield b'{"data":['
     separator = b""
-    for batch in _batched(rows):
-        yield separator + orjson.dumps(batch)[1:-1]
+    for chunk in chunks:
+        yield separator + orjson.dumps(chunk)[1:-1]
         separator = b","
     yield b'],"meta":' + orjson.dumps(meta) + b"}"
 
 
-def _batched(rows: Iterator[Row]) -> Iterator[list[Row]]:
-    batch: list[Row] = []
-    for row in rows:
-        batch.append(row)
-        if len(batch) >= STREAM_BATCH:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
-
-
-def _csv_stream(rows: Iterator[Row], columns: Sequence[str]) -> Iterator[bytes]:
+def _csv_stream(chunks: Iterator[list[Row]], columns: Sequence[str]) -> Iterator[bytes]:
     header = ["step", "epoch", "timestamp", *columns]
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(header)
-    count = 0
-    for row in rows:
-        writer.writerow([row.get(key, "") for key in header])
-        count += 1
-        if count % STREAM_BATCH == 0:
-            yield buffer.getvalue().encode()
-            buffer.seek(0)
-            buffer.truncate()
+    for chunk in chunks:
+        writer.writerows([row.get(key, "") for key in header] for row in chunk)
+        yield buffer.getvalue().encode()
+        buffer.seek(0)
+        buffer.truncate()
     yield buffer.getvalue().encode()
 
 
@@ -195,15 +180,13 @@ async def history(
         from trainvis.api.sampling import downsampled_rows
 
         cache = request.app.state.series_cache
-        rows: Iterator[Row] = iter(
-            await run_in_threadpool(
-                downsampled_rows, store, cache, job_id, names, start_step, end_step, max_points
-            )
+        sampled = await run_in_threadpool(
+            downsampled_rows, store, cache, job_id, names, start_step, end_step, max_points
         )
-        if offset or limit is not None:
-            rows = iter(list(rows)[offset : None if limit is None else offset + limit])
+        sampled = sampled[offset : None if limit is None else offset + limit]
+        chunks: Iterator[list[Row]] = iter([sampled] if sampled else [])
     else:
-        rows = store.iter_rows(
+        chunks = store.iter_row_chunks(
             job_id,
             metrics=names,
             start_step=start_step,
@@ -216,8 +199,8 @@ async def history(
         if columns is None:
             columns = (await run_in_threadpool(store.get_job, job_id)).metric_names
         return StreamingResponse(
-            _csv_stream(rows, columns),
+            _csv_stream(chunks, columns),
             media_type="text/csv; charset=utf-8",
             headers={"Content-Disposition": f'attachment; filename="{job_id}-history.csv"'},
         )
-    return StreamingResponse(_json_stream(rows, meta), media_type="application/json")
+    return StreamingResponse(_json_stream(chunks, meta), media_type="application/json")

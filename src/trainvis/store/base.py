@@ -155,6 +155,20 @@ class MetricStore(Protocol):
         """
         ...
 
+    def iter_row_chunks(
+        self,
+        job_id: str,
+        *,
+        metrics: Sequence[str] | None = None,
+        start_step: int | None = None,
+        end_step: int | None = None,
+        limit: int | None = None,
+        offset: int = 0,
+    ) -> Iterator[list[Row]]:
+        """:meth:`iter_rows` as non-empty lists of consecutive rows (a few
+        thousand each): what the API serializes one list at a time."""
+        ...
+
     def rows_at_steps(
         self, job_id: str, steps: Sequence[int], *, metrics: Sequence[str] | None = None
     ) -> list[Row]:

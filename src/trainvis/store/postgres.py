@@ -296,6 +296,27 @@ class PostgresStore:
         The job is looked up at once (an unknown job raises before the first
         row); no connection is held between chunks.
         """
+        for chunk in self.iter_row_chunks(
+            job_id,
+            metrics=metrics,
+            start_step=start_step,
+            end_step=end_step,
+            limit=limit,
+            offset=offset,
+        ):
+            yield from chunk
+
+    def iter_row_chunks(
+        self,
+        job_id: str,
+        *,
+        metrics: Sequence[str] | None = None,
+        start_step: int | None = None,
+        end_step: int | None = None,
+        limit: int | None = None,
+        offset: int = 0,
+    ) -> Iterator[list[Row]]:
+        """:meth:`iter_rows` a chunk at a time (what the API streams)."""
         with self._tx() as conn:
             job_pk(conn, job_id)
         lo, hi = bounds(start_step, end_step)
@@ -396,13 +417,13 @@ class PostgresStore:
 # ---------------------------------------------------------------------- helpers
 
 
-def _limited(chunks: Iterator[list[Row]], limit: int | None) -> Iterator[Row]:
+def _limited(chunks: Iterator[list[Row]], limit: int | None) -> Iterator[list[Row]]:
     remaining = limit if limit is not None else math.inf
     for rows in chunks:
-        for row in rows:
-            if remaining <= 0:
-                return
-            remaining -= 1
-            yield row
         if remaining <= 0:
             return
+        if len(rows) > remaining:
+            rows = rows[: int(remaining)]
+        remaining -= len(rows)
+        if rows:
+            yield rows

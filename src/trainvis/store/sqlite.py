@@ -524,6 +524,26 @@ class SQLiteStore:
         limit: int | None = None,
         offset: int = 0,
     ) -> Iterator[Row]:
+        for chunk in self.iter_row_chunks(
+            job_id,
+            metrics=metrics,
+            start_step=start_step,
+            end_step=end_step,
+            limit=limit,
+            offset=offset,
+        ):
+            yield from chunk
+
+    def iter_row_chunks(
+        self,
+        job_id: str,
+        *,
+        metrics: Sequence[str] | None = None,
+        start_step: int | None = None,
+        end_step: int | None = None,
+        limit: int | None = None,
+        offset: int = 0,
+    ) -> Iterator[list[Row]]:
         lo, hi = _bounds(start_step, end_step)
         conn = self._connect()  # a generator may resume on another thread: own connection
         try:
@@ -550,7 +570,8 @@ class SQLiteStore:
                 if len(rows) > remaining:
                     rows = rows[: int(remaining)]
                 remaining -= len(rows)
-                yield from rows
+                if rows:
+                    yield rows
                 lo = steps[-1][0] + 1
         finally:
             conn.close()
@@ -572,7 +593,11 @@ class SQLiteStore:
         rows: list[Row] = [
             {"step": step, "timestamp": stamp}
             if epoch is None
-            else {"step": step, "epoch": _plain(epoch), "timestamp": stamp}
+            else {
+                "step": step,
+                "epoch": int(epoch) if epoch.is_integer() else epoch,
+                "timestamp": stamp,
+            }
             for (step, epoch, _), stamp in zip(steps, _stamps(steps), strict=True)
         ]
         present = [False] * len(steps) if require_any else None

@@ -83,14 +83,19 @@ def _plain(epoch: float) -> float | int:
 
 def _stamps(steps: list[tuple[int, float | None, float]]) -> list[str]:
     """Timestamps formatted once per distinct value (a batch shares one)."""
-    memo: dict[float, str] = {}
-    out: list[str] = []
-    for _, _, ts in steps:
-        text = memo.get(ts)
-        if text is None:
-            text = memo[ts] = format_timestamp(ts) or ""
-        out.append(text)
-    return out
+    stamps = [ts for _, _, ts in steps]
+    memo = {ts: format_timestamp(ts) or "" for ts in dict.fromkeys(stamps)}
+    return [memo[ts] for ts in stamps]
+
+
+def _all_finite(column: list[Any]) -> bool:
+    """No absent step, no NaN (NULL) and no infinity in an aligned column."""
+    if _ABSENT in column or None in column:
+        return False
+    try:
+        return math.isfinite(sum(column))
+    except TypeError:
+        return False
 
 
 def _encode(value: float | None) -> float | str:
@@ -603,6 +608,11 @@ class SQLiteStore:
         present = [False] * len(steps) if require_any else None
         for name, metric_id in ids.items():
             column = self._column(conn, metric_id, steps, exact=exact)
+            if _all_finite(column):  # the common case: a value at every step
+                for row, value in zip(rows, column, strict=True):
+                    row[name] = value
+                present = None  # every row has this metric
+                continue
             for index, (row, value) in enumerate(zip(rows, column, strict=True)):
                 if value is _ABSENT:
                     continue

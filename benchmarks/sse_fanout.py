@@ -168,13 +168,19 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def start_server(db: str) -> tuple[subprocess.Popen[bytes], str]:
+def start_server(db: str, subscribers: int = 1000) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "trainvis", "serve", "--db", db, "--port", str(port)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
-        env={**os.environ, "TRAINVIS_LOG_LEVEL": "warning"},
+        env={
+            **os.environ,
+            "TRAINVIS_LOG_LEVEL": "warning",
+            # room for every benchmark subscriber whatever the default caps are
+            "TRAINVIS_MAX_SUBSCRIBERS_PER_JOB": str(subscribers + 10),
+            "TRAINVIS_MAX_SUBSCRIBERS": str(subscribers + 10),
+        },
     )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30
@@ -268,7 +274,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.url:
             url, pid = args.url.rstrip("/"), args.server_pid
         else:
-            proc, url = start_server(str(Path(tmp) / "bench.db"))
+            proc, url = start_server(str(Path(tmp) / "bench.db"), args.subscribers)
             pid = proc.pid
         try:
             return run(args, url, pid, rows)

@@ -34,8 +34,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("max_body_bytes", 16 * 1024 * 1024, "largest accepted request body in bytes"),
     Setting("max_rows", 10_000, "most metric rows accepted in one request"),
     Setting("max_metrics_per_job", 10_000, "most distinct metric names one job may have"),
-    Setting("max_subscribers_per_job", 200, "open SSE streams allowed per job (503 beyond)"),
-    Setting("max_subscribers", 2_000, "open SSE streams allowed in total (503 beyond)"),
+    Setting("max_subscribers_per_job", 1_000, "open SSE streams allowed per job (503 beyond)"),
+    Setting("max_subscribers", 4_000, "open SSE streams allowed in total (503 beyond)"),
     Setting("header_timeout", 10.0, "seconds a client may take to send a request's headers"),
     Setting("body_timeout", 30.0, "seconds a client may pause while sending a request body"),
     Setting("insecure", False, "allow a non-loopback host without a write token"),
@@ -74,8 +74,8 @@ class Settings:
     max_body_bytes: int = 16 * 1024 * 1024
     max_rows: int = 10_000
     max_metrics_per_job: int = 10_000
-    max_subscribers_per_job: int = 200
-    max_subscribers: int = 2_000
+    max_subscribers_per_job: int = 1_000
+    max_subscribers: int = 4_000
     header_timeout: float = 10.0
     body_timeout: float = 30.0
     insecure: bool = False

@@ -8,6 +8,9 @@ import io
 import pytest
 from fastapi.testclient import TestClient
 
+from trainvis.models import parse_metric_rows
+from trainvis.store import open_store
+
 API = "/api/v1/visualization"
 
 
@@ -80,3 +83,26 @@ def test_bad_query_params_are_422(client: TestClient, job: str) -> None:
         response = client.get(f"{API}/training/{job}/metrics/history", params=params)
         assert response.status_code == 422
         assert response.json()["error"]["details"][0]["loc"] == ["query", name]
+
+
+def test_history_reflects_every_write_between_reads(client: TestClient, job: str) -> None:
+    first = get(client, job)["data"]
+    assert first[5]["train_loss"] == 1 / 6
+    client.post(f"{API}/training/{job}/metrics", json={"step": 5, "train_loss": 42.0})
+    client.post(f"{API}/training/{job}/metrics", json={"step": 1000, "train_loss": 7.0, "epoch": 9})
+    second = get(client, job)["data"]
+    assert second[5]["train_loss"] == 42.0
+    assert second[-1] == {**second[-1], "step": 1000, "train_loss": 7.0, "epoch": 9}
+    assert len(second) == 101
+
+
+def test_history_reflects_writes_from_another_store(
+    client: TestClient, job: str, db_url: str
+) -> None:
+    get(client, job)
+    other = open_store(db_url)
+    try:
+        other.write_metrics(job, parse_metric_rows({"step": 3, "train_loss": -1.0}, max_rows=1))
+    finally:
+        other.close()
+    assert get(client, job)["data"][3]["train_loss"] == -1.0

@@ -9,12 +9,14 @@ contract promises (2xx = committed).
 
 from __future__ import annotations
 
+import bisect
 import itertools
 import math
 import queue
 import sqlite3
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -54,6 +56,9 @@ from trainvis.store.sqlite_events import (
 from trainvis.store.sqlite_schema import migrate
 
 CHUNK_STEPS = 5000
+#: Row heads kept in memory over all jobs, and the largest job that is cached.
+HEADS_CACHE_ROWS = 1_000_000
+HEADS_CACHE_JOB_ROWS = 250_000
 IN_CHUNK = 500
 FINITE_MAX = 1.7976931348623157e308
 JOB_COLUMNS = (
@@ -77,8 +82,20 @@ _TIME_ROW = np.dtype(
 )
 
 
-def _plain(epoch: float) -> float | int:
-    return int(epoch) if epoch.is_integer() else epoch
+Head = tuple[int, float | int | None, str]
+"""A row's ``(step, epoch as returned, ISO timestamp)``."""
+
+
+def _head_step(head: Head) -> int:
+    return head[0]
+
+
+def _heads(steps: list[tuple[int, float | None, float]]) -> list[Head]:
+    """Row heads from ``steps`` rows, timestamps formatted once per distinct value."""
+    return [
+        (step, None if epoch is None else int(epoch) if epoch.is_integer() else epoch, stamp)
+        for (step, epoch, _), stamp in zip(steps, _stamps(steps), strict=True)
+    ]
 
 
 def _stamps(steps: list[tuple[int, float | None, float]]) -> list[str]:
@@ -112,6 +129,8 @@ class SQLiteStore:
         self._writer = self._connect()
         migrate(self._writer)
         self._readers: queue.LifoQueue[sqlite3.Connection] = queue.LifoQueue()
+        self._heads_cache: OrderedDict[int, tuple[int, list[Head]]] = OrderedDict()
+        self._heads_lock = threading.Lock()
         self._pool_size = pool_size
 
     # ------------------------------------------------------------------ plumbing
@@ -552,23 +571,20 @@ class SQLiteStore:
         lo, hi = _bounds(start_step, end_step)
         conn = self._connect()  # a generator may resume on another thread: own connection
         try:
-            pk = self._job_pk(conn, job_id)
+            found = conn.execute(
+                "SELECT pk, last_seq, row_count FROM jobs WHERE id = ?", (job_id,)
+            ).fetchone()
+            if found is None:
+                raise JobNotFound(job_id)
+            pk, last_seq, row_count = found
             ids = self._metric_map(conn, pk, metrics)
             if metrics is not None and not ids:
                 return
+            # Without a metric filter every step is a row: the offset skips steps.
+            step_skip, skip = (offset, 0) if metrics is None else (0, offset)
             remaining = limit if limit is not None else math.inf
-            # Without a metric filter every step is a row: SQL skips the offset.
-            sql_skip, skip = (offset, 0) if metrics is None else (0, offset)
-            while remaining > 0 and lo <= hi:
-                steps = conn.execute(
-                    "SELECT step, epoch, ts FROM steps WHERE job_pk = ? AND step BETWEEN ? AND ? "
-                    "ORDER BY step LIMIT ? OFFSET ?",
-                    (pk, lo, hi, CHUNK_STEPS, sql_skip),
-                ).fetchall()
-                sql_skip = 0
-                if not steps:
-                    return
-                rows = self._assemble(conn, steps, ids, require_any=metrics is not None)
+            for heads in self._head_chunks(conn, pk, last_seq, row_count, lo, hi, step_skip):
+                rows = self._assemble(conn, heads, ids, require_any=metrics is not None)
                 if skip:
                     dropped = min(skip, len(rows))
                     rows, skip = rows[dropped:], skip - dropped
@@ -577,14 +593,78 @@ class SQLiteStore:
                 remaining -= len(rows)
                 if rows:
                     yield rows
-                lo = steps[-1][0] + 1
+                if remaining <= 0:
+                    return
         finally:
             conn.close()
+
+    def _head_chunks(
+        self,
+        conn: sqlite3.Connection,
+        pk: int,
+        last_seq: int,
+        row_count: int,
+        lo: int,
+        hi: int,
+        skip: int,
+    ) -> Iterator[list[Head]]:
+        """``(step, epoch, timestamp)`` of the rows in ``[lo, hi]``, a chunk at a time."""
+        heads = self._cached_heads(conn, pk, last_seq, row_count)
+        if heads is not None:
+            first = bisect.bisect_left(heads, lo, key=_head_step)
+            last = bisect.bisect_right(heads, hi, key=_head_step)
+            skipped = min(skip, last - first)
+            for start in range(first + skipped, last, CHUNK_STEPS):
+                yield heads[start : min(start + CHUNK_STEPS, last)]
+            # Then, like the keyset path, whatever was appended meanwhile.
+            skip -= skipped
+            if heads:
+                lo = max(lo, heads[-1][0] + 1)
+        while lo <= hi:
+            steps = conn.execute(
+                "SELECT step, epoch, ts FROM steps WHERE job_pk = ? AND step BETWEEN ? AND ? "
+                "ORDER BY step LIMIT ? OFFSET ?",
+                (pk, lo, hi, CHUNK_STEPS, skip),
+            ).fetchall()
+            skip = 0
+            if not steps:
+                return
+            yield _heads(steps)
+            lo = steps[-1][0] + 1
+
+    def _cached_heads(
+        self, conn: sqlite3.Connection, pk: int, last_seq: int, row_count: int
+    ) -> list[Head] | None:
+        """The job's row heads from memory while its ``last_seq`` is unchanged.
+
+        Histories are read again and again (dashboards, exports); the step
+        attributes are a third of the work, and any write changes ``last_seq``
+        (also when another process wrote), so a stale copy is never served.
+        Jobs over ``HEADS_CACHE_JOB_ROWS`` rows are not cached.
+        """
+        with self._heads_lock:
+            cached = self._heads_cache.get(pk)
+            if cached is not None and cached[0] == last_seq:
+                self._heads_cache.move_to_end(pk)
+                return cached[1]
+        if row_count > HEADS_CACHE_JOB_ROWS:
+            return None
+        steps = conn.execute(
+            "SELECT step, epoch, ts FROM steps WHERE job_pk = ? ORDER BY step", (pk,)
+        ).fetchall()
+        heads = _heads(steps)
+        with self._heads_lock:
+            self._heads_cache[pk] = (last_seq, heads)
+            total = sum(len(entry[1]) for entry in self._heads_cache.values())
+            while total > HEADS_CACHE_ROWS and len(self._heads_cache) > 1:
+                _, (_, dropped) = self._heads_cache.popitem(last=False)
+                total -= len(dropped)
+        return heads
 
     def _assemble(
         self,
         conn: sqlite3.Connection,
-        steps: list[tuple[int, float | None, float]],
+        steps: list[Head],
         ids: dict[str, int],
         *,
         require_any: bool = False,
@@ -598,12 +678,8 @@ class SQLiteStore:
         rows: list[Row] = [
             {"step": step, "timestamp": stamp}
             if epoch is None
-            else {
-                "step": step,
-                "epoch": int(epoch) if epoch.is_integer() else epoch,
-                "timestamp": stamp,
-            }
-            for (step, epoch, _), stamp in zip(steps, _stamps(steps), strict=True)
+            else {"step": step, "epoch": epoch, "timestamp": stamp}
+            for step, epoch, stamp in steps
         ]
         present = [False] * len(steps) if require_any else None
         for name, metric_id in ids.items():
@@ -627,7 +703,7 @@ class SQLiteStore:
         self,
         conn: sqlite3.Connection,
         metric_id: int,
-        steps: list[tuple[int, float | None, float]],
+        steps: list[Head],
         *,
         exact: bool,
     ) -> list[Any]:
@@ -672,7 +748,7 @@ class SQLiteStore:
                 (pk, *chunk),
             ).fetchall()
             if found:
-                rows.extend(self._assemble(conn, found, ids, exact=True))
+                rows.extend(self._assemble(conn, _heads(found), ids, exact=True))
         return rows
 
     def rows_at_steps(

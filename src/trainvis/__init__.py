@@ -10,10 +10,9 @@ re-exported here::
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
-
-from trainvis.client import Run, finish, init, log  # noqa: E402
-from trainvis.models import JobStatus, TrainingJob, TrainingMetrics  # noqa: E402
+from trainvis.client import Run, finish, init, log
+from trainvis.models import JobStatus, TrainingJob, TrainingMetrics
+from trainvis.version import __version__
 
 __all__ = [
     "JobStatus",

@@ -58,7 +58,7 @@ def replicas(pg_db: str) -> Iterator[tuple[ServerProcess, ServerProcess]]:
             wait_for(lambda: len(listener_pids(pg_db)) == 2, timeout=10)
         except AssertionError:
             pytest.fail(
-                "the replicas do not LISTEN: trainvis.realtime.broker.make_broker must return "
+                "the replicas do not LISTEN: trainvis.realtime.factory.make_broker must return "
                 "trainvis.realtime.pg_broker.PostgresBroker for postgresql:// databases"
             )
         yield first, second

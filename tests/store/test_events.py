@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from trainvis.errors import JobNotFound
-from trainvis.health.events import EventKind, NewEvent, Severity
+from trainvis.events import EventKind, NewEvent, Severity
 from trainvis.models import JobCreate, MetricRow
 from trainvis.store import open_store
 from trainvis.store.base import MetricStore

@@ -21,7 +21,7 @@ from trainvis.charts import (
     to_recharts,
 )
 from trainvis.errors import InvalidArgument
-from trainvis.store.base import Series
+from trainvis.series import Series
 
 T0 = 1_700_000_000.0
 

@@ -17,6 +17,7 @@ import pytest
 
 from tests.healthy_runs import healthy_run
 from trainvis.demo import simulate
+from trainvis.events import EventKind, Severity
 from trainvis.health.detectors import (
     DetectorConfig,
     DivergenceDetector,
@@ -25,7 +26,6 @@ from trainvis.health.detectors import (
     PlateauDetector,
     SpikeDetector,
 )
-from trainvis.health.events import EventKind, Severity
 from trainvis.health.gpu_idle import GpuIdleDetector
 from trainvis.health.rolling import ema_path, median_mad, rolling_median_mad
 

@@ -11,8 +11,8 @@ import pytest
 from tests.healthy_runs import healthy_run
 from trainvis.config import Settings
 from trainvis.demo import simulate
+from trainvis.events import EventKind, JobEvent, Severity
 from trainvis.health.detectors import DetectorConfig
-from trainvis.health.events import EventKind, JobEvent, Severity
 from trainvis.health.monitor import HealthMonitor, detector_config
 from trainvis.models import JobCreate, JobStatus, MetricRow, parse_metric_rows
 from trainvis.store import open_store

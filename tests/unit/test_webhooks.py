@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from trainvis.config import Settings
-from trainvis.health.events import EventKind, JobEvent, Severity
+from trainvis.events import EventKind, JobEvent, Severity
 from trainvis.health.webhooks import WebhookNotifier, payload
 
 

@@ -17,15 +17,15 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import RedirectResponse
 
-from trainvis import __version__
 from trainvis.api import auth, charts, dashboard, events, jobs, metrics, stream
 from trainvis.api.errors import install_error_handlers
 from trainvis.api.middleware import BodyLimitMiddleware, SecurityHeadersMiddleware
 from trainvis.api.responses import JSONBody
 from trainvis.config import Settings
-from trainvis.realtime.broker import make_broker
+from trainvis.realtime.factory import make_broker
 from trainvis.store import MetricStore, open_store
 from trainvis.store.cache import SeriesCache
+from trainvis.version import __version__
 
 API_PREFIX = "/api/v1/visualization"
 log = logging.getLogger("trainvis")

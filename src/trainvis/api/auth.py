@@ -16,6 +16,7 @@ from fastapi.responses import RedirectResponse
 from starlette.exceptions import HTTPException
 
 from trainvis.api.deps import COOKIE, get_settings, require_read, token_matches
+from trainvis.api.responses import SECURITY_HEADERS
 from trainvis.errors import Unauthorized
 
 PREFIX = "/api/v1/visualization"
@@ -47,8 +48,6 @@ def require_read_page(request: Request) -> None:
 
 @router.get("/login", include_in_schema=False)
 async def login_page() -> Response:
-    from trainvis.api.dashboard import SECURITY_HEADERS
-
     return Response(
         LOGIN_PAGE.read_bytes(),
         media_type="text/html; charset=utf-8",

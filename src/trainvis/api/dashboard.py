@@ -20,33 +20,13 @@ from starlette.staticfiles import StaticFiles
 from trainvis.api.auth import require_read_page
 from trainvis.api.charts import Cache, all_charts
 from trainvis.api.deps import get_store
-from trainvis.api.responses import JSONBody
+from trainvis.api.responses import SECURITY_HEADERS, JSONBody
 from trainvis.api.schemas import ERRORS
 from trainvis.models import JobStatus
 from trainvis.store.base import MetricStore
 
 STATIC_DIR = Path(__file__).resolve().parent.parent / "dashboard"
 RECENT_JOBS = 10
-CSP = "; ".join(
-    [
-        "default-src 'self'",
-        "script-src 'self'",
-        "style-src 'self'",
-        "img-src 'self' data:",
-        "connect-src 'self'",
-        "font-src 'self'",
-        "object-src 'none'",
-        "base-uri 'none'",
-        "form-action 'self'",
-        "frame-ancestors 'none'",
-    ]
-)
-SECURITY_HEADERS = {
-    "Content-Security-Policy": CSP,
-    "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "same-origin",
-}
-
 router = APIRouter(tags=["dashboard"])
 # Pages and their JSON need the read token; the static files (scripts, styles,
 # the sign-in page's stylesheet) are public.

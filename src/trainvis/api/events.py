@@ -20,14 +20,8 @@ from trainvis.api.deps import get_broker, get_store, require_read, require_write
 from trainvis.api.responses import JSONBody
 from trainvis.api.schemas import ERRORS
 from trainvis.config import Settings
-from trainvis.health.events import (
-    EventKind,
-    EventOrder,
-    JobEvent,
-    NewEvent,
-    NoteCreate,
-    Severity,
-)
+from trainvis.events import EventKind, EventOrder, JobEvent, NewEvent, Severity
+from trainvis.health.events import NoteCreate
 from trainvis.health.monitor import HealthMonitor, detector_config
 from trainvis.health.webhooks import WebhookNotifier
 from trainvis.store.base import MetricStore

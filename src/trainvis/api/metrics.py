@@ -20,7 +20,7 @@ from trainvis.api.responses import JSONBody
 from trainvis.api.schemas import ERRORS, HistoryResponse, WriteResponse
 from trainvis.config import Settings
 from trainvis.errors import InvalidArgument, MalformedRequest
-from trainvis.health.events import JobEvent
+from trainvis.events import JobEvent
 from trainvis.health.monitor import HealthMonitor
 from trainvis.models import MetricRow, MetricRowIn, WriteResult, parse_metric_rows
 from trainvis.store.base import MetricStore, Row

@@ -37,7 +37,7 @@ from trainvis.charts.config import (
 from trainvis.charts.datasets import SeriesResult, build_series
 from trainvis.charts.params import ChartParams, resolve_params
 from trainvis.charts.select import gpu_axis_for
-from trainvis.store.base import Series
+from trainvis.series import Series
 
 ChartPair = tuple[dict[str, Any], dict[str, Any]]
 

@@ -27,7 +27,7 @@ from trainvis.charts.downsample import downsample
 from trainvis.charts.params import ChartParams
 from trainvis.charts.select import label_for
 from trainvis.charts.smoothing import ema, gaussian, moving_average
-from trainvis.store.base import Series
+from trainvis.series import Series
 
 FloatArray = npt.NDArray[np.float64]
 Dataset = dict[str, Any]

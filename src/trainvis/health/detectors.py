@@ -38,7 +38,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from trainvis.health.events import EventKind, Severity
+from trainvis.events import EventKind, Severity
 from trainvis.health.rolling import MAD_TO_SIGMA, Floats, ema_path, median_mad, rolling_median_mad
 
 Ints = npt.NDArray[np.int64]

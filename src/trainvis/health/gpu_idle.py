@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from trainvis.events import EventKind, Severity
 from trainvis.health.detectors import DetectorConfig, Finding, Ints, fmt
-from trainvis.health.events import EventKind, Severity
 from trainvis.health.rolling import Floats
 
 

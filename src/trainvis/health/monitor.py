@@ -37,8 +37,8 @@ import numpy.typing as npt
 
 from trainvis.config import Settings
 from trainvis.errors import JobNotFound
+from trainvis.events import EventKind, JobEvent, NewEvent, Severity
 from trainvis.health.detectors import DetectorConfig, Finding, MetricWatch
-from trainvis.health.events import EventKind, JobEvent, NewEvent, Severity
 from trainvis.health.gpu_idle import GpuIdleDetector
 from trainvis.health.rolling import Floats
 from trainvis.models import JobStatus, MetricRow, best_direction, encode_value

@@ -24,9 +24,9 @@ from typing import Any
 
 import httpx
 
-from trainvis import __version__
 from trainvis.config import Settings
-from trainvis.health.events import EventKind, JobEvent, Severity
+from trainvis.events import EventKind, JobEvent, Severity
+from trainvis.version import __version__
 
 log = logging.getLogger("trainvis.health")
 

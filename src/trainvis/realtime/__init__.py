@@ -4,7 +4,8 @@
 subscribes and writes an :class:`EventStreamResponse`. See ``ARCHITECTURE.md``.
 """
 
-from trainvis.realtime.broker import Broker, Fanout, InProcessBroker, make_broker
+from trainvis.realtime.broker import Broker, Fanout, InProcessBroker
+from trainvis.realtime.factory import make_broker
 from trainvis.realtime.sse import EventStreamResponse, StreamEnded, encode_event
 from trainvis.realtime.subscription import Batch, Item, Subscription
 

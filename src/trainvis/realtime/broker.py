@@ -23,7 +23,6 @@ from typing import Any, Protocol
 
 import anyio
 
-from trainvis.config import Settings
 from trainvis.errors import JobNotFound
 from trainvis.models import StatusChange
 from trainvis.realtime.sse import alert_event, deleted_event, metrics_event, status_event
@@ -283,19 +282,6 @@ class InProcessBroker(Fanout):
         """Fan an ``alert`` event (a stored job event) out to the job's subscribers."""
         if job_id in self._subscribers:
             self.deliver(job_id, [Item(ALERT, 0, alert_event(event))])
-
-
-POSTGRES_SCHEMES = ("postgresql://", "postgres://", "postgresql+psycopg://")
-
-
-def make_broker(settings: Settings, store: MetricStore) -> InProcessBroker:
-    """The broker for ``settings``: LISTEN/NOTIFY on PostgreSQL (so replicas
-    sharing the database see each other's rows), in-process otherwise."""
-    if settings.db.startswith(POSTGRES_SCHEMES):
-        from trainvis.realtime.pg_broker import make_postgres_broker
-
-        return make_postgres_broker(settings, store)
-    return InProcessBroker(store, queue_size=settings.sse_queue_size)
 
 
 def _noop() -> None:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from trainvis.store.base import JobFilter, MetricStore, Series, StoreError
+from trainvis.series import Series
+from trainvis.store.base import JobFilter, MetricStore, StoreError
 
 __all__ = ["JobFilter", "MetricStore", "Series", "StoreError", "open_store"]
 

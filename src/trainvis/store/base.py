@@ -24,11 +24,8 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-import numpy as np
-import numpy.typing as npt
-
 from trainvis.errors import PublicError
-from trainvis.health.events import EventKind, EventOrder, JobEvent, NewEvent
+from trainvis.events import EventKind, EventOrder, JobEvent, NewEvent
 from trainvis.models import (
     JobCreate,
     JobStatus,
@@ -37,6 +34,7 @@ from trainvis.models import (
     TrainingJob,
     WriteResult,
 )
+from trainvis.series import Series
 
 Row = dict[str, Any]
 """A row in wire shape: ``step``, optional ``epoch``, ``timestamp``, one key per metric."""
@@ -47,24 +45,6 @@ class StoreError(PublicError):
 
     http_status = 503
     code = "store_unavailable"
-
-
-@dataclass(frozen=True)
-class Series:
-    """One metric of one job, ordered by step. Arrays have equal length.
-
-    ``values`` keeps NaN and ±Infinity. ``epochs`` is NaN where a row had no
-    epoch; ``timestamps`` are Unix seconds.
-    """
-
-    metric: str
-    steps: npt.NDArray[np.int64]
-    values: npt.NDArray[np.float64]
-    epochs: npt.NDArray[np.float64] | None = None
-    timestamps: npt.NDArray[np.float64] | None = None
-
-    def __len__(self) -> int:
-        return int(self.steps.shape[0])
 
 
 @dataclass(frozen=True)

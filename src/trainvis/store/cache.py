@@ -27,7 +27,8 @@ import numpy.typing as npt
 
 from trainvis.errors import JobNotFound
 from trainvis.models import NONFINITE_STRINGS
-from trainvis.store.base import MetricStore, Row, Series
+from trainvis.series import Series
+from trainvis.store.base import MetricStore, Row
 
 #: Beyond this many new rows a job's series are re-read instead of merged.
 CATCH_UP_LIMIT = 50_000

@@ -26,7 +26,7 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
 import orjson
 
 from trainvis.errors import JobNotFound
-from trainvis.health.events import EventKind, EventOrder, JobEvent, NewEvent
+from trainvis.events import EventKind, EventOrder, JobEvent, NewEvent
 from trainvis.models import (
     JobCreate,
     JobStatus,
@@ -35,7 +35,8 @@ from trainvis.models import (
     TrainingJob,
     WriteResult,
 )
-from trainvis.store.base import JobFilter, Row, Series, StoreError
+from trainvis.series import Series
+from trainvis.store.base import JobFilter, Row, StoreError
 from trainvis.store.common import (
     check_transition,
     merge_batch,

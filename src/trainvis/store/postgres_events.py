@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from trainvis.errors import JobNotFound
-from trainvis.health.events import EventKind, EventOrder, JobEvent, NewEvent, Severity
+from trainvis.events import EventKind, EventOrder, JobEvent, NewEvent, Severity
 from trainvis.store.postgres_copy import Conn
 from trainvis.store.postgres_read import job_pk
 

@@ -25,7 +25,7 @@ import numpy as np
 import orjson
 
 from trainvis.errors import JobExists, JobNotFound
-from trainvis.health.events import EventKind, EventOrder, JobEvent, NewEvent
+from trainvis.events import EventKind, EventOrder, JobEvent, NewEvent
 from trainvis.models import (
     GENERATED_ID_RE,
     JobCreate,
@@ -37,7 +37,8 @@ from trainvis.models import (
     encode_value,
     format_timestamp,
 )
-from trainvis.store.base import JobFilter, Row, Series
+from trainvis.series import Series
+from trainvis.store.base import JobFilter, Row
 from trainvis.store.common import (
     MetricStats,
     build_summary,

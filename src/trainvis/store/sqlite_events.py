@@ -12,7 +12,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from trainvis.health.events import EventKind, EventOrder, JobEvent, NewEvent, Severity
+from trainvis.events import EventKind, EventOrder, JobEvent, NewEvent, Severity
 
 EVENT_COLUMNS = "id, kind, metric, step, value, value_nan, message, severity, ts"
 _ORDER = {"newest": "id DESC", "step": "step ASC, id ASC"}

@@ -1,7 +1,8 @@
 """The ``trainvis`` command: ``serve`` and friends.
 
-Flags map one-to-one onto :class:`~trainvis.config.Settings` fields; each also
-reads its ``TRAINVIS_*`` environment variable (flags win).
+``serve`` has one flag per :class:`~trainvis.config.Settings` field, built from
+the field (type, choices, help); each also reads its ``TRAINVIS_*`` environment
+variable (flags win).
 """
 
 from __future__ import annotations
@@ -10,8 +11,11 @@ import argparse
 import logging
 import sys
 from collections.abc import Callable, Sequence
+from typing import Any, Literal, get_args, get_origin
 
-from trainvis.config import SETTINGS, Settings
+from pydantic.fields import FieldInfo
+
+from trainvis.config import Settings
 
 log = logging.getLogger("trainvis")
 Command = Callable[[argparse.Namespace], int]
@@ -19,47 +23,26 @@ Command = Callable[[argparse.Namespace], int]
 
 def _add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     serve = sub.add_parser("serve", help="run the API and dashboard server")
-    helps = {item.name: item.help for item in SETTINGS}
-    serve.add_argument("--db", help=f"{helps['db']} [TRAINVIS_DB, default ./trainvis.db]")
-    serve.add_argument("--host", help=f"{helps['host']} [TRAINVIS_HOST, default 127.0.0.1]")
-    serve.add_argument("--port", type=int, help=f"{helps['port']} [TRAINVIS_PORT, default 8000]")
-    serve.add_argument("--api-token", help=f"{helps['api_token']} [TRAINVIS_API_TOKEN]")
-    serve.add_argument("--read-token", help=f"{helps['read_token']} [TRAINVIS_READ_TOKEN]")
-    serve.add_argument("--cors-origins", help=f"{helps['cors_origins']} [TRAINVIS_CORS_ORIGINS]")
-    serve.add_argument(
-        "--sse-heartbeat", type=float, help=f"{helps['sse_heartbeat']} [TRAINVIS_SSE_HEARTBEAT]"
-    )
-    serve.add_argument("--max-rows", type=int, help=f"{helps['max_rows']} [TRAINVIS_MAX_ROWS]")
-    serve.add_argument(
-        "--max-body-bytes", type=int, help=f"{helps['max_body_bytes']} [TRAINVIS_MAX_BODY_BYTES]"
-    )
-    serve.add_argument("--log-level", help=f"{helps['log_level']} [TRAINVIS_LOG_LEVEL]")
-    serve.add_argument("--webhook-url", help=f"{helps['webhook_url']} [TRAINVIS_WEBHOOK_URL]")
-    serve.add_argument(
-        "--webhook-format",
-        choices=("json", "slack"),
-        help=f"{helps['webhook_format']} [TRAINVIS_WEBHOOK_FORMAT, default json]",
-    )
-    serve.add_argument(
-        "--webhook-min-severity",
-        choices=("info", "warning", "critical"),
-        help=f"{helps['webhook_min_severity']} [TRAINVIS_WEBHOOK_MIN_SEVERITY, default warning]",
-    )
-    serve.add_argument(
-        "--no-health",
-        dest="health",
-        action="store_false",
-        default=None,
-        help="do not run the training-health detectors on ingest [TRAINVIS_HEALTH=0]",
-    )
-    serve.add_argument(
-        "--insecure",
-        action="store_true",
-        default=None,
-        help="allow a non-loopback --host without a write token [TRAINVIS_INSECURE]",
-    )
+    for name, field in Settings.model_fields.items():
+        _add_setting_flag(serve, name, field)
     serve.add_argument("--access-log", action="store_true", help="log every request")
     serve.set_defaults(func=_serve)
+
+
+def _add_setting_flag(parser: argparse.ArgumentParser, name: str, field: FieldInfo) -> None:
+    """One flag for one :class:`Settings` field: type, choices and help from the field."""
+    flag = "--" + name.replace("_", "-")
+    shown = "" if field.default in (None, ()) else f", default {field.default}"
+    help_text = f"{field.description} [TRAINVIS_{name.upper()}{shown}]".replace("%", "%%")
+    annotation = field.annotation
+    if annotation is bool:
+        parser.add_argument(flag, action=argparse.BooleanOptionalAction, help=help_text)
+        return
+    choices = get_args(annotation) if get_origin(annotation) is Literal else None
+    kind: Callable[[str], Any] = str.lower if choices else str
+    if annotation in (int, float):
+        kind = annotation  # type: ignore[assignment]
+    parser.add_argument(flag, type=kind, choices=choices, help=help_text)
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -68,21 +51,7 @@ def _serve(args: argparse.Namespace) -> int:
 
     try:
         settings = Settings.from_env(
-            db=args.db,
-            host=args.host,
-            port=args.port,
-            api_token=args.api_token,
-            read_token=args.read_token,
-            cors_origins=args.cors_origins,
-            sse_heartbeat=args.sse_heartbeat,
-            max_rows=args.max_rows,
-            max_body_bytes=args.max_body_bytes,
-            log_level=args.log_level,
-            insecure=args.insecure,
-            webhook_url=args.webhook_url,
-            webhook_format=args.webhook_format,
-            webhook_min_severity=args.webhook_min_severity,
-            health=args.health,
+            **{name: getattr(args, name) for name in Settings.model_fields}
         )
     except ValueError as exc:
         print(f"trainvis serve: {exc}", file=sys.stderr)

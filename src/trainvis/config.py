@@ -1,146 +1,214 @@
-"""Settings: the one place that reads the environment.
+"""Settings: the one declaration of what the server can be told.
 
-Configuration flows one way: CLI flags and ``TRAINVIS_*`` variables become a
-:class:`Settings`, which is handed to ``create_app``. Nothing reads the
-environment at import time.
+:class:`Settings` (pydantic-settings) is the only place a setting is declared:
+its name, type, default, bounds and help. Everything else is derived from it —
+the ``TRAINVIS_*`` environment variables (pydantic-settings reads them), the
+``trainvis serve`` flags (:func:`trainvis.cli` builds one per field), and the
+README's configuration table (:func:`settings_table`, checked by a test).
+Configuration flows one way: flags and environment become a ``Settings``,
+which is handed to ``create_app``. Nothing reads the environment at import time.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
-from typing import Any
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+WebhookFormat = Literal["json", "slack"]
+Severity = Literal["info", "warning", "critical"]
 
 
-@dataclass(frozen=True)
-class Setting:
-    name: str
-    default: Any
-    help: str
+class Settings(BaseSettings):
+    """Server settings. Build with :meth:`from_env`, or directly in tests.
 
+    Each field's ``description`` is its help text (flags and README). Fields with
+    ``json_schema_extra={"flag": False}`` are environment-only.
+    """
 
-#: Every setting: name, default and help. ``TRAINVIS_<NAME>`` overrides it.
-SETTINGS: tuple[Setting, ...] = (
-    Setting("db", "./trainvis.db", "SQLite file path or postgresql:// URL"),
-    Setting("host", "127.0.0.1", "interface to listen on"),
-    Setting("port", 8000, "TCP port to listen on"),
-    Setting("api_token", None, "bearer token required for every write (POST/PUT/DELETE)"),
-    Setting("read_token", None, "bearer token required for reads as well"),
-    Setting("cors_origins", (), "comma-separated origins allowed by CORS (off when empty)"),
-    Setting("sse_heartbeat", 15.0, "seconds between SSE heartbeat comments"),
-    Setting("sse_retry_ms", 3000, "reconnect delay the SSE stream advises (retry:)"),
-    Setting("sse_queue_size", 1024, "events buffered per SSE subscriber before catch-up"),
-    Setting("max_body_bytes", 16 * 1024 * 1024, "largest accepted request body in bytes"),
-    Setting("max_rows", 10_000, "most metric rows accepted in one request"),
-    Setting("max_metrics_per_job", 10_000, "most distinct metric names one job may have"),
-    Setting("max_subscribers_per_job", 1_000, "open SSE streams allowed per job (503 beyond)"),
-    Setting("max_subscribers", 4_000, "open SSE streams allowed in total (503 beyond)"),
-    Setting("header_timeout", 10.0, "seconds a client may take to send a request's headers"),
-    Setting("body_timeout", 30.0, "seconds a client may pause while sending a request body"),
-    Setting("insecure", False, "allow a non-loopback host without a write token"),
-    Setting("log_level", "info", "log level of the server"),
-    Setting("health", True, "run the training-health detectors on ingest"),
-    Setting("health_spike_z", 8.0, "spike threshold in robust standard deviations (MAD)"),
-    Setting("health_spike_window", 32, "residuals in the spike detector's robust window"),
-    Setting("health_divergence_window", 50, "points over which a rising loss is divergence"),
-    Setting("health_divergence_rise", 0.25, "relative rise of the smoothed loss that diverges"),
-    Setting("health_plateau_window", 1000, "points without a new best that make a plateau"),
-    Setting("health_gpu_idle_threshold", 10.0, "GPU utilization (%) under which a GPU is idle"),
-    Setting("health_gpu_idle_seconds", 300.0, "seconds a GPU must idle (while running) to alert"),
-    Setting("webhook_url", None, "URL that gets a JSON POST for every alert (off when empty)"),
-    Setting("webhook_format", "json", "webhook payload: json (the event) or slack ({text})"),
-    Setting("webhook_min_severity", "warning", "least severity sent to the webhook"),
-    Setting("webhook_attempts", 5, "delivery attempts per alert (backoff doubles from 1 s)"),
-)
+    model_config = SettingsConfigDict(
+        env_prefix="TRAINVIS_",
+        env_ignore_empty=True,
+        frozen=True,
+        extra="forbid",
+        validate_default=True,
+    )
 
-WEBHOOK_FORMATS = ("json", "slack")
-SEVERITIES = ("info", "warning", "critical")
+    db: str = Field(default="./trainvis.db", description="SQLite file path or postgresql:// URL")
+    host: str = Field(default="127.0.0.1", description="interface to listen on")
+    port: int = Field(default=8000, ge=0, le=65535, description="TCP port to listen on")
+    api_token: str | None = Field(
+        default=None, description="bearer token required for every write (POST/PUT/DELETE)"
+    )
+    read_token: str | None = Field(
+        default=None, description="bearer token required for reads as well"
+    )
+    cors_origins: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=(), description="comma-separated origins allowed by CORS (off when empty)"
+    )
+    sse_heartbeat: float = Field(
+        default=15.0, gt=0, description="seconds between SSE heartbeat comments"
+    )
+    sse_retry_ms: int = Field(
+        default=3000, ge=0, description="reconnect delay the SSE stream advises (retry:)"
+    )
+    sse_queue_size: int = Field(
+        default=1024, ge=1, description="events buffered per SSE subscriber before catch-up"
+    )
+    max_body_bytes: int = Field(
+        default=16 * 1024 * 1024, ge=1, description="largest accepted request body in bytes"
+    )
+    max_rows: int = Field(
+        default=10_000, ge=1, description="most metric rows accepted in one request"
+    )
+    max_metrics_per_job: int = Field(
+        default=10_000, ge=1, description="most distinct metric names one job may have"
+    )
+    max_subscribers_per_job: int = Field(
+        default=1_000, ge=1, description="open SSE streams allowed per job (503 beyond)"
+    )
+    max_subscribers: int = Field(
+        default=4_000, ge=1, description="open SSE streams allowed in total (503 beyond)"
+    )
+    header_timeout: float = Field(
+        default=10.0, gt=0, description="seconds a client may take to send a request's headers"
+    )
+    body_timeout: float = Field(
+        default=30.0, gt=0, description="seconds a client may pause while sending a request body"
+    )
+    insecure: bool = Field(
+        default=False, description="allow a non-loopback host without a write token"
+    )
+    log_level: Literal["critical", "error", "warning", "info", "debug", "trace"] = Field(
+        default="info", description="log level of the server"
+    )
+    health: bool = Field(default=True, description="run the training-health detectors on ingest")
+    health_spike_z: float = Field(
+        default=8.0, gt=0, description="spike threshold in robust standard deviations (MAD)"
+    )
+    health_spike_window: int = Field(
+        default=32, ge=4, description="residuals in the spike detector's robust window"
+    )
+    health_divergence_window: int = Field(
+        default=50, ge=2, description="points over which a rising loss is divergence"
+    )
+    health_divergence_rise: float = Field(
+        default=0.25, gt=0, description="relative rise of the smoothed loss that diverges"
+    )
+    health_plateau_window: int = Field(
+        default=1000, ge=1, description="points without a new best that make a plateau"
+    )
+    health_gpu_idle_threshold: float = Field(
+        default=10.0, ge=0, le=100, description="GPU utilization (%) under which a GPU is idle"
+    )
+    health_gpu_idle_seconds: float = Field(
+        default=300.0, gt=0, description="seconds a GPU must idle (while running) to alert"
+    )
+    webhook_url: str | None = Field(
+        default=None, description="URL that gets a JSON POST for every alert (off when empty)"
+    )
+    webhook_format: WebhookFormat = Field(
+        default="json", description="webhook payload: json (the event) or slack ({text})"
+    )
+    webhook_min_severity: Severity = Field(
+        default="warning", description="least severity sent to the webhook"
+    )
+    webhook_attempts: int = Field(
+        default=5, ge=1, description="delivery attempts per alert (backoff doubles from 1 s)"
+    )
 
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: Any) -> Any:
+        return _split(value) if isinstance(value, str) else value
 
-@dataclass(frozen=True)
-class Settings:
-    """Server settings. Build with :meth:`from_env` or directly in tests."""
+    @field_validator("api_token", "read_token", "webhook_url", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: Any) -> Any:
+        return None if value == "" else value
 
-    db: str = "./trainvis.db"
-    host: str = "127.0.0.1"
-    port: int = 8000
-    api_token: str | None = None
-    read_token: str | None = None
-    cors_origins: tuple[str, ...] = field(default_factory=tuple)
-    sse_heartbeat: float = 15.0
-    sse_retry_ms: int = 3000
-    sse_queue_size: int = 1024
-    max_body_bytes: int = 16 * 1024 * 1024
-    max_rows: int = 10_000
-    max_metrics_per_job: int = 10_000
-    max_subscribers_per_job: int = 1_000
-    max_subscribers: int = 4_000
-    header_timeout: float = 10.0
-    body_timeout: float = 30.0
-    insecure: bool = False
-    log_level: str = "info"
-    health: bool = True
-    health_spike_z: float = 8.0
-    health_spike_window: int = 32
-    health_divergence_window: int = 50
-    health_divergence_rise: float = 0.25
-    health_plateau_window: int = 1000
-    health_gpu_idle_threshold: float = 10.0
-    health_gpu_idle_seconds: float = 300.0
-    webhook_url: str | None = None
-    webhook_format: str = "json"
-    webhook_min_severity: str = "warning"
-    webhook_attempts: int = 5
-
-    def __post_init__(self) -> None:
-        """Reject settings the server cannot run with (``ValueError`` names them)."""
-        if self.webhook_format not in WEBHOOK_FORMATS:
-            raise ValueError(f"webhook_format must be one of {', '.join(WEBHOOK_FORMATS)}")
-        if self.webhook_min_severity not in SEVERITIES:
-            raise ValueError(f"webhook_min_severity must be one of {', '.join(SEVERITIES)}")
-        if self.health_spike_window < 4 or self.health_divergence_window < 2:
-            raise ValueError("health_spike_window must be >= 4, health_divergence_window >= 2")
-        if self.health_plateau_window < 1 or self.webhook_attempts < 1:
-            raise ValueError("health_plateau_window and webhook_attempts must be >= 1")
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _lower_level(cls, value: Any) -> Any:
+        return value.lower() if isinstance(value, str) else value
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
         """Defaults, then ``TRAINVIS_*`` variables, then non-None ``overrides``.
 
         Raises:
-            ValueError: a variable that does not parse (names the variable).
+            ValueError: a variable or override that does not parse (names it).
         """
-        env = os.environ if environ is None else environ
-        values: dict[str, Any] = {}
-        for item in fields(cls):
-            raw = env.get(f"TRAINVIS_{item.name.upper()}")
-            if raw is None or raw == "":
-                continue
-            values[item.name] = _coerce(item.name, raw, getattr(cls(), item.name))
-        values.update({key: value for key, value in overrides.items() if value is not None})
-        if isinstance(values.get("cors_origins"), str):
-            values["cors_origins"] = _split(values["cors_origins"])
-        return cls(**values)
+        given = {key: value for key, value in overrides.items() if value is not None}
+        try:
+            if environ is None:
+                return cls(**given)  # pydantic-settings reads os.environ; init values win
+            values: dict[str, Any] = {}
+            for name in cls.model_fields:
+                raw = environ.get(f"TRAINVIS_{name.upper()}")
+                if raw is not None and raw != "":
+                    values[name] = raw
+            # model_validate reads nothing but ``values`` (no os.environ).
+            return cls.model_validate({**values, **given})
+        except ValidationError as exc:
+            raise ValueError(_describe(exc, set(given))) from None
+
+
+def _describe(exc: ValidationError, flags: set[str]) -> str:
+    """The first error, named as the user wrote it (variable or flag)."""
+    error = exc.errors()[0]
+    name = str(error["loc"][0]) if error["loc"] else "settings"
+    source = f"--{name.replace('_', '-')}" if name in flags else f"TRAINVIS_{name.upper()}"
+    return f"{source} ({name}): {error['msg']}"
 
 
 def _split(raw: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in raw.split(",") if part.strip())
 
 
-def _coerce(name: str, raw: str, default: Any) -> Any:
-    try:
-        if isinstance(default, bool):
-            return raw.lower() in ("1", "true", "yes", "on")
-        if isinstance(default, int):
-            return int(raw)
-        if isinstance(default, float):
-            return float(raw)
-        if isinstance(default, tuple):
-            return _split(raw)
-    except ValueError:
-        raise ValueError(f"TRAINVIS_{name.upper()}={raw!r} is not a valid value") from None
-    return raw
+@dataclass(frozen=True)
+class Setting:
+    """One row of the configuration table, derived from :class:`Settings`."""
+
+    name: str
+    default: Any
+    help: str
+
+    @property
+    def env(self) -> str:
+        return f"TRAINVIS_{self.name.upper()}"
+
+    @property
+    def flag(self) -> str:
+        return f"--{self.name.replace('_', '-')}"
+
+
+#: Every setting: name, default and help (derived from :class:`Settings`).
+SETTINGS: tuple[Setting, ...] = tuple(
+    Setting(name, field.default, field.description or "")
+    for name, field in Settings.model_fields.items()
+)
+
+
+def settings_table() -> str:
+    """The README's configuration table (Markdown), one row per setting."""
+    lines = ["| flag | variable | default | meaning |", "|---|---|---|---|"]
+    for item in SETTINGS:
+        default = _shown(item.default)
+        lines.append(f"| `{item.flag}` | `{item.env}` | {default} | {item.help} |")
+    return "\n".join(lines)
+
+
+def _shown(value: Any) -> str:
+    if value is None or value == ():
+        return "none"
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    return f"`{value}`"
 
 
 def default_db() -> str:

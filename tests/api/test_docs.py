@@ -6,7 +6,7 @@ from pathlib import Path
 
 from fastapi.testclient import TestClient
 
-from trainvis.config import SETTINGS, Settings
+from trainvis.config import SETTINGS, Settings, settings_table
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -15,6 +15,16 @@ def test_every_setting_is_documented() -> None:
     readme = (ROOT / "README.md").read_text()
     for setting in SETTINGS:
         assert f"TRAINVIS_{setting.name.upper()}" in readme, setting.name
+
+
+def test_readme_configuration_table_is_generated_from_settings() -> None:
+    """The README's table is :func:`settings_table` verbatim (issue 14: one declaration).
+
+    Regenerate it with ``python -c "from trainvis.config import settings_table;
+    print(settings_table())"`` after changing a setting.
+    """
+    readme = (ROOT / "README.md").read_text()
+    assert settings_table() in readme
 
 
 def test_settings_table_matches_dataclass() -> None:

@@ -23,6 +23,13 @@ import logging
 from typing import Any
 
 import httpx
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception_type,
+    stop_after_attempt,
+    wait_exponential,
+)
 
 from trainvis.config import Settings
 from trainvis.events import EventKind, JobEvent, Severity
@@ -148,30 +155,56 @@ class WebhookNotifier:
                     self._queue.task_done()
 
     async def _deliver(self, client: httpx.AsyncClient, event: JobEvent) -> None:
+        """POST ``event``; transient failures are retried with doubling delays."""
         body = payload(event, self.fmt)
-        delay = self.first_delay
-        for attempt in range(1, self.attempts + 1):
-            problem = await self._post(client, body)
-            if problem is None:
-                self.delivered += 1
-                return
-            if problem.startswith("rejected") or attempt == self.attempts:
-                break
-            log.info("webhook attempt %d failed (%s); retrying in %.1f s", attempt, problem, delay)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, self.max_delay)
-        self.failed += 1
-        log.warning("webhook gave up on alert %s of job %s: %s", event.id, event.job_id, problem)
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(self.attempts),
+            wait=wait_exponential(multiplier=self.first_delay, max=self.max_delay),
+            retry=retry_if_exception_type(_Transient),
+            before_sleep=_log_retry,
+            reraise=True,
+        )
+        try:
+            async for attempt in retrying:
+                with attempt:
+                    await self._post(client, body)
+        except (_Transient, _Rejected) as exc:
+            self.failed += 1
+            log.warning("webhook gave up on alert %s of job %s: %s", event.id, event.job_id, exc)
+            return
+        self.delivered += 1
 
-    async def _post(self, client: httpx.AsyncClient, body: dict[str, Any]) -> str | None:
-        """None on success, else why it failed (``rejected …`` is not worth a retry)."""
+    async def _post(self, client: httpx.AsyncClient, body: dict[str, Any]) -> None:
+        """Send once.
+
+        Raises:
+            _Transient: a network error, 408, 429 or 5xx (worth another try).
+            _Rejected: any other error status (the receiver refused it for good).
+        """
         try:
             response = await client.post(self.url, json=body)
         except httpx.HTTPError as exc:
-            return f"{type(exc).__name__}: {exc}"
+            raise _Transient(f"{type(exc).__name__}: {exc}") from None
         if response.is_success:
-            return None
+            return
         status = response.status_code
         if status == 429 or status >= 500 or status == 408:
-            return f"HTTP {status}"
-        return f"rejected with HTTP {status}"
+            raise _Transient(f"HTTP {status}")
+        raise _Rejected(f"rejected with HTTP {status}")
+
+
+class _Transient(Exception):
+    """A delivery failure worth retrying."""
+
+
+class _Rejected(Exception):
+    """A delivery the receiver refused for good (no retry)."""
+
+
+def _log_retry(state: RetryCallState) -> None:
+    outcome = state.outcome
+    problem = outcome.exception() if outcome is not None else None
+    delay = state.next_action.sleep if state.next_action is not None else 0.0
+    log.info(
+        "webhook attempt %d failed (%s); retrying in %.1f s", state.attempt_number, problem, delay
+    )

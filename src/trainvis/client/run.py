@@ -257,9 +257,9 @@ class Run:
             sender.close(status, message, timeout), status_pending=sender.status_pending
         )
         _forget(self)
-        if result.delivered and (sender.journal is None or not sender.journal.path.exists()):
+        if not sender.is_alive():  # a sender stuck in a request still holds the client
             self._client.close()
-        else:
+        if not result.delivered:
             self._warn_undelivered(result, status)
         return result
 

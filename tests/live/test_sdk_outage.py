@@ -81,7 +81,9 @@ def test_finish_after_a_server_kill_and_restart_delivers_every_row_and_the_statu
     """
     server = ServerProcess(db_url).start()
     try:
-        run = trainvis.init(name="outage", url=server.url, batch_size=10, flush_interval=0.2)
+        # Small batches: the backlog takes many requests, so finish() surely
+        # comes while the sender is uploading it.
+        run = trainvis.init(name="outage", url=server.url, batch_size=5, flush_interval=0.2)
         logger = Logger(run)
         logger.log_for(1.0)
         server.kill()
@@ -91,17 +93,18 @@ def test_finish_after_a_server_kill_and_restart_delivers_every_row_and_the_statu
         deadline = time.monotonic() + 30
         while run._sender.delivered_rows == before:  # the backlog upload has begun
             assert time.monotonic() < deadline, "the SDK did not come back"
-            logger.log_one()
+            time.sleep(0.001)
+        assert run.spooled_rows > 100
         result = run.finish("completed", timeout=60)
         job = get_job(server.url, run.id)
         rows = get_history(server.url, run.id)
     finally:
         server.stop()
-    assert (result, result.status_pending) == (0, False)
-    assert job["status"] == "completed"
     assert [row["step"] for row in rows] == list(range(logger.step))
     assert all(row["step_copy"] == row["step"] for row in rows)
+    assert job["status"] == "completed"
     assert list(spooled_files(spool)) == []
+    assert (result, result.status_pending) == (0, False)
 
 
 def test_finish_timing_out_in_an_outage_reports_and_trainvis_sync_delivers_rows_and_status(

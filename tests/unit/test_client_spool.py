@@ -7,6 +7,8 @@ The fake stands in for the network only: it answers like the REST API (201,
 
 from __future__ import annotations
 
+import logging
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -15,6 +17,7 @@ import pytest
 
 from trainvis.client import spool as spool_module
 from trainvis.client.http import ApiError, ServerUnavailable
+from trainvis.client.run import Run
 from trainvis.client.sender import Sender
 from trainvis.client.spool import Journal, Op, read_journal, spooled_files
 from trainvis.client.sync import sync_spool
@@ -188,6 +191,7 @@ def test_a_deleted_job_stops_logging_without_spooling(tmp_path: Path) -> None:
     feed(sender, rows(5, 10))
     assert sender.close("completed", None, timeout=1) == 0
     assert list(spooled_files(tmp_path)) == []
+    assert server.statuses == [] and not sender.status_pending  # nothing left to set it on
 
 
 def test_unauthorized_keeps_everything_spooled(tmp_path: Path) -> None:
@@ -195,11 +199,153 @@ def test_unauthorized_keeps_everything_spooled(tmp_path: Path) -> None:
     server.reject["all"] = ApiError(401, "unauthorized", "token")
     sender = sender_for(server, tmp_path)
     feed(sender, rows(0, 5))
-    time.sleep(0.1)
-    assert sender.state == "held"
+    wait_for(lambda: sender.state == "held")
     assert sender.close("completed", None, timeout=1) == 5
+    assert sender.status_pending
     [path] = spooled_files(tmp_path)
     assert read_journal(path).rows == 5  # type: ignore[union-attr]
+
+
+class GatedServer(FakeServer):
+    """Holds every ``post_metrics`` until ``gate`` opens (a slow backlog upload)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.entered = threading.Event()
+        self.gate = threading.Event()
+
+    def post_metrics(
+        self, job_id: str, rows: list[dict[str, Any]], *, encoded: bytes | None = None
+    ) -> dict[str, Any]:
+        self.entered.set()
+        self.gate.wait(10)
+        return super().post_metrics(job_id, rows, encoded=encoded)
+
+
+def wait_for(condition: Any, seconds: float = 5.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "condition not reached"
+        time.sleep(0.01)
+
+
+def test_finish_while_the_backlog_is_being_sent_still_sends_the_status(tmp_path: Path) -> None:
+    """Issue 13: ``close`` arriving while the thread sends the backlog lost the status.
+
+    The thread saw ``_closing`` only after it had passed the step that queues
+    the status, found nothing pending and stopped: every row arrived, the job
+    stayed ``running`` and the journal held no status for ``trainvis sync``.
+    """
+    server = GatedServer()
+    sender = sender_for(server, tmp_path)
+    feed(sender, rows(0, 30))
+    assert server.entered.wait(5)  # the thread is inside a request
+    threading.Timer(0.2, server.gate.set).start()
+    assert sender.close("completed", "done", timeout=5) == 0
+    assert server.steps() == list(range(30))
+    assert server.statuses == ["completed"] and not sender.status_pending
+    assert list(spooled_files(tmp_path)) == []
+
+
+def test_a_refusal_is_retried_and_the_run_goes_on_once_the_server_accepts(
+    tmp_path: Path,
+) -> None:
+    """Issue 13: a 401/403 mid-run (a server restarted with another token) is not forever."""
+    server = FakeServer()
+    server.reject["all"] = ApiError(403, "forbidden", "token")
+    sender = sender_for(server, tmp_path)
+    feed(sender, rows(0, 5))
+    wait_for(lambda: sender.state == "held")
+    del server.reject["all"]
+    assert sender.flush(5)
+    assert sender.state == "ok"
+    assert sender.close("completed", None, timeout=5) == 0
+    assert server.steps() == list(range(5)) and server.statuses == ["completed"]
+    assert list(spooled_files(tmp_path)) == []
+
+
+def test_a_refusal_at_finish_stops_at_once_and_sync_delivers_rows_and_status(
+    tmp_path: Path,
+) -> None:
+    """Issue 13: 401 at finish: one more try, then rows and status wait for ``trainvis sync``.
+
+    Only a person can change a refused token, so ``close`` does not wait out
+    its timeout.
+    """
+    server = FakeServer()
+    server.reject["all"] = ApiError(401, "unauthorized", "token")
+    sender = sender_for(server, tmp_path, max_backoff=30.0)
+    feed(sender, rows(0, 25))
+    wait_for(lambda: sender.state == "held")
+    started = time.monotonic()
+    assert sender.close("failed", "diverged", timeout=60) == 25
+    assert time.monotonic() - started < 30  # did not wait for the 60 s
+    assert sender.status_pending and server.statuses == []
+    [path] = spooled_files(tmp_path)
+    spool = read_journal(path)
+    assert spool is not None and spool.rows == 25
+    assert spool.pending[-1].kind == "status" and spool.pending[-1].data["status"] == "failed"
+
+    report = sync_spool(tmp_path, client_factory=lambda url: server)
+    assert report.files_left == [str(path)]  # still refused: the file stays
+    del server.reject["all"]
+    report = sync_spool(tmp_path, client_factory=lambda url: server)
+    assert (report.uploaded_rows, report.files_done) == (25, 1)
+    assert server.steps() == list(range(25)) and server.statuses == ["failed"]
+
+
+def test_finish_reports_rows_and_status_it_could_not_deliver(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Issue 13: the result and the warning name the rows and the pending status."""
+    server = FakeServer()
+    server.up = False
+    sender = sender_for(server, tmp_path)
+    run = Run(server, {"id": "job-1"}, sender)
+    for step in range(35):
+        run.log({"loss": 1.0}, step=step)
+    with caplog.at_level(logging.WARNING, logger="trainvis.client"):
+        result = run.finish("completed", timeout=0.3)
+    assert result == 35 and result.rows == 35 and result.status_pending
+    assert not result.delivered
+    [path] = spooled_files(tmp_path)
+    warning = caplog.records[-1].getMessage()
+    assert "35 rows and the final status 'completed' of job job-1" in warning
+    assert str(path) in warning and "trainvis sync" in warning
+
+    server.up = True
+    report = sync_spool(tmp_path, client_factory=lambda url: server)
+    assert report.uploaded_rows == 35 and server.statuses == ["completed"]
+
+
+def test_finish_reports_a_pending_status_when_every_row_arrived(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Issue 13: 0 rows left is not "delivered" while the status still waits."""
+    server = FakeServer()
+    sender = sender_for(server, tmp_path)
+    run = Run(server, {"id": "job-1"}, sender)
+    run.log({"loss": 1.0}, step=0)
+    assert run.flush(5)
+    server.up = False
+    with caplog.at_level(logging.WARNING, logger="trainvis.client"):
+        result = run.finish("completed", timeout=0.3)
+    assert result == 0 and result.status_pending and not result.delivered
+    assert "the final status 'completed' of job job-1 is not delivered" in caplog.text
+    assert run.finish() == 0  # a second call does nothing
+
+    server.up = True
+    report = sync_spool(tmp_path, client_factory=lambda url: server)
+    assert report.files_done == 1 and server.statuses == ["completed"]
+
+
+def test_finish_that_delivers_everything_says_so(tmp_path: Path) -> None:
+    server = FakeServer()
+    run = Run(server, {"id": "job-1"}, sender_for(server, tmp_path))
+    run.log({"loss": 1.0}, step=0)
+    result = run.finish("completed", timeout=5)
+    assert result == 0 and not result.status_pending and result.delivered
+    assert server.statuses == ["completed"] and list(spooled_files(tmp_path)) == []
 
 
 def test_a_rejected_field_is_dropped_and_the_rest_of_the_batch_arrives(

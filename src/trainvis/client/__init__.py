@@ -18,7 +18,7 @@ from __future__ import annotations
 from typing import Any
 
 from trainvis.client.http import ApiClient, ApiError, ServerUnavailable, TrainvisError
-from trainvis.client.run import Run, current_run
+from trainvis.client.run import FinishResult, Run, current_run
 from trainvis.client.start import ClientSettings, init
 from trainvis.client.sync import SyncReport, sync_spool
 
@@ -26,6 +26,7 @@ __all__ = [
     "ApiClient",
     "ApiError",
     "ClientSettings",
+    "FinishResult",
     "Run",
     "ServerUnavailable",
     "SyncReport",
@@ -51,10 +52,10 @@ def log(metrics: Any, step: int | None = None, *, epoch: float | None = None) ->
     run.log(metrics, step, epoch=epoch)
 
 
-def finish(status: str = "completed", *, message: str | None = None) -> int:
-    """``finish`` the current run; returns the rows still spooled (0 without a run)."""
+def finish(status: str = "completed", *, message: str | None = None) -> FinishResult:
+    """``finish`` the current run; returns what is still spooled (0 without a run)."""
     run = current_run()
-    return 0 if run is None else run.finish(status, message=message)
+    return FinishResult(0) if run is None else run.finish(status, message=message)
 
 
 def sync(url: str | None = None, *, token: str | None = None) -> SyncReport:

@@ -29,6 +29,38 @@ ROW_KEYS = frozenset({"step", "epoch", "timestamp", "gpus"})
 TERMINAL = frozenset({"completed", "failed", "cancelled"})
 
 
+class FinishResult(int):
+    """What :meth:`Run.finish` could not deliver.
+
+    An ``int``, the number of rows still spooled (so ``run.finish() == 0``
+    keeps meaning "every row arrived"), that also tells whether the final
+    status is still waiting. Both stay in the journal for ``trainvis sync``.
+
+    Attributes:
+        status_pending: the final status has not reached the server yet.
+    """
+
+    status_pending: bool
+
+    def __new__(cls, rows: int = 0, *, status_pending: bool = False) -> FinishResult:
+        result = super().__new__(cls, rows)
+        result.status_pending = status_pending
+        return result
+
+    @property
+    def rows(self) -> int:
+        """Rows not delivered."""
+        return int(self)
+
+    @property
+    def delivered(self) -> bool:
+        """Every row and the final status arrived."""
+        return int(self) == 0 and not self.status_pending
+
+    def __repr__(self) -> str:
+        return f"FinishResult(rows={int(self)}, status_pending={self.status_pending})"
+
+
 class Run:
     """One training job being logged. Create it with :func:`trainvis.init`.
 
@@ -195,41 +227,64 @@ class Run:
 
     def finish(
         self, status: str = "completed", *, message: str | None = None, timeout: float = 30.0
-    ) -> int:
+    ) -> FinishResult:
         """Deliver what is left, set the job's final status and stop the threads.
+
+        Until ``timeout`` it keeps retrying a server that is away (a restart, an
+        outage); it stops early when the job was deleted or the server refuses
+        the token (401/403). What is not delivered by then, rows and status,
+        stays in the spool for ``trainvis sync`` and a warning says so.
 
         Args:
             status: ``completed``, ``failed`` or ``cancelled`` (or ``paused``).
             message: shown with the status.
-            timeout: seconds to wait for the server; what is not delivered by
-                then stays in the spool for ``trainvis sync``.
+            timeout: seconds to wait for the server.
 
         Returns:
-            The number of rows still spooled (0 when everything arrived).
-            Calling it again does nothing and returns 0.
+            The number of rows still spooled (0 when every row arrived), with
+            ``status_pending`` telling whether the status still waits
+            (:class:`FinishResult`). Calling it again does nothing and returns 0.
         """
         with self._lock:
             if self._finished or os.getpid() != self._pid:
-                return 0  # a forked child (a data-loader worker) must not end the parent's run
+                # a forked child (a data-loader worker) must not end the parent's run
+                return FinishResult(0)
             self._finished = True
         if self._gpu is not None:
             self._gpu.stop()
-        left = self._sender.close(status, message, timeout)
+        sender = self._sender
+        result = FinishResult(
+            sender.close(status, message, timeout), status_pending=sender.status_pending
+        )
         _forget(self)
-        journal = self._sender.journal
-        if left or (journal is not None and journal.path.exists()):
-            where = f" in {journal.path}" if journal is not None else ""
-            log.warning(
-                "trainvis: %d rows of job %s (and its status) are not delivered yet%s; "
-                "run 'trainvis sync' when %s is reachable",
-                left,
-                self.id,
-                where,
-                self.target,
-            )
-        else:
+        if not sender.is_alive():  # a sender stuck in a request still holds the client
             self._client.close()
-        return left
+        if not result.delivered:
+            self._warn_undelivered(result, status)
+        return result
+
+    def _warn_undelivered(self, result: FinishResult, status: str) -> None:
+        them = "them"
+        if result and result.status_pending:
+            what = f"{result.rows} rows and the final status {status!r} of job {self.id} are"
+        elif result.status_pending:
+            what, them = f"the final status {status!r} of job {self.id} is", "it"
+        else:
+            what = f"{result.rows} rows of job {self.id} are"
+        journal = self._sender.journal
+        if journal is None:  # local mode: no journal, nothing to sync
+            log.warning("trainvis: %s not written to %s and are lost", what, self.target)
+            return
+        why = " (the server refused the token: 401/403)" if self._sender.state == "held" else ""
+        log.warning(
+            "trainvis: %s not delivered yet%s; journaled in %s, 'trainvis sync' uploads %s "
+            "once %s is reachable",
+            what,
+            why,
+            journal.path,
+            them,
+            self.target,
+        )
 
     def __enter__(self) -> Run:
         return self

@@ -10,6 +10,12 @@ When the server is unreachable (connection errors, timeouts, 5xx) the head
 operation is retried with exponential backoff while new rows keep being
 journaled. Journaled operations beyond ``max_pending_rows`` rows are not kept in
 memory; they are read back from the journal once the backlog has drained.
+A server that refuses the run (401/403) is retried every ``max_backoff``
+seconds; a deleted job (404) ends the sending.
+
+:meth:`Sender.close` (``Run.finish``) keeps trying until its timeout, then
+journals whatever is left, the final status included, for ``trainvis sync``
+(issue 13); it does not wait for a server that refuses the run.
 """
 
 from __future__ import annotations
@@ -65,7 +71,7 @@ class Sender(threading.Thread):
         self.queue: deque[dict[str, Any]] = deque()
         self.wake = threading.Event()
         self.delivered_rows = 0
-        #: ``ok``, ``down`` (retrying), ``held`` (401/403) or ``gone`` (job deleted).
+        #: ``ok``, ``down`` (retrying), ``held`` (401/403, retrying) or ``gone`` (job deleted).
         self.state = "ok"
         self._pending: deque[Op] = deque()
         self._pending_rows = 0
@@ -76,9 +82,14 @@ class Sender(threading.Thread):
         self._next_attempt = 0.0
         self._drained = threading.Event()
         self._closing = False
+        self._close_seen = False
         self._deadline = math.inf
         #: The status to send after the last row (its op is numbered when queued).
         self._final: dict[str, Any] | None = None
+        self._final_n = 0  # the number of its operation, once queued
+        self._final_wanted = False
+        self._final_delivered = False
+        self._refused_closing = False  # a 401/403 answered a try made after close()
         self._abandoned = False
 
     # ------------------------------------------------------------------ producer side
@@ -96,11 +107,19 @@ class Sender(threading.Thread):
     def close(self, status: str | None, message: str | None, timeout: float) -> int:
         """Send what is left, then ``status``; stop within ``timeout`` seconds.
 
+        Until the timeout the thread keeps retrying an unreachable server (at
+        least once a second). It stops early when the job is gone (404) or the
+        server refused a try made after this call (401/403). Whatever is not
+        delivered by then, the status included, stays in the journal for
+        ``trainvis sync``; :attr:`status_pending` tells whether the status is
+        among it.
+
         Returns:
             The number of rows not delivered (they stay in the journal).
         """
         if status is not None:
             self._final = {"status": status, "message": message}
+            self._final_wanted = True
         self._deadline = time.monotonic() + max(0.0, timeout)
         self._closing = True
         self.wake.set()
@@ -108,12 +127,16 @@ class Sender(threading.Thread):
             self.join(timeout + 0.5)
         if self.is_alive():  # stuck in a request: spool the rest from here
             self._abandoned = True
+        if self.state != "gone":  # journal what the thread did not queue
             self._drain_queue(journal_only=True)
-            if self._final is not None and self.journal is not None:
-                self.journal.append(self._make_op("status", self._final))
+            final, self._final = self._final, None
+            if final is not None and self.journal is not None:
+                self.journal.append(self._make_op("status", final))
         left = self.undelivered_rows
         if self.journal is not None:
-            done = self.state == "gone" or (left == 0 and not self._pending and not self._final)
+            done = self.state == "gone" or (
+                left == 0 and not self._pending and not self.status_pending
+            )
             self.journal.close(delete=done)
         return left
 
@@ -121,6 +144,15 @@ class Sender(threading.Thread):
     def undelivered_rows(self) -> int:
         """Rows logged but not yet acknowledged (queued, pending or spilled)."""
         return len(self.queue) + self._pending_rows + self._spilled_rows
+
+    @property
+    def status_pending(self) -> bool:
+        """Whether the status given to :meth:`close` still waits to be delivered.
+
+        False once it arrived (or the server answered that it can never apply),
+        and when the job is gone.
+        """
+        return self._final_wanted and not self._final_delivered and self.state != "gone"
 
     # ------------------------------------------------------------------ the thread
 
@@ -130,26 +162,38 @@ class Sender(threading.Thread):
             self.wake.clear()
             if self._abandoned:
                 return
+            # Read once: close() may set it while this pass runs, and a pass that
+            # has not queued the status must not end the thread (issue 13).
+            closing = self._closing
+            if closing and not self._close_seen:
+                self._close_seen = True
+                self._next_attempt = 0.0  # one more try now, whatever the backoff had reached
             self._drain_queue()
-            if self._closing and self._final is not None and not self.queue:
-                self._push(self._make_op("status", self._final))
-                self._final = None
+            if closing and self._final is not None and not self.queue:
+                op = self._make_op("status", self._final)
+                self._final_n, self._final = op.n, None
+                self._push(op)
             self._deliver_pending()
             idle = not self.queue and not self._pending and not self._spill_from
             if idle:
                 self._drained.set()
-            if self._closing and (
-                idle or self.state in ("held", "gone") or time.monotonic() >= self._deadline
-            ):
+            if closing and ((idle and self._final is None) or self._give_up()):
                 return
+
+    def _give_up(self) -> bool:
+        """While closing: stop trying (close() journals what is left)."""
+        if self.state == "gone" or (self.state == "held" and self._refused_closing):
+            return True
+        return time.monotonic() >= self._deadline
 
     def _wait_time(self) -> float:
         now = time.monotonic()
         wait = self.flush_interval
-        if self._pending and self.state == "down":
+        backing_off = self.state in ("down", "held")
+        if backing_off and (self._pending or self._spill_from):
             wait = min(wait, self._next_attempt - now)
         if self._closing:
-            wait = min(wait, self._deadline - now) if self.state == "down" else 0.0
+            wait = min(wait, self._deadline - now) if backing_off else 0.0
         return max(0.0, wait)
 
     def _make_op(self, kind: str, data: dict[str, Any]) -> Op:
@@ -206,7 +250,7 @@ class Sender(threading.Thread):
             self._spill_from = ops[-1].n + 1
 
     def _deliver_pending(self) -> None:
-        if self.state in ("held", "gone") or time.monotonic() < self._next_attempt:
+        if self.state == "gone" or time.monotonic() < self._next_attempt:
             return
         started = time.monotonic()
         while self._pending or self._spill_from:
@@ -230,12 +274,17 @@ class Sender(threading.Thread):
                 self._discard_all()
                 return
             except Held as exc:
-                log.error(
-                    "trainvis: %s refused the run (%s); rows stay spooled for 'trainvis sync'",
-                    self.client.target,
-                    exc,
-                )
+                if self.state != "held":
+                    log.error(
+                        "trainvis: %s refused the run (%s); rows stay spooled, retried every "
+                        "%g s and uploaded by 'trainvis sync' (with a valid token)",
+                        self.client.target,
+                        exc,
+                        self.max_backoff,
+                    )
                 self.state = "held"
+                self._refused_closing = self._closing
+                self._next_attempt = time.monotonic() + self.max_backoff
                 return
             self._acknowledge(self._pending.popleft())
             if time.monotonic() - started > self.flush_interval and self.queue:
@@ -246,8 +295,12 @@ class Sender(threading.Thread):
             self.journal.ack(op.n)
         self._pending_rows -= op.row_count
         self.delivered_rows += op.row_count
+        if op.n == self._final_n:
+            self._final_delivered = True
         if self._failures:
             log.info("trainvis: %s is reachable again; sending the backlog", self.client.target)
+        elif self.state == "held":
+            log.info("trainvis: %s accepts the run again; sending the backlog", self.client.target)
         self._failures = 0
         self.state = "ok"
 

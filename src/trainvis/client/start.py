@@ -10,9 +10,11 @@ import secrets
 import sys
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+
+from tenacity import RetryCallState, Retrying, retry_if_exception_type, wait_exponential
 
 from trainvis.client.http import ApiClient, ApiError, ServerUnavailable
 from trainvis.client.run import Run, _remember
@@ -20,6 +22,8 @@ from trainvis.client.sender import Sender
 from trainvis.client.spool import Client, Journal, default_spool_dir
 from trainvis.client.sync import sync_spool
 from trainvis.config import default_db
+
+T = TypeVar("T")
 
 log = logging.getLogger("trainvis.client")
 
@@ -81,16 +85,26 @@ def _spec(
     return spec
 
 
-def _retrying(call: Any, deadline: float) -> Any:
-    delay = 0.25
-    while True:
-        try:
-            return call()
-        except ServerUnavailable:
-            if time.monotonic() + delay > deadline:
-                raise
-            time.sleep(delay)
-            delay = min(delay * 2, 2.0)
+def _retrying(call: Callable[[], T], deadline: float) -> T:
+    """``call()``, retried while the server is unavailable (0.25 s doubling to 2 s)
+    as long as the next attempt would start before ``deadline`` (monotonic)."""
+    retrying = Retrying(
+        retry=retry_if_exception_type(ServerUnavailable),
+        wait=wait_exponential(multiplier=0.25, max=2.0),
+        stop=_before(deadline),
+        reraise=True,
+    )
+    return retrying(call)
+
+
+def _before(deadline: float) -> Callable[[RetryCallState], bool]:
+    """Stop when sleeping the next delay would pass ``deadline``."""
+
+    def stop(state: RetryCallState) -> bool:
+        upcoming = state.upcoming_sleep or 0.0
+        return time.monotonic() + upcoming > deadline
+
+    return stop
 
 
 def _open_job(
@@ -110,7 +124,8 @@ def _open_job(
     if job is None:
         job = _retrying(lambda: client.create_job(spec), deadline)
     if job.get("status") != "running":
-        job = _retrying(lambda: client.set_status(job["id"], "running"), deadline)
+        job_id = job["id"]
+        job = _retrying(lambda: client.set_status(job_id, "running"), deadline)
     return job, start_step
 
 

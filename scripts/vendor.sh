@@ -3,23 +3,27 @@
 #
 #   bash scripts/vendor.sh
 #
-# Downloads pinned package tarballs with `npm pack` into a temp dir, copies the
-# UMD builds and LICENSE files into src/trainvis/dashboard/vendor/, compiles the
-# seed's Recharts snippet (JSX, test page only) with esbuild, and rewrites
-# vendor/README.md. Bump a version below, run this, review the diff, commit.
+# Downloads pinned package tarballs with `npm pack` into a temp dir and copies
+# the UMD builds and LICENSE files: the dashboard's (Chart.js and its date
+# adapter) into src/trainvis/dashboard/vendor/, the browser tests' (React,
+# ReactDOM, prop-types, Recharts; never shipped in the package) into
+# tests/browser/pages/vendor/. Compiles the test page's Recharts snippet (JSX)
+# with esbuild and rewrites both vendor/README.md files. Bump a version below,
+# run this, review the diff, commit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 CHARTJS=4.6.1
 ADAPTER=3.0.0          # chartjs-adapter-date-fns (its bundle build includes date-fns)
 DATEFNS=2.19.0         # only for the bundled date-fns' LICENSE
-REACT=18.3.1           # React, ReactDOM, prop-types, Recharts: the seed test page only
+REACT=18.3.1           # React, ReactDOM, prop-types, Recharts: the browser tests' page only
 PROPTYPES=15.8.1
 RECHARTS=2.15.4
 ESBUILD=0.24.0
 
 VENDOR=src/trainvis/dashboard/vendor
-TEST=src/trainvis/dashboard/test
+TEST=tests/browser/pages
+TEST_VENDOR=$TEST/vendor
 TMP=$(mktemp -d)
 trap 'rm -rf "$TMP"' EXIT
 
@@ -31,7 +35,7 @@ fetch() {  # fetch <package> <version> -> unpacked dir on stdout
   echo "$dir/package"
 }
 
-mkdir -p "$VENDOR/test" "$VENDOR/licenses"
+mkdir -p "$VENDOR/licenses" "$TEST_VENDOR/licenses"
 p=$(fetch chart.js "$CHARTJS")
 cp "$p/dist/chart.umd.min.js" "$VENDOR/chart.umd.min.js"
 cp "$p/LICENSE.md" "$VENDOR/licenses/chart.js.LICENSE.md"
@@ -43,21 +47,21 @@ p=$(fetch date-fns "$DATEFNS")
 cp "$p/LICENSE.md" "$VENDOR/licenses/date-fns.LICENSE.md"
 
 p=$(fetch react "$REACT")
-cp "$p/umd/react.production.min.js" "$VENDOR/test/react.production.min.js"
-cp "$p/LICENSE" "$VENDOR/licenses/react.LICENSE"
+cp "$p/umd/react.production.min.js" "$TEST_VENDOR/react.production.min.js"
+cp "$p/LICENSE" "$TEST_VENDOR/licenses/react.LICENSE"
 p=$(fetch react-dom "$REACT")
-cp "$p/umd/react-dom.production.min.js" "$VENDOR/test/react-dom.production.min.js"
-cp "$p/LICENSE" "$VENDOR/licenses/react-dom.LICENSE"
+cp "$p/umd/react-dom.production.min.js" "$TEST_VENDOR/react-dom.production.min.js"
+cp "$p/LICENSE" "$TEST_VENDOR/licenses/react-dom.LICENSE"
 p=$(fetch prop-types "$PROPTYPES")
-cp "$p/prop-types.min.js" "$VENDOR/test/prop-types.min.js"
-cp "$p/LICENSE" "$VENDOR/licenses/prop-types.LICENSE"
+cp "$p/prop-types.min.js" "$TEST_VENDOR/prop-types.min.js"
+cp "$p/LICENSE" "$TEST_VENDOR/licenses/prop-types.LICENSE"
 p=$(fetch recharts "$RECHARTS")
-cp "$p/umd/Recharts.js" "$VENDOR/test/Recharts.js"
-cp "$p/umd/Recharts.js.LICENSE.txt" "$VENDOR/test/Recharts.js.LICENSE.txt"
-cp "$p/LICENSE" "$VENDOR/licenses/recharts.LICENSE"
+cp "$p/umd/Recharts.js" "$TEST_VENDOR/Recharts.js"
+cp "$p/umd/Recharts.js.LICENSE.txt" "$TEST_VENDOR/Recharts.js.LICENSE.txt"
+cp "$p/LICENSE" "$TEST_VENDOR/licenses/recharts.LICENSE"
 
-# The seed's Recharts snippet is JSX: compile it once here so that the package
-# needs no Node (the .jsx source sits beside the output, verbatim plus width/height).
+# The test page's Recharts snippet is JSX: compile it once here so that the
+# tests need no Node (the .jsx source sits beside the output, verbatim plus width/height).
 (cd "$TMP" && npm install --silent --no-save --no-audit --no-fund "esbuild@$ESBUILD" >/dev/null)
 "$TMP/node_modules/.bin/esbuild" "$TEST/seed-recharts.jsx" --jsx=transform \
   --jsx-factory=React.createElement --log-level=warning \
@@ -74,11 +78,25 @@ from a CDN. Licenses are in \`licenses/\`.
 |---|---|---|---|---|
 | chart.umd.min.js | chart.js | $CHARTJS | MIT | dashboard |
 | chartjs-adapter-date-fns.bundle.min.js | chartjs-adapter-date-fns (bundles date-fns 2; license of date-fns $DATEFNS) | $ADAPTER | MIT | dashboard (\`x=time\` axes) |
-| test/react.production.min.js | react | $REACT | MIT | seed test page only |
-| test/react-dom.production.min.js | react-dom | $REACT | MIT | seed test page only |
-| test/prop-types.min.js | prop-types | $PROPTYPES | MIT | seed test page only (Recharts UMD needs it) |
-| test/Recharts.js | recharts | $RECHARTS | MIT | seed test page only |
 
-\`../test/seed-recharts.js\` is compiled from \`../test/seed-recharts.jsx\` with esbuild $ESBUILD (MIT).
+The browser tests' React and Recharts builds live in \`tests/browser/pages/vendor/\`
+(not part of the package).
 README
-echo "vendored into $VENDOR"
+
+cat > "$TEST_VENDOR/README.md" <<README
+# Vendored JavaScript of the browser tests
+
+Fetched from the npm registry by \`scripts/vendor.sh\` (\`npm pack\`). Used only by
+the test page \`../seed.html\` (served by \`tests/browser/seed_server.py\`, never by
+trainvis, and not part of the package). Licenses are in \`licenses/\`.
+
+| file | package | version | license |
+|---|---|---|---|
+| react.production.min.js | react | $REACT | MIT |
+| react-dom.production.min.js | react-dom | $REACT | MIT |
+| prop-types.min.js | prop-types | $PROPTYPES | MIT (the Recharts UMD build needs it) |
+| Recharts.js | recharts | $RECHARTS | MIT |
+
+\`../seed-recharts.js\` is compiled from \`../seed-recharts.jsx\` with esbuild $ESBUILD (MIT).
+README
+echo "vendored into $VENDOR and $TEST_VENDOR"

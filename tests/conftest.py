@@ -116,6 +116,9 @@ def free_port() -> int:
 class ServerProcess:
     """``trainvis serve`` in a subprocess on a free port."""
 
+    #: The module run with ``python -m`` (a test wrapper may add test-only routes).
+    module = "trainvis"
+
     def __init__(
         self, db: str, *, env: dict[str, str] | None = None, args: list[str] | None = None
     ):
@@ -137,7 +140,7 @@ class ServerProcess:
             [
                 sys.executable,
                 "-m",
-                "trainvis",
+                self.module,
                 "serve",
                 "--db",
                 self.db,

@@ -8,6 +8,7 @@ variable (flags win).
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
 import sys
 from collections.abc import Callable, Sequence
@@ -19,6 +20,9 @@ from trainvis.config import Settings
 
 log = logging.getLogger("trainvis")
 Command = Callable[[argparse.Namespace], int]
+#: What ``trainvis serve`` needs beyond the SDK: the ``server`` extra's top-level modules.
+SERVER_MODULES = ("fastapi", "starlette", "uvicorn", "httptools", "tsdownsample")
+SERVER_HINT = "pip install 'trainvis[server]'"
 
 
 def _add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -45,7 +49,28 @@ def _add_setting_flag(parser: argparse.ArgumentParser, name: str, field: FieldIn
     parser.add_argument(flag, type=kind, choices=choices, help=help_text)
 
 
+def missing_server_module() -> str | None:
+    """The first module of the ``server`` extra that cannot be imported, or None.
+
+    ``pip install trainvis`` is the SDK only; the server needs the extra.
+    """
+    for name in SERVER_MODULES:
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            return name
+    return None
+
+
 def _serve(args: argparse.Namespace) -> int:
+    missing = missing_server_module()
+    if missing:
+        print(
+            f"trainvis serve: the server is not installed ({missing} is missing); "
+            f"install it with: {SERVER_HINT}",
+            file=sys.stderr,
+        )
+        return 2
     from trainvis.api.app import API_PREFIX, create_app
     from trainvis.server import insecure_reason, run
 

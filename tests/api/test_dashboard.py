@@ -146,7 +146,7 @@ def test_static_files_are_served_with_the_csp(client: TestClient) -> None:
         ("/static/vendor/chartjs-adapter-date-fns.bundle.min.js", "javascript"),
         ("/static/js/job.js", "javascript"),
         ("/static/style.css", "text/css"),
-        ("/static/test/seed.html", "text/html"),
+        ("/static/index.html", "text/html"),
     ):
         response = client.get(API + path)
         assert response.status_code == 200, path
@@ -154,6 +154,18 @@ def test_static_files_are_served_with_the_csp(client: TestClient) -> None:
         assert "default-src 'self'" in response.headers["content-security-policy"]
     assert client.get(f"{API}/static/../api/dashboard.py").status_code == 404
     assert client.get(f"{API}/static/nope.js").status_code == 404
+
+
+def test_browser_test_pages_are_not_served(client: TestClient) -> None:
+    """Issue 14: the browser tests' pages (React, Recharts) are not in the package or served."""
+    for path in (
+        "/static/test/seed.html",
+        "/static/test/seed-chartjs.js",
+        "/static/vendor/test/Recharts.js",
+        "/static/vendor/test/react.production.min.js",
+        "/static/vendor/licenses/recharts.LICENSE",
+    ):
+        assert client.get(API + path).status_code == 404, path
 
 
 def test_wants_html_reads_quality_values() -> None:

@@ -1,8 +1,11 @@
-"""SEED.md's three front-end snippets, run as written in a page served by the app.
+"""SEED.md's three front-end snippets, run as written in a page served with the app.
 
-The test page ``/api/v1/visualization/static/test/seed.html`` loads the snippets
-from ``trainvis/dashboard/test/`` (verbatim; the Recharts one compiled from JSX
-with only ``width``/``height`` added). The seed's EventSource URL is
+The test page ``/test-pages/seed.html`` loads the snippets from
+``tests/browser/pages/`` (verbatim; the Recharts one compiled from JSX with only
+``width``/``height`` added). The package does not ship or serve these pages
+(issue 14): the test server (:mod:`tests.browser.seed_server`) is ``trainvis
+serve`` plus one route for that folder, so they run same-origin against the API.
+The seed's EventSource URL is
 ``http://localhost:8000/.../job-001/stream``: Chromium is told to resolve
 ``localhost:8000`` to the test server (``--host-resolver-rules``), and the page
 itself is opened from ``http://localhost:8000``, so the URL works unchanged on a
@@ -12,20 +15,20 @@ free port, and ``job-001`` is the first job of the fresh store.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
 from tests.browser.conftest import PageWatch, launch_chromium, open_page, wait_js
+from tests.browser.seed_server import PAGES_DIR, PAGES_PATH
 from tests.conftest import API, ServerProcess
 
 pytestmark = pytest.mark.browser
 
 SEED_ORIGIN = "http://localhost:8000"
-SEED_PAGE = f"{SEED_ORIGIN}{API}/static/test/seed.html"
-TEST_DIR = Path(__file__).resolve().parents[2] / "src" / "trainvis" / "dashboard" / "test"
+SEED_PAGE = f"{SEED_ORIGIN}{PAGES_PATH}/seed.html"
+TEST_DIR = PAGES_DIR
 
 SEED_RECHARTS = """\
 function LossChart({ data }) {
@@ -60,11 +63,17 @@ eventSource.onmessage = (event) => {
   console.log('New metrics:', data);"""
 
 
+class SeedServer(ServerProcess):
+    """``trainvis serve`` with the test pages under ``/test-pages/``."""
+
+    module = "tests.browser.seed_server"
+
+
 @pytest.fixture(scope="module")
 def seed_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     """A server whose first job ``job-001`` has train and val loss (smoothing off)."""
     db = tmp_path_factory.mktemp("seed") / "seed.db"
-    with ServerProcess(str(db), args=["--sse-heartbeat", "1"]) as server:
+    with SeedServer(str(db), args=["--sse-heartbeat", "1"]) as server:
         api = f"{server.url}{API}"
         body = {
             "name": "BERT Fine-tuning",

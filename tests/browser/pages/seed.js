@@ -19,6 +19,6 @@ window.renderSeedRecharts = async function (jobId) {
 
 if (new URLSearchParams(window.location.search).get("sse") === "1") {
   const script = document.createElement("script");
-  script.src = "/api/v1/visualization/static/test/seed-eventsource.js";
+  script.src = "/test-pages/seed-eventsource.js";
   document.head.append(script);
 }

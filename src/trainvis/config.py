@@ -55,6 +55,8 @@ SETTINGS: tuple[Setting, ...] = (
 )
 
 WEBHOOK_FORMATS = ("json", "slack")
+#: Shortest token accepted (issue 13: short tokens are guessable).
+MIN_TOKEN_LENGTH = 16
 SEVERITIES = ("info", "warning", "critical")
 
 
@@ -95,6 +97,14 @@ class Settings:
 
     def __post_init__(self) -> None:
         """Reject settings the server cannot run with (``ValueError`` names them)."""
+        for name in ("api_token", "read_token"):
+            token = getattr(self, name)
+            if token is not None and len(token) < MIN_TOKEN_LENGTH:
+                raise ValueError(
+                    f"{name} (--{name.replace('_', '-')}, TRAINVIS_{name.upper()}) must be at "
+                    f"least {MIN_TOKEN_LENGTH} characters long; generate one with: "
+                    'python -c "import secrets; print(secrets.token_urlsafe(32))"'
+                )
         if self.webhook_format not in WEBHOOK_FORMATS:
             raise ValueError(f"webhook_format must be one of {', '.join(WEBHOOK_FORMATS)}")
         if self.webhook_min_severity not in SEVERITIES:

@@ -83,6 +83,20 @@ class Unauthorized(PublicError):
     code = "unauthorized"
 
 
+class Forbidden(PublicError):
+    """Refused whatever the credentials (e.g. a cross-site request; 403)."""
+
+    http_status = 403
+    code = "forbidden"
+
+
+class TooManyRequests(PublicError):
+    """Rate limited; ``Retry-After`` says when to try again (429)."""
+
+    http_status = 429
+    code = "too_many_requests"
+
+
 class ServiceUnavailable(PublicError):
     http_status = 503
     code = "service_unavailable"

@@ -202,15 +202,25 @@ def test_serve_refuses_a_token_shorter_than_16_characters(tmp_path: Path, flag: 
 
 
 def test_a_read_token_alone_protects_writes_on_a_live_server(tmp_path: Path) -> None:
-    """issue 13: ``serve --read-token`` alone: writes need that token as a bearer."""
+    """issue 13: ``serve --read-token`` alone: writes need that token as a bearer; a
+    signed-in browser's cookie reads but never writes (it used to create and delete)."""
     token = "only-a-read-token-0123"
     with ServerProcess(str(tmp_path / "r.db"), args=["--read-token", token]) as server:
         url = f"{server.url}{API}/training/jobs"
-        assert httpx.post(url, json={"name": "x"}).status_code == 401
         auth = {"Authorization": f"Bearer {token}"}
         created = httpx.post(url, json={"name": "x"}, headers=auth)
         assert created.status_code == 201
         job = created.json()["data"]["id"]
-        assert httpx.delete(f"{url}/{job}").status_code == 401
+        with httpx.Client(base_url=server.url + API, timeout=10) as browser:
+            signed = browser.post(
+                "/login",
+                content=f"token={token}",
+                headers={"Content-Type": "application/x-www-form-urlencoded"},
+            )
+            assert signed.status_code == 303 and len(browser.cookies) == 1
+            assert browser.get(f"/training/jobs/{job}").status_code == 200
+            assert browser.post("/training/jobs", json={"name": "y"}).status_code == 401
+            assert browser.delete(f"/training/jobs/{job}").status_code == 401
+        assert httpx.post(url, json={"name": "x"}).status_code == 401
         assert httpx.get(f"{url}/{job}", headers=auth).status_code == 200
         assert httpx.delete(f"{url}/{job}", headers=auth).status_code == 204

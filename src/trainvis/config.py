@@ -16,11 +16,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 WebhookFormat = Literal["json", "slack"]
 Severity = Literal["info", "warning", "critical"]
+#: Shortest token accepted (issue 13: short tokens are guessable).
+MIN_TOKEN_LENGTH = 16
 
 
 class Settings(BaseSettings):
@@ -42,10 +44,12 @@ class Settings(BaseSettings):
     host: str = Field(default="127.0.0.1", description="interface to listen on")
     port: int = Field(default=8000, ge=0, le=65535, description="TCP port to listen on")
     api_token: str | None = Field(
-        default=None, description="bearer token required for every write (POST/PUT/DELETE)"
+        default=None,
+        description="bearer token required for every write (POST/PUT/PATCH/DELETE), 16+ characters",
     )
     read_token: str | None = Field(
-        default=None, description="bearer token required for reads as well"
+        default=None,
+        description="bearer token required for reads; alone, it protects writes as well",
     )
     cors_origins: Annotated[tuple[str, ...], NoDecode] = Field(
         default=(), description="comma-separated origins allowed by CORS (off when empty)"
@@ -80,9 +84,7 @@ class Settings(BaseSettings):
     body_timeout: float = Field(
         default=30.0, gt=0, description="seconds a client may pause while sending a request body"
     )
-    insecure: bool = Field(
-        default=False, description="allow a non-loopback host without a write token"
-    )
+    insecure: bool = Field(default=False, description="allow a non-loopback host without a token")
     log_level: Literal["critical", "error", "warning", "info", "debug", "trace"] = Field(
         default="info", description="log level of the server"
     )
@@ -126,7 +128,7 @@ class Settings(BaseSettings):
     def _split_origins(cls, value: Any) -> Any:
         return _split(value) if isinstance(value, str) else value
 
-    @field_validator("api_token", "read_token", "webhook_url", mode="before")
+    @field_validator("webhook_url", mode="before")
     @classmethod
     def _empty_is_none(cls, value: Any) -> Any:
         return None if value == "" else value
@@ -135,6 +137,19 @@ class Settings(BaseSettings):
     @classmethod
     def _lower_level(cls, value: Any) -> Any:
         return value.lower() if isinstance(value, str) else value
+
+    @field_validator("api_token", "read_token")
+    @classmethod
+    def _long_enough(cls, value: str | None, info: ValidationInfo) -> str | None:
+        """Tokens of at least 16 characters (issue 13: short tokens are guessable)."""
+        if value is not None and len(value) < MIN_TOKEN_LENGTH:
+            name = info.field_name or "token"
+            raise ValueError(
+                f"{name} (--{name.replace('_', '-')}, TRAINVIS_{name.upper()}) must be at "
+                f"least {MIN_TOKEN_LENGTH} characters long; generate one with: "
+                'python -c "import secrets; print(secrets.token_urlsafe(32))"'
+            )
+        return value
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:

@@ -83,6 +83,43 @@ class Unauthorized(PublicError):
     code = "unauthorized"
 
 
+class Forbidden(PublicError):
+    """Refused whatever the credentials (e.g. a cross-site request; 403)."""
+
+    http_status = 403
+    code = "forbidden"
+
+
+class TooManyRequests(PublicError):
+    """Rate limited; ``Retry-After`` says when to try again (429)."""
+
+    http_status = 429
+    code = "too_many_requests"
+
+
 class ServiceUnavailable(PublicError):
     http_status = 503
     code = "service_unavailable"
+
+
+class InsufficientStorage(PublicError):
+    """The database has no space left for a write; nothing of it was stored (507)."""
+
+    http_status = 507
+    code = "insufficient_storage"
+
+
+class StoreReadOnly(ServiceUnavailable):
+    """The database cannot be written (read-only file, filesystem or database);
+    reads keep working (503)."""
+
+    code = "store_read_only"
+
+
+#: The messages of the two storage faults, the same on every store.
+DISK_FULL = (
+    "The database's disk is full: nothing of this request was stored; free space, then retry"
+)
+READ_ONLY = (
+    "The database is read-only: writes are refused until it is writable again (reads keep working)"
+)

@@ -76,8 +76,13 @@ def is_loopback(host: str) -> bool:
 
 
 def insecure_reason(settings: Settings) -> str | None:
-    """Why serving with ``settings`` would expose an open write API, or None."""
-    if settings.api_token or settings.insecure or is_loopback(settings.host):
+    """Why serving with ``settings`` would expose an open write API, or None.
+
+    A read token alone also protects writes (issue 13), so it is enough.
+    """
+    if settings.api_token or settings.read_token or settings.insecure:
+        return None
+    if is_loopback(settings.host):
         return None
     return (
         f"refusing to listen on {settings.host!r} without a write token: anyone who can "

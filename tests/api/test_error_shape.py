@@ -100,19 +100,21 @@ def test_write_token(tmp_path) -> None:  # type: ignore[no-untyped-def]
     from trainvis.api.app import create_app
     from trainvis.config import Settings
 
-    settings = Settings(db=str(tmp_path / "t.db"), api_token="s3cret")
+    settings = Settings(db=str(tmp_path / "t.db"), api_token="s3cret-token-0123456")
     with TestClient(create_app(settings)) as client:
         error = assert_envelope(
             client.post(f"{API}/training/jobs", json={"name": "x"}), 401, "unauthorized"
         )
-        assert "s3cret" not in error["message"]
+        assert "s3cret-token-0123456" not in error["message"]
         response = client.post(
             f"{API}/training/jobs", json={"name": "x"}, headers={"Authorization": "Bearer wrong"}
         )
         assert_envelope(response, 401, "unauthorized")
         assert response.headers["www-authenticate"] == "Bearer"
         ok = client.post(
-            f"{API}/training/jobs", json={"name": "x"}, headers={"Authorization": "Bearer s3cret"}
+            f"{API}/training/jobs",
+            json={"name": "x"},
+            headers={"Authorization": "Bearer s3cret-token-0123456"},
         )
         assert ok.status_code == 201
         assert client.get(f"{API}/training/jobs").status_code == 200  # reads stay open

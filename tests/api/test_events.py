@@ -169,9 +169,9 @@ def test_unknown_jobs_and_bad_queries(client: TestClient) -> None:
 
 
 def test_notes_need_the_write_token(tmp_path: Path) -> None:
-    settings = Settings(db=str(tmp_path / "secured.db"), api_token="s3cret")
+    settings = Settings(db=str(tmp_path / "secured.db"), api_token="s3cret-token-0123456")
     with TestClient(create_app(settings)) as secured:
-        auth = {"Authorization": "Bearer s3cret"}
+        auth = {"Authorization": "Bearer s3cret-token-0123456"}
         job = secured.post(f"{API}/training/jobs", json={"name": "s"}, headers=auth).json()
         path = f"{API}/training/{job['data']['id']}/events"
         denied = secured.post(path, json={"message": "x"})

@@ -17,7 +17,7 @@ from tests.browser.conftest import PageWatch, open_page, wait_js, wait_ready
 from tests.conftest import API, ServerProcess, free_port
 
 pytestmark = pytest.mark.browser
-READ, WRITE = "read-token-123", "write-token-456"
+READ, WRITE = "read-token-1234567", "write-token-4567890"
 
 
 @pytest.fixture
@@ -49,8 +49,10 @@ def test_sign_in_then_live_stream_over_the_cookie(
         wait_ready(page)
         assert page.url.endswith(f"/dashboard/job/{job}")
         assert "read-token" not in page.evaluate("document.cookie")  # HttpOnly
-        cookie = next(c for c in context.cookies() if c["name"] == "trainvis_token")
+        cookie = next(c for c in context.cookies() if c["name"] == "trainvis_session")
         assert cookie["httpOnly"] and cookie["sameSite"] == "Strict"
+        assert READ not in cookie["value"] and cookie["value"].startswith("v1.read.")  # issue 13
+        assert cookie["expires"] > 0  # a session that lapses, not a stored token
         with httpx.Client(base_url=locked_server.url + API, headers=write) as api:
             api.post(f"/training/{job}/metrics", json={"step": 99, "train_loss": 0.25})
         loss = "Chart.getChart(document.querySelector('canvas[data-chart=\"loss\"]'))"
@@ -59,6 +61,30 @@ def test_sign_in_then_live_stream_over_the_cookie(
             f"{loss}.data.datasets.some(d => d.data.some(p => p.x === 99 && p.y === 0.25))",
             timeout=5,
         )
+    finally:
+        context.close()
+    assert watch.errors == [] and watch.dialogs == []
+
+
+def test_sign_in_form_says_to_wait_after_too_many_failures(
+    browser: Any, locked_server: ServerProcess
+) -> None:
+    """issue 13: failed sign-ins are rate limited; the form says so instead of
+    accepting more guesses (the right token included)."""
+    watch = PageWatch()
+    context, page = open_page(browser, watch)
+    try:
+        page.goto(f"{locked_server.url}{API}/dashboard")
+        for attempt in range(5):
+            page.fill("#login-token", f"wrong-{attempt}")
+            page.click("#login-submit")
+            page.wait_for_url("**error=1**")
+        page.fill("#login-token", READ)
+        page.click("#login-submit")
+        page.wait_for_url("**error=limited**")
+        assert page.locator("#login-limited").is_visible()
+        assert not page.locator("#login-error").is_visible()
+        assert not [c for c in context.cookies() if c["name"] == "trainvis_session"]
     finally:
         context.close()
     assert watch.errors == [] and watch.dialogs == []

@@ -177,6 +177,50 @@ def test_public_host_rules() -> None:
     assert is_loopback("127.0.0.1") and is_loopback("::1") and is_loopback("localhost")
     assert not is_loopback("0.0.0.0") and not is_loopback("")
     assert insecure_reason(Settings(host="0.0.0.0")) is not None
-    assert insecure_reason(Settings(host="0.0.0.0", api_token="t")) is None
+    assert insecure_reason(Settings(host="0.0.0.0", api_token="t" * 16)) is None
+    assert insecure_reason(Settings(host="0.0.0.0", read_token="r" * 16)) is None  # issue 13
     assert insecure_reason(Settings(host="0.0.0.0", insecure=True)) is None
     assert insecure_reason(Settings(host="127.0.0.1")) is None
+
+
+@pytest.mark.parametrize("flag", ["--api-token", "--read-token"])
+def test_serve_refuses_a_token_shorter_than_16_characters(tmp_path: Path, flag: str) -> None:
+    """issue 13: a guessable token stops ``serve`` with a clear error, before it listens."""
+    env = {**os.environ, "TRAINVIS_DB": str(tmp_path / "s.db")}
+    env.pop("TRAINVIS_API_TOKEN", None)
+    env.pop("TRAINVIS_READ_TOKEN", None)
+    result = subprocess.run(
+        [sys.executable, "-m", "trainvis", "serve", "--port", "9", flag, "fifteen-chars-x"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 2
+    assert flag in result.stderr and "at least 16 characters" in result.stderr
+    assert "fifteen-chars-x" not in result.stderr  # the token is never echoed
+
+
+def test_a_read_token_alone_protects_writes_on_a_live_server(tmp_path: Path) -> None:
+    """issue 13: ``serve --read-token`` alone: writes need that token as a bearer; a
+    signed-in browser's cookie reads but never writes (it used to create and delete)."""
+    token = "only-a-read-token-0123"
+    with ServerProcess(str(tmp_path / "r.db"), args=["--read-token", token]) as server:
+        url = f"{server.url}{API}/training/jobs"
+        auth = {"Authorization": f"Bearer {token}"}
+        created = httpx.post(url, json={"name": "x"}, headers=auth)
+        assert created.status_code == 201
+        job = created.json()["data"]["id"]
+        with httpx.Client(base_url=server.url + API, timeout=10) as browser:
+            signed = browser.post(
+                "/login",
+                content=f"token={token}",
+                headers={"Content-Type": "application/x-www-form-urlencoded"},
+            )
+            assert signed.status_code == 303 and len(browser.cookies) == 1
+            assert browser.get(f"/training/jobs/{job}").status_code == 200
+            assert browser.post("/training/jobs", json={"name": "y"}).status_code == 401
+            assert browser.delete(f"/training/jobs/{job}").status_code == 401
+        assert httpx.post(url, json={"name": "x"}).status_code == 401
+        assert httpx.get(f"{url}/{job}", headers=auth).status_code == 200
+        assert httpx.delete(f"{url}/{job}", headers=auth).status_code == 204

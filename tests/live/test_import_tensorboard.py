@@ -182,7 +182,7 @@ def test_cli_imports_over_http_with_a_token(
     logdir: tuple[Path, dict[str, Run]], tmp_path: Path
 ) -> None:
     root, runs = logdir
-    env = {"TRAINVIS_API_TOKEN": "s3cret"}
+    env = {"TRAINVIS_API_TOKEN": "s3cret-token-0123456"}
     with ServerProcess(str(tmp_path / "live.db"), env=env) as server:
         command = [sys.executable, "-m", "trainvis", "import", "tensorboard", str(root)]
         command += ["--url", server.url, "--name-prefix", "tb:"]
@@ -193,7 +193,7 @@ def test_cli_imports_over_http_with_a_token(
             capture_output=True,
             text=True,
             timeout=120,
-            env={**server.env, "TRAINVIS_TOKEN": "s3cret"},
+            env={**server.env, "TRAINVIS_TOKEN": "s3cret-token-0123456"},
         )
         assert done.returncode == 0, done.stderr
         lines = [line.split("\t") for line in done.stdout.splitlines()]
@@ -210,7 +210,7 @@ def test_cli_imports_over_http_with_a_token(
             capture_output=True,
             text=True,
             timeout=120,
-            env={**server.env, "TRAINVIS_TOKEN": "s3cret"},
+            env={**server.env, "TRAINVIS_TOKEN": "s3cret-token-0123456"},
         )
         assert [line.split("\t")[1] for line in again.stdout.splitlines()] == ["unchanged"] * 3
 

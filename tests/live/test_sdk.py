@@ -271,7 +271,9 @@ def test_local_mode_writes_a_store_that_trainvis_serve_shows(
 
 @pytest.fixture
 def token_server(tmp_path: Path) -> Iterator[ServerProcess]:
-    with ServerProcess(str(tmp_path / "auth.db"), args=["--api-token", "s3cret"]) as server:
+    with ServerProcess(
+        str(tmp_path / "auth.db"), args=["--api-token", "s3cret-token-0123456"]
+    ) as server:
         yield server
 
 
@@ -282,7 +284,7 @@ def test_the_token_comes_from_trainvis_token(
     with pytest.raises(ApiError) as caught:
         trainvis.init(name="nope", url=token_server.url)
     assert caught.value.status_code == 401
-    monkeypatch.setenv("TRAINVIS_TOKEN", "s3cret")
+    monkeypatch.setenv("TRAINVIS_TOKEN", "s3cret-token-0123456")
     monkeypatch.setenv("TRAINVIS_URL", token_server.url)
     run = trainvis.init(name="yes")
     run.log({"loss": 1.0})

@@ -6,6 +6,7 @@ import hmac
 
 from fastapi import Request
 
+from trainvis.api.session import verify
 from trainvis.config import Settings
 from trainvis.errors import Unauthorized
 from trainvis.realtime.broker import Broker
@@ -35,7 +36,7 @@ def _bearer(request: Request) -> str | None:
     return token.strip()
 
 
-COOKIE = "trainvis_token"
+COOKIE = "trainvis_session"
 
 
 def token_matches(given: str | None, expected: str) -> bool:
@@ -47,18 +48,24 @@ _matches = token_matches
 
 
 def require_write(request: Request) -> None:
-    """With a write token configured, a write needs ``Authorization: Bearer <token>``."""
-    token = get_settings(request).api_token
+    """A write needs ``Authorization: Bearer <token>``: the write token when one is
+    configured, else the read token when one is (issue 13: a read token alone also
+    protects writes). A sign-in cookie never authorizes a write."""
+    settings = get_settings(request)
+    token = settings.api_token or settings.read_token
     if token and not _matches(_bearer(request), token):
         raise Unauthorized("A valid 'Authorization: Bearer <token>' header is required to write")
 
 
 def require_read(request: Request) -> None:
-    """With a read token configured, reads need it (the write token also reads)."""
+    """With a read token configured, reads need it (the write token also reads), as a
+    bearer token or as a signed sign-in session in the cookie (see ``api.session``)."""
     settings = get_settings(request)
     if not settings.read_token:
         return
-    given = _bearer(request) or request.cookies.get(COOKIE)
+    given = _bearer(request)
+    if given is None and verify(settings, request.cookies.get(COOKIE)) is not None:
+        return
     if _matches(given, settings.read_token):
         return
     if settings.api_token and _matches(given, settings.api_token):

@@ -6,7 +6,10 @@ updated in the creating transaction, and each metrics write row-locks its job
 before allocating sequence numbers (see ``postgres_write.py``). Every method
 runs one short transaction on a pooled connection; a 2xx therefore means the
 rows are committed. Connection failures surface as
-:class:`~trainvis.store.base.StoreError` (503).
+:class:`~trainvis.store.base.StoreError` (503), a full disk as
+:class:`~trainvis.errors.InsufficientStorage` (507) and a read-only database
+(``default_transaction_read_only``, a hot standby) as
+:class:`~trainvis.errors.StoreReadOnly` (503) on writes, reads unaffected.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
     raise ImportError("PostgreSQL support needs psycopg: pip install 'trainvis[postgres]'") from exc
 import orjson
 
-from trainvis.errors import JobNotFound
+from trainvis.errors import DISK_FULL, READ_ONLY, InsufficientStorage, JobNotFound, StoreReadOnly
 from trainvis.events import EventKind, EventOrder, JobEvent, NewEvent
 from trainvis.models import (
     JobCreate,
@@ -87,6 +90,11 @@ class PostgresStore:
         try:
             with psycopg.connect(self.url, autocommit=True, **kwargs) as conn:
                 migrate(conn)
+        except psycopg.errors.ReadOnlySqlTransaction as exc:  # an old schema, read-only
+            raise RuntimeError(
+                "the PostgreSQL database is read-only and its schema is older than this "
+                "trainvis: connect once with write access to upgrade it"
+            ) from exc
         except psycopg.OperationalError as exc:
             raise StoreError(f"cannot open PostgreSQL database: {exc}") from exc
         self._pool: ConnectionPool[Conn] = ConnectionPool(
@@ -109,6 +117,10 @@ class PostgresStore:
         try:
             with self._pool.connection() as conn:
                 yield conn
+        except psycopg.errors.DiskFull as exc:  # SQLSTATE 53100 (issue 13)
+            raise InsufficientStorage(DISK_FULL) from exc
+        except psycopg.errors.ReadOnlySqlTransaction as exc:  # 25006: read-only database
+            raise StoreReadOnly(READ_ONLY) from exc
         except psycopg.OperationalError as exc:
             raise StoreError(f"PostgreSQL is unavailable: {exc}") from exc
 

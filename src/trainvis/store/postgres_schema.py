@@ -121,9 +121,13 @@ def migrate(
     start together wait for each other, and a failed migration leaves the
     database as it was.
 
+    A current database is only read, so a read-only one opens (issue 13).
+
     Raises:
         RuntimeError: the database is newer than this trainvis.
     """
+    if schema_version(conn) == len(migrations):
+        return len(migrations)
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
         conn.execute(

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import orjson
 
-from trainvis.errors import JobExists, JobNotFound
+from trainvis.errors import JobExists, JobNotFound, StoreReadOnly
 from trainvis.events import EventKind, EventOrder, JobEvent, NewEvent
 from trainvis.models import (
     GENERATED_ID_RE,
@@ -54,6 +54,7 @@ from trainvis.store.sqlite_events import (
     select_events,
     severity_counts,
 )
+from trainvis.store.sqlite_faults import read_only_uri, storage_error
 from trainvis.store.sqlite_schema import migrate
 
 CHUNK_STEPS = 5000
@@ -127,8 +128,8 @@ class SQLiteStore:
     def __init__(self, path: str, *, pool_size: int = 4) -> None:
         self.path = path
         self._write_lock = threading.Lock()
-        self._writer = self._connect()
-        migrate(self._writer)
+        self._read_only_uri: str | None = None  # set when the file cannot be written
+        self._writer = self._open_writer()
         self._readers: queue.LifoQueue[sqlite3.Connection] = queue.LifoQueue()
         self._heads_cache: OrderedDict[int, tuple[int, list[Head]]] = OrderedDict()
         self._heads_lock = threading.Lock()
@@ -136,12 +137,35 @@ class SQLiteStore:
 
     # ------------------------------------------------------------------ plumbing
 
+    def _open_writer(self) -> sqlite3.Connection:
+        """The migrated writer connection; a database that cannot be written (read-only
+        file or filesystem) is opened read-only instead: reads work, writes are 503."""
+        conn: sqlite3.Connection | None = None
+        try:
+            conn = self._connect()
+            migrate(conn)
+            return conn
+        except sqlite3.Error as exc:
+            if conn is not None:
+                conn.close()
+            if not isinstance(storage_error(exc, self.path), StoreReadOnly):
+                raise
+        self._read_only_uri = read_only_uri(self.path)
+        conn = self._connect()
+        migrate(conn, read_only=True)
+        return conn
+
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(
-            self.path, isolation_level=None, check_same_thread=False, timeout=30.0
+            self._read_only_uri or self.path,
+            uri=self._read_only_uri is not None,
+            isolation_level=None,
+            check_same_thread=False,
+            timeout=30.0,
         )
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=NORMAL")
+        if self._read_only_uri is None:
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
         conn.execute("PRAGMA busy_timeout=30000")
         conn.execute("PRAGMA cache_size=-65536")
         return conn
@@ -164,13 +188,19 @@ class SQLiteStore:
     def _write(self) -> Iterator[sqlite3.Connection]:
         with self._write_lock:
             conn = self._writer
-            conn.execute("BEGIN IMMEDIATE")
             try:
-                yield conn
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            conn.execute("COMMIT")
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    yield conn
+                    conn.execute("COMMIT")
+                finally:
+                    if conn.in_transaction:  # failed; SQLite may have rolled back already
+                        conn.execute("ROLLBACK")
+            except sqlite3.Error as exc:  # disk full → 507, read-only → 503 (issue 13)
+                fault = storage_error(exc, self.path)
+                if fault is None:
+                    raise
+                raise fault from exc
 
     def close(self) -> None:
         with self._write_lock:

@@ -90,8 +90,21 @@ MIGRATIONS: tuple[str, ...] = (
 )
 
 
-def migrate(conn: sqlite3.Connection) -> int:
-    """Bring the database to the newest schema version; returns that version."""
+def migrate(conn: sqlite3.Connection, *, read_only: bool = False) -> int:
+    """Bring the database to the newest schema version; returns that version.
+
+    A current database is only read (so a read-only file opens); an older one
+    that is ``read_only`` cannot be upgraded: ``RuntimeError`` says so.
+    """
+    version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+    if version == len(MIGRATIONS):
+        return version
+    if read_only and version < len(MIGRATIONS):
+        raise RuntimeError(
+            f"database schema version {version} is older than this trainvis "
+            f"({len(MIGRATIONS)}) and the database is read-only: open it once with "
+            "write access to upgrade it"
+        )
     while True:
         # Read the version inside the write lock: another process or thread
         # opening the same new file may have migrated it meanwhile.

@@ -4,6 +4,7 @@ const prefix = "/api/v1/visualization/";
 if (next && next.startsWith(prefix) && !next.startsWith("//")) {
   document.getElementById("login-next").value = next;
 }
-if (new URLSearchParams(window.location.search).has("error")) {
-  document.getElementById("login-error").hidden = false;
+const error = new URLSearchParams(window.location.search).get("error");
+if (error !== null) {
+  document.getElementById(error === "limited" ? "login-limited" : "login-error").hidden = false;
 }

@@ -208,8 +208,12 @@ class PostgresBroker(InProcessBroker):
     async def _send(
         self, conn: psycopg.AsyncConnection[Any] | None
     ) -> psycopg.AsyncConnection[Any] | None:
-        """Send the whole outbox in one statement, retried until it succeeds."""
-        delay = self.reconnect_delay
+        """Send the whole outbox in one statement, retried until it succeeds.
+
+        A connection that served before and fails now (typically it was cut while
+        idle) is replaced at once; further failures back off.
+        """
+        delay = 0.0 if conn is not None else self.reconnect_delay
         while True:
             batch = list(self._outbox)
             if not batch:
@@ -227,7 +231,7 @@ class PostgresBroker(InProcessBroker):
                 await _close_quietly(conn)
                 conn = None
                 await asyncio.sleep(delay)
-                delay = min(delay * 2, self.max_reconnect_delay)
+                delay = self._backoff(delay)
                 continue
             del self._outbox[: len(batch)]
             for event in batch:
@@ -249,7 +253,7 @@ class PostgresBroker(InProcessBroker):
                 self.connects += 1
                 self._listening.set()
                 await self._resync()
-                delay = self.reconnect_delay
+                delay = 0.0  # it worked: the first reconnection after a loss is immediate
                 while True:
                     async for note in conn.notifies(timeout=self.health_interval):
                         await self._receive(note.payload)
@@ -263,7 +267,11 @@ class PostgresBroker(InProcessBroker):
                 self.listener_pid = None
                 await _close_quietly(conn)
             await asyncio.sleep(delay)
-            delay = min(delay * 2, self.max_reconnect_delay)
+            delay = self._backoff(delay)
+
+    def _backoff(self, delay: float) -> float:
+        """The delay after ``delay``: doubled, from ``reconnect_delay`` up to the maximum."""
+        return min(max(delay * 2, self.reconnect_delay), self.max_reconnect_delay)
 
     async def _resync(self) -> None:
         """After (re)connecting: every local subscription catches up from the store."""

@@ -200,7 +200,7 @@ class PostgresStore:
                 log.debug("PostgreSQL is still unavailable: %s", exc)
                 raise _unavailable() from exc
             stale, self._pool, self._away = self._pool, self._open_pool(), False
-        log.warning("PostgreSQL is reachable again")
+        log.info("PostgreSQL is reachable again")
         # Closing waits for the old pool's workers: not on a request's time.
         threading.Thread(target=stale.close, kwargs={"timeout": 1.0}, daemon=True).start()
 

@@ -33,6 +33,7 @@ import pytest
 
 from tests.conftest import API, ServerProcess, _fresh_pg_schema, free_port, require_service
 from tests.live.conftest import Event, SSEStream, async_client, open_stream
+from trainvis.store.base import StoreError
 
 pytestmark = [pytest.mark.live, pytest.mark.postgres]
 
@@ -326,6 +327,51 @@ def run(main: Callable[[], Awaitable[None]], timeout: float = 55) -> None:
 # ---------------------------------------------------------------------- tests
 
 
+def test_a_grown_pool_serves_at_once_after_every_connection_is_cut(pg_url: str) -> None:
+    """issue 13: the pool's own check slept 1, 2, 4, 8 s between the dead connections
+    it discarded, so a busy store took many seconds (over 30 with 16) to recover."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from trainvis.models import JobCreate, MetricRow
+    from trainvis.store.postgres import PostgresStore
+
+    _fresh_pg_schema(pg_url)
+    store = PostgresStore(pg_url, max_size=8)
+    try:
+        job = store.create_job(JobCreate(name="pool")).id
+        store.write_metrics(job, [MetricRow(step=s, values={"x": 1.0}) for s in range(100)])
+        database = pg_url.rsplit("/", 1)[1]
+
+        def pooled() -> int:
+            query = (
+                "SELECT count(*) FROM pg_stat_activity "
+                "WHERE datname = %s AND application_name = 'trainvis'"
+            )
+            return int(pg_query(pg_url, query, (database,))[0][0])
+
+        with ThreadPoolExecutor(8) as workers:  # a busy spell grows the pool
+            deadline = time.monotonic() + 10
+            while pooled() < 4 and time.monotonic() < deadline:
+                list(workers.map(lambda _: len(store.rows_since(job, 0)), range(64)))
+        assert pooled() >= 4, "the pool did not grow: the test would prove nothing"
+
+        terminate_every_backend(pg_url)
+        time.sleep(0.2)  # let the terminated backends exit
+        started = time.monotonic()
+        while True:
+            try:
+                assert store.last_seq(job) == 100
+                break
+            except StoreError as exc:  # 503 at once, never a long wait
+                assert exc.headers.get("Retry-After")
+                assert time.monotonic() - started < RECOVERY
+                time.sleep(0.05)
+        elapsed = time.monotonic() - started
+        assert elapsed < 1.0, f"the first read after the cut took {elapsed:.1f} s"
+    finally:
+        store.close()
+
+
 def test_busy_replicas_recover_after_every_connection_is_cut(pg_url: str) -> None:
     """issue 13: every backend of the database terminated under load; nothing lost."""
     _fresh_pg_schema(pg_url)
@@ -397,3 +443,38 @@ def test_requests_answer_503_with_retry_after_while_the_database_is_down(
                 time.sleep(0.1)
             history = http.get(f"{API}/training/{job}/metrics/history").json()
             assert [row["step"] for row in history["data"]] == [0, 1]
+
+
+def test_a_stream_catching_up_waits_for_the_database_instead_of_ending(
+    cluster: Cluster,
+) -> None:
+    """issue 13: a store read that fails while the database is down no longer ends the
+    stream (the client had to reconnect): heartbeats meanwhile, then every row once."""
+    from trainvis.models import JobCreate, MetricRow
+    from trainvis.realtime.broker import Fanout
+    from trainvis.store.postgres import PostgresStore
+
+    store = PostgresStore(cluster.new_database())
+    try:
+        job = store.create_job(JobCreate(name="catch-up")).id
+        store.write_metrics(job, [MetricRow(step=s, values={"x": 1.0}) for s in range(5)])
+
+        async def main() -> None:
+            sub = Fanout(store).subscribe(job)
+            sub.begin(0, replay=True)  # rows 1..5 must come from the store
+            cluster.stop()
+            try:
+                heartbeat = await asyncio.wait_for(sub.next_chunk(timeout=0.5), 10)
+                assert heartbeat is None
+            finally:
+                cluster.start()
+            chunk = await asyncio.wait_for(sub.next_chunk(timeout=0.5), 10)
+            while chunk is None:
+                chunk = await asyncio.wait_for(sub.next_chunk(timeout=0.5), 10)
+            ids = [line for line in chunk.decode().splitlines() if line.startswith("id:")]
+            assert ids == [f"id: {seq}" for seq in range(1, 6)]
+            sub.release()
+
+        run(main, timeout=40)
+    finally:
+        store.close()

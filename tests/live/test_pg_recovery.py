@@ -77,7 +77,8 @@ class Cluster:
     def __init__(self, bindir: Path) -> None:
         self.bindir = bindir
         self.port = free_port()
-        self.root = Path(tempfile.mkdtemp(prefix="trainvis-pgcluster-"))
+        # /tmp, not $TMPDIR: the postgres user must reach it (and the socket path stays short).
+        self.root = Path(tempfile.mkdtemp(prefix="trainvis-pgcluster-", dir="/tmp"))
         self.data = self.root / "data"
         self.logfile = self.root / "server.log"
         if os.geteuid() == 0:

@@ -20,6 +20,11 @@ broker plus two connections of its own:
   tells every local subscription the job's newest stored seq: whatever was
   committed while nobody listened is read from the store, nothing is lost.
 
+Both connections are the broker's own (not pooled) and are replaced whenever
+they fail, whatever they were doing; the backoff is capped at a second, so
+after a restart or a cut of every connection the pair is live again within
+about a second of the database answering.
+
 A notification lost between replicas therefore delays rows (until the next
 notification of that job, or the next reconnect) but never drops them.
 """
@@ -44,7 +49,7 @@ from trainvis.models import JobStatus, StatusChange
 from trainvis.realtime.broker import COALESCE_WINDOW, PAGE_SIZE, InProcessBroker
 from trainvis.realtime.sse import alert_event, deleted_event, status_event
 from trainvis.realtime.subscription import ALERT, DELETED, ROW, STATUS, Item
-from trainvis.store.base import MetricStore
+from trainvis.store.base import MetricStore, StoreError
 
 log = logging.getLogger("trainvis.realtime")
 
@@ -69,7 +74,7 @@ class PostgresBroker(InProcessBroker):
         page_size: int = PAGE_SIZE,
         handle_signals: bool = True,
         reconnect_delay: float = 0.2,
-        max_reconnect_delay: float = 5.0,
+        max_reconnect_delay: float = 1.0,
         health_interval: float = 5.0,
     ) -> None:
         super().__init__(
@@ -203,8 +208,12 @@ class PostgresBroker(InProcessBroker):
     async def _send(
         self, conn: psycopg.AsyncConnection[Any] | None
     ) -> psycopg.AsyncConnection[Any] | None:
-        """Send the whole outbox in one statement, retried until it succeeds."""
-        delay = self.reconnect_delay
+        """Send the whole outbox in one statement, retried until it succeeds.
+
+        A connection that served before and fails now (typically it was cut while
+        idle) is replaced at once; further failures back off.
+        """
+        delay = 0.0 if conn is not None else self.reconnect_delay
         while True:
             batch = list(self._outbox)
             if not batch:
@@ -222,7 +231,7 @@ class PostgresBroker(InProcessBroker):
                 await _close_quietly(conn)
                 conn = None
                 await asyncio.sleep(delay)
-                delay = min(delay * 2, self.max_reconnect_delay)
+                delay = self._backoff(delay)
                 continue
             del self._outbox[: len(batch)]
             for event in batch:
@@ -244,12 +253,12 @@ class PostgresBroker(InProcessBroker):
                 self.connects += 1
                 self._listening.set()
                 await self._resync()
-                delay = self.reconnect_delay
+                delay = 0.0  # it worked: the first reconnection after a loss is immediate
                 while True:
                     async for note in conn.notifies(timeout=self.health_interval):
                         await self._receive(note.payload)
                     await conn.execute("SELECT 1")  # a dead connection shows up here
-            except (psycopg.Error, OSError) as exc:
+            except (psycopg.Error, OSError, StoreError) as exc:
                 log.warning("LISTEN connection lost (%s); reconnecting in %.1f s", exc, delay)
             except Exception:  # a bug must not end cross-replica delivery for good
                 log.exception("the LISTEN loop failed; reconnecting in %.1f s", delay)
@@ -258,7 +267,11 @@ class PostgresBroker(InProcessBroker):
                 self.listener_pid = None
                 await _close_quietly(conn)
             await asyncio.sleep(delay)
-            delay = min(delay * 2, self.max_reconnect_delay)
+            delay = self._backoff(delay)
+
+    def _backoff(self, delay: float) -> float:
+        """The delay after ``delay``: doubled, from ``reconnect_delay`` up to the maximum."""
+        return min(max(delay * 2, self.reconnect_delay), self.max_reconnect_delay)
 
     async def _resync(self) -> None:
         """After (re)connecting: every local subscription catches up from the store."""

@@ -12,6 +12,10 @@ with a larger seq reaches the client once, in seq order:
   reads ``store.rows_since(cursor)`` page by page until it has seen everything,
   then goes live again. Items with ``seq <= cursor`` are duplicates and skipped.
 
+A store read that fails because the database is away (a restart, a failover)
+does not end the stream: it is retried every :data:`STORE_RETRY` seconds,
+with heartbeats meanwhile, and the rows stored in between follow once it works.
+
 See ``ARCHITECTURE.md`` for why this is lossless.
 """
 
@@ -28,11 +32,14 @@ import anyio
 
 from trainvis.errors import JobNotFound
 from trainvis.realtime.sse import StreamEnded, deleted_event, metrics_event, snapshot_event
+from trainvis.store.base import StoreError
 
 if TYPE_CHECKING:
     from trainvis.store.base import MetricStore
 
 ROW, STATUS, DELETED, ALERT = 0, 1, 2, 3
+#: Seconds between store reads while the database is away.
+STORE_RETRY = 0.25
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,7 +208,17 @@ class Subscription:
             if self._resnapshot:
                 self._resnapshot = False
                 return await self._snapshot()
-            chunk = await self._read_page() if self._need_read else self._drain()
+            if self._need_read:
+                try:
+                    chunk = await self._read_page()
+                except StoreError:  # the database is away: keep the stream, read again
+                    await asyncio.sleep(STORE_RETRY)
+                    if loop.time() - (self._active_at or 0.0) >= timeout:
+                        self._active_at = loop.time()
+                        return None  # a heartbeat meanwhile
+                    continue
+            else:
+                chunk = self._drain()
             if chunk:
                 self._active_at, self._idle_due = loop.time(), False
                 return chunk

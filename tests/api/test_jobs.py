@@ -51,7 +51,9 @@ def test_client_id_taken_is_409(client: TestClient) -> None:
     assert response.json()["error"]["code"] == "job_exists"
     client.delete(f"{API}/training/jobs/my-run.1")
     again = client.post(f"{API}/training/jobs", json={"name": "x", "id": "my-run.1"})
-    assert again.status_code == 409  # deleted ids are not reused
+    assert again.status_code == 201  # a deleted client id may be created again (issue 13)
+    taken = client.post(f"{API}/training/jobs", json={"name": "x", "id": "my-run.1"})
+    assert taken.status_code == 409
 
 
 def test_job_fields_round_trip(client: TestClient) -> None:

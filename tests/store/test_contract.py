@@ -125,10 +125,10 @@ def test_generated_ids_skip_client_ids_and_never_repeat(store: MetricStore) -> N
     with pytest.raises(JobExists):
         new_job(store, id="job-005")
     store.delete_job("job-007")
-    assert new_job(store) == "job-008"  # deleted ids are not reused
-    with pytest.raises(JobExists):
-        new_job(store, id="job-007")
+    assert new_job(store) == "job-008"  # deleted ids are not generated again
+    assert new_job(store, id="job-007") == "job-007"  # a client may take one again (issue 13)
     store.delete_job("my-run")
+    assert new_job(store, id="my-run") == "my-run"
     with pytest.raises(JobExists):
         new_job(store, id="my-run")
     assert new_job(store, id="job-1000") == "job-1000"
@@ -188,7 +188,8 @@ def test_upsert_merges_and_keeps_nonfinite(store: MetricStore) -> None:
             MetricRow(step=4, values={"train_loss": -math.inf}, epoch=0.5),
         ],
     )
-    assert (result.accepted, result.points, result.last_step) == (4, 6, 5)
+    # ``points`` counts values stored: step 5's two rows merge into 3 values (issue 13).
+    assert (result.accepted, result.points, result.last_step) == (4, 5, 5)
     assert [seq for seq, _ in result.rows] == [1, 2, 3]
     assert [row["step"] for _, row in result.rows] == [3, 4, 5]
     found = list(store.iter_rows(job))
@@ -416,11 +417,13 @@ def test_totals_over_jobs(store: MetricStore) -> None:
     assert store.total_points() == 0
     assert store.status_counts() == {status.value: 0 for status in JobStatus}
     a, b = new_job(store), new_job(store)
+    new_job(store)
     store.write_metrics(a, rows(range(10), x=1.0, y=2.0))
     store.write_metrics(b, rows(range(5), x=1.0))
-    store.set_status(b, JobStatus.RUNNING)
+    store.set_status(b, JobStatus.COMPLETED)
     assert store.total_points() == 25
-    assert store.status_counts()["pending"] == 1 and store.status_counts()["running"] == 1
+    counts = store.status_counts()
+    assert (counts["pending"], counts["running"], counts["completed"]) == (1, 1, 1)
 
 
 # ---------------------------------------------------------------------- durability

@@ -400,9 +400,11 @@ class SQLiteStore:
                     (JobStatus.RUNNING.value, now, pk),
                 )
                 change = StatusChange(job_id, JobStatus.RUNNING, JobStatus.PENDING, None, now)
-            reread = {
-                row["step"]: row for row in self._rows_for_steps(conn, pk, sorted(existing_steps))
-            }
+            reread = (  # a write of new steps only reads nothing back (issue 13)
+                {row["step"]: row for row in self._rows_for_steps(conn, pk, sorted(existing_steps))}
+                if existing_steps
+                else {}
+            )
         return WriteResult(
             job_id=job_id,
             accepted=len(rows),

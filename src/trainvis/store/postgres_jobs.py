@@ -96,7 +96,7 @@ def _set_counter(conn: Conn, value: int) -> None:
 
 
 def _claim_id(conn: Conn, job_id: str) -> bool:
-    """Record ``job_id`` as used; False when it was (ids are never reused)."""
+    """Record ``job_id`` as used; False when it was (generated ids never reuse one)."""
     row = conn.execute(
         "INSERT INTO used_ids VALUES (%s) ON CONFLICT DO NOTHING RETURNING id", (job_id,)
     ).fetchone()

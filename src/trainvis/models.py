@@ -446,6 +446,8 @@ class WriteResult:
     rows_factory: Callable[[], list[tuple[int, dict[str, Any]]]]
     #: The newest sequence number the write gave out.
     last_seq: int | None = None
+    #: ``pending`` → ``running`` when this write was the job's first (to publish).
+    status_change: StatusChange | None = None
 
     @functools.cached_property
     def rows(self) -> StoredRows:

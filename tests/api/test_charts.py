@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 from fastapi.testclient import TestClient
+
+from trainvis.charts.downsample import grid_width
 
 API = "/api/v1/visualization"
 CHARTS = ["loss", "gpu", "metrics/chart", "learning-rate"]
@@ -77,8 +80,12 @@ def test_nonfinite_values_are_gaps_and_counted(client: TestClient) -> None:
     body = chart(client, new_job(client, rows), "loss")
     points = datasets(body)["Train Loss"]["data"]
     assert points[3] == {"x": 3, "y": None}
-    text = str(body["meta"])
-    assert "3" in text and ("nonfinite" in text or "nan" in text.lower())
+    # issue 13: the counts themselves (a substring check on the meta always passed)
+    meta = body["meta"]
+    assert (meta["nonfinite_count"], meta["first_nonfinite_step"]) == (1, 3)
+    series = meta["series"]["train_loss"]
+    assert (series["nonfinite_count"], series["first_nonfinite_step"]) == (1, 3)
+    assert (meta["points_total"], meta["points_returned"]) == (10, 10)
 
 
 def test_multi_gpu_chart(client: TestClient) -> None:
@@ -148,11 +155,26 @@ def test_x_axes(client: TestClient) -> None:
 
 
 def test_recharts_format(client: TestClient) -> None:
-    rows = [{"step": s, "train_loss": 1.0, "val_loss": 2.0} for s in (100, 200)]
+    rows = [
+        {"step": 100, "train_loss": 1.0, "val_loss": 2.0},
+        {"step": 200, "train_loss": 0.5},
+        {"step": 300, "train_loss": 0.25, "val_loss": 1.5},
+        {"step": 400, "train_loss": 0.125},
+    ]
     body = chart(client, new_job(client, rows), "loss", format="recharts")
-    first = body["data"]["data"]["datasets"][0]
-    assert first["data"][0] == {"step": 100, "Train Loss": 1.0, "Val Loss": 2.0}
-    assert "borderColor" in first and "label" in first
+    sets = body["data"]["data"]["datasets"]
+    assert [d["label"] for d in sets] == ["Train Loss", "Val Loss"]
+    # issue 13: every row, and every dataset carries the same row list. Between
+    # two points of a series a row holds the line's value; outside its range none.
+    expected = [
+        {"step": 100, "Train Loss": 1.0, "Val Loss": 2.0},
+        {"step": 200, "Train Loss": 0.5, "Val Loss": 1.75},
+        {"step": 300, "Train Loss": 0.25, "Val Loss": 1.5},
+        {"step": 400, "Train Loss": 0.125},
+    ]
+    for dataset in sets:
+        assert dataset["data"] == expected
+        assert dataset["borderColor"] and dataset["label"]
 
 
 def test_band_minmax(client: TestClient) -> None:
@@ -160,6 +182,23 @@ def test_band_minmax(client: TestClient) -> None:
     body = chart(client, new_job(client, rows), "loss", band="minmax", max_points=100)
     roles = [d["role"] for d in body["data"]["data"]["datasets"]]
     assert {"raw", "band_min", "band_max"} <= set(roles)
+    # issue 13: the values. One band point per raw point, at its x, holding the
+    # minimum and maximum of the stable-grid bucket the point stands for.
+    sets = datasets(body)
+    raw, low, high = (
+        sets[label]["data"] for label in ("Train Loss", "Train Loss (min)", "Train Loss (max)")
+    )
+    assert len(raw) <= 100 and [p["x"] for p in low] == [p["x"] for p in raw] == [
+        p["x"] for p in high
+    ]
+    steps = np.arange(10_000)
+    values = np.sin(steps)
+    width = grid_width(0, 9_999, (100 - 2) // 2)
+    for point, lo, hi in zip(raw, low, high, strict=True):
+        bucket = values[steps // width == point["x"] // width]
+        assert point["y"] == values[point["x"]]
+        assert (lo["y"], hi["y"]) == (bucket.min(), bucket.max())
+    assert min(p["y"] for p in low) == values.min() and max(p["y"] for p in high) == values.max()
 
 
 @pytest.mark.parametrize(
@@ -201,3 +240,21 @@ def test_chart_sees_new_points(client: TestClient) -> None:
     client.post(f"{API}/training/{job}/metrics", json={"step": 2, "train_loss": 0.5})
     points = datasets(chart(client, job, "loss"))["Train Loss"]["data"]
     assert points[-1] == {"x": 2, "y": 0.5}
+
+
+def test_chart_of_a_recreated_job_shows_only_the_new_jobs_points(client: TestClient) -> None:
+    """issue 13: a deleted id created again is a new, empty job; the series cache
+    (which follows a job by sequence number) must not serve the deleted job's points."""
+    body = {"name": "again", "id": "again"}
+    assert client.post(f"{API}/training/jobs", json=body).status_code == 201
+    old = [{"step": s, "train_loss": 5.0, "val_loss": 6.0} for s in range(10)]
+    assert client.post(f"{API}/training/again/metrics", json=old).status_code == 201
+    assert len(datasets(chart(client, "again", "loss"))["Train Loss"]["data"]) == 10  # cached
+    assert client.delete(f"{API}/training/jobs/again").status_code == 204
+    assert client.post(f"{API}/training/jobs", json=body).status_code == 201
+    assert datasets(chart(client, "again", "loss")) == {}
+    new = [{"step": s, "train_loss": 1.0} for s in range(3)]
+    assert client.post(f"{API}/training/again/metrics", json=new).status_code == 201
+    sets = datasets(chart(client, "again", "loss", metrics="train_loss,val_loss"))
+    assert list(sets) == ["Train Loss"]
+    assert sets["Train Loss"]["data"] == [{"x": s, "y": 1.0} for s in range(3)]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sqlite3
+
 from fastapi.testclient import TestClient
 
 API = "/api/v1/visualization"
@@ -51,7 +53,9 @@ def test_client_id_taken_is_409(client: TestClient) -> None:
     assert response.json()["error"]["code"] == "job_exists"
     client.delete(f"{API}/training/jobs/my-run.1")
     again = client.post(f"{API}/training/jobs", json={"name": "x", "id": "my-run.1"})
-    assert again.status_code == 409  # deleted ids are not reused
+    assert again.status_code == 201  # a deleted client id may be created again (issue 13)
+    taken = client.post(f"{API}/training/jobs", json={"name": "x", "id": "my-run.1"})
+    assert taken.status_code == 409
 
 
 def test_job_fields_round_trip(client: TestClient) -> None:
@@ -130,12 +134,39 @@ def test_bad_status_is_422_naming_field(client: TestClient) -> None:
     assert response.json()["error"]["details"][0]["loc"] == ["body", "status"]
 
 
-def test_delete_removes_job_and_metrics(client: TestClient) -> None:
+def _stored(db_url: str) -> dict[str, int]:
+    """Rows per table, read from the database itself (not through the store)."""
+    tables = ("jobs", "metrics", "steps", "points", "events")
+    if db_url.startswith("postgresql://"):
+        import psycopg
+
+        with psycopg.connect(db_url) as conn:
+            found = {t: conn.execute(f"SELECT count(*) FROM {t}").fetchone() for t in tables}
+            return {t: int(row[0]) if row else -1 for t, row in found.items()}
+    with sqlite3.connect(db_url) as conn:
+        return {t: int(conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0]) for t in tables}
+
+
+def test_delete_removes_job_and_metrics(client: TestClient, db_url: str) -> None:
     job = create(client)
-    client.post(f"{API}/training/{job['id']}/metrics", json={"step": 1, "train_loss": 1.0})
+    kept = create(client)
+    for target in (job, kept):
+        rows = [{"step": s, "train_loss": "NaN" if s == 2 else 1.0, "acc": 0.5} for s in range(3)]
+        response = client.post(f"{API}/training/{target['id']}/metrics", json=rows)
+        assert response.status_code == 201
+        client.post(f"{API}/training/{target['id']}/events", json={"step": 1, "message": "n"})
+    one_job = {"jobs": 1, "metrics": 2, "steps": 3, "points": 6, "events": 2}  # note + NaN alert
+    assert _stored(db_url) == {table: 2 * count for table, count in one_job.items()}
     assert client.delete(f"{API}/training/jobs/{job['id']}").status_code == 204
     assert client.get(f"{API}/training/jobs/{job['id']}").status_code == 404
     assert client.get(f"{API}/training/{job['id']}/metrics/history").status_code == 404
+    # issue 13: the rows, points, metrics and events are gone from the database
+    # (status codes alone would pass with orphans left behind); the other job's stay.
+    assert _stored(db_url) == one_job
+    kept_history = client.get(f"{API}/training/{kept['id']}/metrics/history").json()["data"]
+    assert [row["step"] for row in kept_history] == [0, 1, 2]
+    summary = client.get(f"{API}/dashboard").json()["data"]["totals"]
+    assert summary == {"jobs": 1, "points": 6}
     assert client.delete(f"{API}/training/jobs/{job['id']}").status_code == 404
 
 

@@ -7,6 +7,9 @@ import json
 import pytest
 from fastapi.testclient import TestClient
 
+from trainvis.api.app import create_app
+from trainvis.config import Settings
+
 API = "/api/v1/visualization"
 SEED_ROW = {
     "step": 100,
@@ -182,6 +185,70 @@ def test_timestamps_iso_and_unix(client: TestClient, job: str) -> None:
 def test_metrics_for_terminal_job_are_accepted(client: TestClient, job: str) -> None:
     client.put(f"{API}/training/jobs/{job}/status", json={"status": "completed"})
     post(client, job, {"step": 10, "val_loss": 0.3})
+    # issue 13: read the row back; a late row does not reopen a finished job
+    assert [(row["step"], row["val_loss"]) for row in history(client, job)] == [(10, 0.3)]
+    got = client.get(f"{API}/training/jobs/{job}").json()["data"]
+    assert got["status"] == "completed" and got["point_count"] == 1
+
+
+def test_points_count_values_stored_not_values_posted(client: TestClient, job: str) -> None:
+    """issue 13: rows repeating a step within one request count once per metric."""
+    result = post(
+        client,
+        job,
+        [
+            {"step": 1, "train_loss": 1.0, "acc": 0.1},
+            {"step": 1, "train_loss": 0.9},  # same step, same metric: one value stored
+            {"step": 1, "lr": 0.01, "acc": None},  # a null stores nothing
+            {"step": 2, "train_loss": 0.8},
+        ],
+    )
+    assert (result["accepted"], result["points"]) == (4, 4)
+    got = client.get(f"{API}/training/jobs/{job}").json()["data"]
+    assert got["point_count"] == 4
+    assert history(client, job)[0] == {
+        "step": 1,
+        "timestamp": history(client, job)[0]["timestamp"],
+        "train_loss": 0.9,
+        "acc": 0.1,
+        "lr": 0.01,
+    }
+
+
+def test_first_metrics_start_a_pending_job(client: TestClient, job: str) -> None:
+    """issue 13: a pending job that receives its first row becomes running."""
+    before = client.get(f"{API}/training/jobs/{job}").json()["data"]
+    assert (before["status"], before["started_at"]) == ("pending", None)
+    post(client, job, {"step": 0, "train_loss": 1.0})
+    started = client.get(f"{API}/training/jobs/{job}").json()["data"]
+    assert started["status"] == "running" and started["started_at"] is not None
+    post(client, job, {"step": 1, "train_loss": 0.9})
+    again = client.get(f"{API}/training/jobs/{job}").json()["data"]
+    assert (again["status"], again["started_at"]) == ("running", started["started_at"])
+    listed = client.get(f"{API}/training/jobs", params={"status": "running"}).json()["data"]
+    assert [item["id"] for item in listed] == [job]
+
+
+def test_metric_limit_is_422_naming_the_field_and_stores_nothing(db_url: str) -> None:
+    """issue 13: the per-job metric-count limit (checked inside the write transaction)."""
+    settings = Settings(db=db_url, max_metrics_per_job=3)
+    with TestClient(create_app(settings)) as client:
+        job = client.post(f"{API}/training/jobs", json={"name": "run"}).json()["data"]["id"]
+        post(client, job, {"step": 0, "a": 1, "b": 1})
+        response = client.post(
+            f"{API}/training/{job}/metrics",
+            json=[{"step": 1, "a": 2, "c": 1}, {"step": 2, "c": 2, "b": 2, "d": 1, "e": 1}],
+        )
+        assert response.status_code == 422, response.text
+        error = response.json()["error"]
+        assert error["code"] == "validation_error"
+        assert error["details"][0]["loc"] == ["body", 1, "d"]
+        assert error["details"][0]["type"] == "limit_exceeded"
+        got = client.get(f"{API}/training/jobs/{job}").json()["data"]
+        assert got["metric_names"] == ["a", "b"] and got["point_count"] == 2
+        post(client, job, [{"step": 1, "a": 2, "c": 1}, {"step": 2, "b": 2, "c": 2}])
+        too_many = client.post(f"{API}/training/{job}/metrics", json={"step": 3, "z": 1})
+        assert too_many.json()["error"]["details"][0]["loc"] == ["body", 0, "z"]
 
 
 def test_unknown_job_is_404(client: TestClient) -> None:

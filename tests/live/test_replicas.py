@@ -199,12 +199,12 @@ def test_row_posted_to_a_reaches_stream_on_b_within_a_second(
                     assert elapsed < 1.0, f"row took {elapsed:.2f}s to cross replicas"
                 response = await http_a.put(
                     f"{API}/training/jobs/{job}/status",
-                    json={"status": "running", "message": LONG_MESSAGE},
+                    json={"status": "paused", "message": LONG_MESSAGE},  # the rows started it
                 )
                 assert response.status_code == 200
                 status = await stream.next(timeout=5)
                 assert status.event == "status"
-                assert status.json()["status"] == "running"
+                assert status.json()["status"] == "paused"
                 assert status.json()["message"] == LONG_MESSAGE
                 assert (await http_a.delete(f"{API}/training/jobs/{job}")).status_code == 204
                 assert (await stream.next(timeout=5)).event == "deleted"

@@ -324,8 +324,8 @@ def test_cycles_against_the_cli_server_keep_it_healthy(live_server: ServerProces
             assert len(list(fds.iterdir())) <= baseline + 2  # sockets were closed
             async with open_stream(http, job) as stream:
                 await stream.next()
-                await post_rows(http, job, {"step": 1, "loss": 1.0})
-                assert (await stream.next()).json()["step"] == 1
+                await post_rows(http, job, {"step": 1, "loss": 1.0})  # also starts the job
+                assert (await stream.metrics_until(1))[-1].json()["step"] == 1
 
     run(main)
 
@@ -350,3 +350,55 @@ def test_sigterm_ends_open_streams_promptly(sse_server: Callable[..., ServerProc
         await asyncio.to_thread(server.proc.wait, 10)
 
     run(main)
+
+
+def test_first_rows_start_a_pending_job_with_a_status_event(db_url: str) -> None:
+    """issue 13: a pending job's first stored row makes it running, and its streams
+    get the ``status`` event (as a PUT would send) before the row."""
+
+    async def main(server: ServerProcess) -> None:
+        async with async_client(server.url) as http:
+            job = await new_job(http)
+            async with open_stream(http, job) as stream:
+                assert (await stream.next()).json()["job"]["status"] == "pending"
+                await post_rows(http, job, [{"step": 0, "train_loss": 1.0}])
+                status, row = await stream.take(2)
+                assert status.event == "status" and status.json()["status"] == "running"
+                assert status.json()["previous_status"] == "pending"
+                assert row.event == "metrics" and row.json()["step"] == 0
+                await post_rows(http, job, [{"step": 1, "train_loss": 0.5}])
+                assert (await stream.next()).event == "metrics"  # no second status event
+            got = (await http.get(f"{API}/training/jobs/{job}")).json()["data"]
+            assert got["status"] == "running" and got["started_at"] is not None
+
+    with ServerProcess(db_url, args=["--sse-heartbeat", "1"]) as server:
+        run(lambda: main(server))
+
+
+def test_stale_last_event_id_after_an_id_is_created_again(db_url: str) -> None:
+    """issue 13: a deleted client id created again continues its stream ids above
+    the deleted job's, so a browser reconnecting with the old Last-Event-ID gets
+    every row of the new job (none is taken for one it already saw)."""
+
+    async def main(server: ServerProcess) -> None:
+        async with async_client(server.url) as http:
+            job = await new_job(http, id="rerun")
+            await post_rows(http, job, [{"step": s, "train_loss": 1.0} for s in range(5)])
+            async with open_stream(http, job) as stream:
+                await stream.next()
+                await post_rows(http, job, {"step": 5, "train_loss": 1.0})
+                stale = int((await stream.next()).id or 0)
+                assert (await http.delete(f"{API}/training/jobs/{job}")).status_code == 204
+                assert (await stream.until_end())[-1].event == "deleted"
+            assert await new_job(http, id="rerun") == job
+            await post_rows(http, job, [{"step": s, "train_loss": 0.5} for s in range(3)])
+            async with open_stream(http, job, last_event_id=stale) as stream:
+                snapshot = (await stream.next()).json()["job"]
+                assert snapshot["point_count"] == 3
+                replayed = await stream.take(3)
+                assert [event.json()["step"] for event in replayed] == [0, 1, 2]
+                assert all(int(event.id or 0) > stale for event in replayed)
+                assert {event.json()["train_loss"] for event in replayed} == {0.5}
+
+    with ServerProcess(db_url, args=["--sse-heartbeat", "1"]) as server:
+        run(lambda: main(server))

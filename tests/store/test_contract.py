@@ -13,7 +13,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from trainvis.errors import InvalidStatusTransition, JobExists, JobNotFound
+from trainvis.errors import InvalidArgument, InvalidStatusTransition, JobExists, JobNotFound
+from trainvis.events import EventKind, NewEvent
 from trainvis.models import JobCreate, JobStatus, MetricRow
 from trainvis.store import JobFilter, MetricStore, open_store
 
@@ -125,10 +126,10 @@ def test_generated_ids_skip_client_ids_and_never_repeat(store: MetricStore) -> N
     with pytest.raises(JobExists):
         new_job(store, id="job-005")
     store.delete_job("job-007")
-    assert new_job(store) == "job-008"  # deleted ids are not reused
-    with pytest.raises(JobExists):
-        new_job(store, id="job-007")
+    assert new_job(store) == "job-008"  # deleted ids are not generated again
+    assert new_job(store, id="job-007") == "job-007"  # a client may take one again (issue 13)
     store.delete_job("my-run")
+    assert new_job(store, id="my-run") == "my-run"
     with pytest.raises(JobExists):
         new_job(store, id="my-run")
     assert new_job(store, id="job-1000") == "job-1000"
@@ -188,7 +189,8 @@ def test_upsert_merges_and_keeps_nonfinite(store: MetricStore) -> None:
             MetricRow(step=4, values={"train_loss": -math.inf}, epoch=0.5),
         ],
     )
-    assert (result.accepted, result.points, result.last_step) == (4, 6, 5)
+    # ``points`` counts values stored: step 5's two rows merge into 3 values (issue 13).
+    assert (result.accepted, result.points, result.last_step) == (4, 5, 5)
     assert [seq for seq, _ in result.rows] == [1, 2, 3]
     assert [row["step"] for _, row in result.rows] == [3, 4, 5]
     found = list(store.iter_rows(job))
@@ -318,6 +320,82 @@ def test_sequence_numbers(store: MetricStore) -> None:
     assert [seq for seq, _ in store.write_metrics(other, rows([7], a=1.0)).rows] == [1]
 
 
+def test_recreating_a_deleted_id_starts_empty_with_seqs_above(store: MetricStore) -> None:
+    """issue 13: a deleted client id can be created again; the new job is empty and
+    its sequence numbers continue above the deleted job's, so a stale Last-Event-ID
+    (``rows_since`` the old seq) replays every row of the new job."""
+    job = new_job(store, id="run-x", tags=["old"])
+    store.write_metrics(job, rows([1, 2, 3], train_loss=1.0))
+    store.set_status(job, JobStatus.COMPLETED)
+    assert store.add_event(job, NewEvent(EventKind.NOTE, 2, "old note")) is not None
+    old_seq = store.last_seq(job)
+    store.delete_job(job)
+
+    again = store.create_job(JobCreate(name="again", id="run-x"))
+    assert (again.id, again.name, again.status, again.tags) == (
+        "run-x",
+        "again",
+        JobStatus.PENDING,
+        [],
+    )
+    assert (again.point_count, again.metric_names, again.current_step) == (0, [], None)
+    assert again.summary == {"last": {}, "best": {}, "has_nan": False}
+    assert list(store.iter_rows(job)) == [] and store.count_rows(job) == 0
+    assert store.list_events(job) == ([], 0) and store.read_series(job, ["train_loss"]) == {}
+    assert store.last_seq(job) > old_seq and store.rows_since(job, 0) == []
+    assert store.total_points() == 0
+
+    written = store.write_metrics(job, rows([1], loss=2.0))
+    assert all(seq > old_seq for seq, _ in written.rows)
+    stale = store.rows_since(job, old_seq)
+    assert [(row["step"], row.get("loss"), "train_loss" in row) for _, row in stale] == [
+        (1, 2.001, False)
+    ]
+    with pytest.raises(JobExists):
+        new_job(store, id="run-x")
+    second_seq = store.last_seq(job)
+    store.delete_job(job)
+    assert store.create_job(JobCreate(name="third", id="run-x")).last_seq > second_seq
+    assert new_job(store) == "job-001"  # generated ids are unaffected
+
+
+def test_metric_limit_holds_for_concurrent_writers(db_url: str) -> None:
+    """issue 13: the per-job metric-count limit is checked in the write transaction:
+    of two writers adding different new names at once, only one can pass."""
+    stores = [open_store(db_url), open_store(db_url)]
+
+    def writer(index: int, job: str, barrier: threading.Barrier, outcome: list[str]) -> None:
+        names = {f"m{index}_{n}": 1.0 for n in range(5)}
+        barrier.wait()
+        try:
+            stores[index].write_metrics(job, rows([1 + index], **names), max_metrics=8)
+            outcome.append("stored")
+        except InvalidArgument as exc:
+            details = exc.details if isinstance(exc.details, list) else []
+            outcome.append("refused" if details[0]["type"] == "limit_exceeded" else repr(exc))
+        except BaseException as exc:  # pragma: no cover - reported by the assertion
+            outcome.append(repr(exc))
+
+    try:
+        for round_ in range(5):
+            job = new_job(stores[0])
+            stores[0].write_metrics(job, rows([0], base=1.0), max_metrics=8)
+            outcome: list[str] = []
+            barrier = threading.Barrier(2)
+            threads = [
+                threading.Thread(target=writer, args=(i, job, barrier, outcome)) for i in range(2)
+            ]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join(60)
+            assert sorted(outcome) == ["refused", "stored"], round_
+            assert len(stores[1].get_job(job).metric_names) == 6
+    finally:
+        for opened in stores:
+            opened.close()
+
+
 # ---------------------------------------------------------------------- reads
 
 
@@ -416,11 +494,13 @@ def test_totals_over_jobs(store: MetricStore) -> None:
     assert store.total_points() == 0
     assert store.status_counts() == {status.value: 0 for status in JobStatus}
     a, b = new_job(store), new_job(store)
+    new_job(store)
     store.write_metrics(a, rows(range(10), x=1.0, y=2.0))
     store.write_metrics(b, rows(range(5), x=1.0))
-    store.set_status(b, JobStatus.RUNNING)
+    store.set_status(b, JobStatus.COMPLETED)
     assert store.total_points() == 25
-    assert store.status_counts()["pending"] == 1 and store.status_counts()["running"] == 1
+    counts = store.status_counts()
+    assert (counts["pending"], counts["running"], counts["completed"]) == (1, 1, 1)
 
 
 # ---------------------------------------------------------------------- durability

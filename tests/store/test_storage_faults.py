@@ -190,7 +190,10 @@ def test_a_read_only_postgres_database_refuses_writes_and_serves_reads(pg_url: s
             refused = started.post(f"{API}/training/{job}/metrics", json=rows(50, 10))
             assert_error(refused, 503, "store_read_only", "read-only")
         set_read_only(pg_url, False)
-        pg_execute(pg_url, "DELETE FROM schema_version WHERE version = 2")
+        pg_execute(  # the newest migration "not yet applied": an older schema
+            pg_url,
+            "DELETE FROM schema_version WHERE version = (SELECT max(version) FROM schema_version)",
+        )
         set_read_only(pg_url, True)
         with pytest.raises(RuntimeError, match="read-only and its schema is older"):
             open_store(pg_url)

@@ -1,8 +1,10 @@
 """The in-process broker and its subscriptions, on the event loop, without HTTP.
 
-``RowLog`` stands in for the three store methods a subscription calls, with the
-store contract's semantics (per-job seq; a re-written step gets a new seq and
-leaves its old one). The real SQLite store is exercised by tests/live.
+Each test runs on the ``log`` fixture, once per kind of store (issue 13): a
+hand-written ``RowLog`` (the three store methods a subscription calls, with the
+store contract's semantics: per-job seq; a re-written step gets a new seq and
+leaves its old one) and ``StoreLog`` on a real SQLite file and a real
+PostgreSQL database, so the fake cannot drift from the stores it stands for.
 """
 
 from __future__ import annotations
@@ -13,16 +15,18 @@ import random
 import re
 import signal
 import threading
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterator
 from typing import Any, TypeVar
 
 import pytest
 
+from tests.conftest import _fresh_pg_schema
 from trainvis.errors import JobNotFound
-from trainvis.models import JobStatus, StatusChange, TrainingJob
+from trainvis.models import JobCreate, JobStatus, MetricRow, StatusChange, TrainingJob
 from trainvis.realtime.broker import InProcessBroker, chain_exit_signals
 from trainvis.realtime.sse import StreamEnded, metrics_event
 from trainvis.realtime.subscription import ROW, Item, Subscription
+from trainvis.store import MetricStore, open_store
 
 T = TypeVar("T")
 JOB = "job-001"
@@ -65,11 +69,81 @@ class RowLog:
         return self.seq
 
 
+class StoreLog:
+    """``RowLog``'s interface over a real store: one job, one write per step."""
+
+    def __init__(self, store: MetricStore) -> None:
+        self.store = store
+        self.reads = 0
+        store.create_job(JobCreate(name="n", id=JOB))
+
+    def write(self, *steps: int) -> list[tuple[int, dict[str, Any]]]:
+        written: list[tuple[int, dict[str, Any]]] = []
+        for step in steps:  # one write each: a step repeated in a call gets two seqs
+            value = float(self.store.last_seq(JOB) + 1)
+            result = self.store.write_metrics(JOB, [MetricRow(step=step, values={"loss": value})])
+            written.extend(result.rows)
+        return written
+
+    @property
+    def seq(self) -> int:
+        return self.store.last_seq(JOB)
+
+    @property
+    def rows(self) -> dict[int, tuple[int, dict[str, Any]]]:
+        """step -> (current seq, row), read without counting as a subscription read."""
+        return {row["step"]: (seq, row) for seq, row in self.store.rows_since(JOB, 0, limit=10**6)}
+
+    @property
+    def deleted(self) -> bool:
+        try:
+            self.store.last_seq(JOB)
+        except JobNotFound:
+            return True
+        return False
+
+    @deleted.setter
+    def deleted(self, value: bool) -> None:
+        assert value
+        self.store.delete_job(JOB)
+
+    def get_job(self, job_id: str) -> TrainingJob:
+        return self.store.get_job(job_id)
+
+    def rows_since(self, job_id: str, seq: int, *, limit: int = 1000) -> list[tuple[int, Any]]:
+        self.reads += 1
+        return self.store.rows_since(job_id, seq, limit=limit)
+
+    def last_seq(self, job_id: str) -> int:
+        return self.store.last_seq(job_id)
+
+
+Log = RowLog | StoreLog
+
+
+@pytest.fixture(params=["fake", "sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def log(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[Log]:
+    """The broker's store: the hand-written fake, then each real backend."""
+    if request.param == "fake":
+        yield RowLog()
+        return
+    if request.param == "sqlite":
+        url = str(tmp_path / "broker.db")
+    else:
+        url = request.getfixturevalue("pg_url")
+        _fresh_pg_schema(url)
+    store = open_store(url)
+    try:
+        yield StoreLog(store)
+    finally:
+        store.close()
+
+
 def run(make: Callable[[], Coroutine[Any, Any, T]]) -> T:
     return asyncio.run(asyncio.wait_for(make(), 20))
 
 
-def make_broker(log: RowLog, **kwargs: Any) -> InProcessBroker:
+def make_broker(log: Log, **kwargs: Any) -> InProcessBroker:
     kwargs.setdefault("coalesce_window", 0.0)
     return InProcessBroker(log, handle_signals=False, **kwargs)  # type: ignore[arg-type]
 
@@ -96,9 +170,8 @@ async def settle() -> None:
         await asyncio.sleep(0)
 
 
-def test_live_rows_are_delivered_in_order_and_coalesced() -> None:
+def test_live_rows_are_delivered_in_order_and_coalesced(log: Log) -> None:
     async def main() -> None:
-        log = RowLog()
         broker = make_broker(log, coalesce_window=0.01)
         await broker.start()
         sub = broker.subscribe(JOB)
@@ -115,9 +188,8 @@ def test_live_rows_are_delivered_in_order_and_coalesced() -> None:
     run(main)
 
 
-def test_subscribers_share_one_serialization() -> None:
+def test_subscribers_share_one_serialization(log: Log) -> None:
     async def main() -> None:
-        log = RowLog()
         broker = make_broker(log)
         subs = [broker.subscribe(JOB) for _ in range(3)]
         for sub in subs:
@@ -129,9 +201,8 @@ def test_subscribers_share_one_serialization() -> None:
     run(main)
 
 
-def test_rows_stored_between_subscribe_and_begin_are_not_duplicated() -> None:
+def test_rows_stored_between_subscribe_and_begin_are_not_duplicated(log: Log) -> None:
     async def main() -> None:
-        log = RowLog()
         broker = make_broker(log)
         sub = broker.subscribe(JOB)
         broker.publish_rows(JOB, log.write(1, 2))  # before the snapshot read
@@ -143,9 +214,8 @@ def test_rows_stored_between_subscribe_and_begin_are_not_duplicated() -> None:
     run(main)
 
 
-def test_replay_then_live_without_gap_or_duplicate() -> None:
+def test_replay_then_live_without_gap_or_duplicate(log: Log) -> None:
     async def main() -> None:
-        log = RowLog()
         log.write(*range(10))
         broker = make_broker(log, page_size=3)
         sub = broker.subscribe(JOB)
@@ -162,9 +232,8 @@ def test_replay_then_live_without_gap_or_duplicate() -> None:
     run(main)
 
 
-def test_overflow_switches_to_catch_up_and_loses_nothing() -> None:
+def test_overflow_switches_to_catch_up_and_loses_nothing(log: Log) -> None:
     async def main() -> None:
-        log = RowLog()
         broker = make_broker(log, queue_size=4, page_size=7)
         sub = broker.subscribe(JOB)
         sub.begin(0, replay=False)
@@ -178,9 +247,8 @@ def test_overflow_switches_to_catch_up_and_loses_nothing() -> None:
     run(main)
 
 
-def test_out_of_order_publishes_are_read_from_the_store() -> None:
+def test_out_of_order_publishes_are_read_from_the_store(log: Log) -> None:
     async def main() -> None:
-        log = RowLog()
         broker = make_broker(log)
         sub = broker.subscribe(JOB)
         sub.begin(0, replay=False)
@@ -193,9 +261,8 @@ def test_out_of_order_publishes_are_read_from_the_store() -> None:
     run(main)
 
 
-def test_notifications_without_bytes_read_rows_from_the_store() -> None:
+def test_notifications_without_bytes_read_rows_from_the_store(log: Log) -> None:
     async def main() -> None:
-        log = RowLog()
         broker = make_broker(log)
         sub = broker.subscribe(JOB)
         sub.begin(0, replay=False)
@@ -207,9 +274,8 @@ def test_notifications_without_bytes_read_rows_from_the_store() -> None:
     run(main)
 
 
-def test_one_large_batch_into_an_empty_queue_is_served_live() -> None:
+def test_one_large_batch_into_an_empty_queue_is_served_live(log: Log) -> None:
     async def main() -> None:
-        log = RowLog()
         broker = make_broker(log, queue_size=4)
         sub = broker.subscribe(JOB)
         sub.begin(0, replay=False)
@@ -220,9 +286,8 @@ def test_one_large_batch_into_an_empty_queue_is_served_live() -> None:
     run(main)
 
 
-def test_rewritten_step_during_catch_up_arrives_once_with_its_new_seq() -> None:
+def test_rewritten_step_during_catch_up_arrives_once_with_its_new_seq(log: Log) -> None:
     async def main() -> None:
-        log = RowLog()
         broker = make_broker(log, queue_size=1)
         sub = broker.subscribe(JOB)
         sub.begin(0, replay=False)
@@ -238,17 +303,18 @@ def test_rewritten_step_during_catch_up_arrives_once_with_its_new_seq() -> None:
     run(main)
 
 
-def test_rows_dropped_while_a_store_read_is_in_flight_are_read_again() -> None:
-    class SlowLog(RowLog):
-        gate = threading.Event()
+def test_rows_dropped_while_a_store_read_is_in_flight_are_read_again(log: Log) -> None:
+    gate = threading.Event()
+    read = log.rows_since
 
-        def rows_since(self, job_id: str, seq: int, *, limit: int = 1000) -> list[Any]:
-            found = super().rows_since(job_id, seq, limit=limit)  # the read's snapshot...
-            self.gate.wait(5)  # ...then rows commit and overflow the queue meanwhile
-            return found
+    def slow_rows_since(job_id: str, seq: int, *, limit: int = 1000) -> list[Any]:
+        found = read(job_id, seq, limit=limit)  # the read's snapshot...
+        gate.wait(5)  # ...then rows commit and overflow the queue meanwhile
+        return found
+
+    log.rows_since = slow_rows_since  # type: ignore[method-assign]
 
     async def main() -> None:
-        log = SlowLog()
         log.write(1, 2)
         broker = make_broker(log, queue_size=2)
         sub = broker.subscribe(JOB)
@@ -258,7 +324,7 @@ def test_rows_dropped_while_a_store_read_is_in_flight_are_read_again() -> None:
         for step in range(3, 6):  # the third overflows and empties the queue
             broker.publish_rows(JOB, log.write(step))
             await settle()
-        log.gate.set()
+        gate.set()
         out = (await reading or b"") + await collect(sub)
         assert seqs(out) == [1, 2, 3, 4, 5]
 
@@ -266,6 +332,9 @@ def test_rows_dropped_while_a_store_read_is_in_flight_are_read_again() -> None:
 
 
 def test_announced_seq_missing_from_the_store_does_not_spin() -> None:
+    """Fake store only: it needs a sequence number announced but never used,
+    which a real store does not give out."""
+
     async def main() -> None:
         log = RowLog()
         broker = make_broker(log)
@@ -282,9 +351,8 @@ def test_announced_seq_missing_from_the_store_does_not_spin() -> None:
     run(main)
 
 
-def test_status_and_deleted_events_then_end() -> None:
+def test_status_and_deleted_events_then_end(log: Log) -> None:
     async def main() -> None:
-        log = RowLog()
         broker = make_broker(log)
         sub = broker.subscribe(JOB)
         sub.begin(0, replay=False)
@@ -302,9 +370,8 @@ def test_status_and_deleted_events_then_end() -> None:
     run(main)
 
 
-def test_deletion_noticed_during_catch_up_ends_the_stream() -> None:
+def test_deletion_noticed_during_catch_up_ends_the_stream(log: Log) -> None:
     async def main() -> None:
-        log = RowLog()
         log.write(1, 2)
         broker = make_broker(log)
         sub = broker.subscribe(JOB)
@@ -317,9 +384,8 @@ def test_deletion_noticed_during_catch_up_ends_the_stream() -> None:
     run(main)
 
 
-def test_status_flood_on_a_stuck_subscriber_is_bounded_and_resnapshots() -> None:
+def test_status_flood_on_a_stuck_subscriber_is_bounded_and_resnapshots(log: Log) -> None:
     async def main() -> None:
-        log = RowLog()
         broker = make_broker(log, queue_size=5)
         sub = broker.subscribe(JOB)
         sub.begin(0, replay=False)
@@ -335,9 +401,8 @@ def test_status_flood_on_a_stuck_subscriber_is_bounded_and_resnapshots() -> None
     run(main)
 
 
-def test_heartbeat_is_due_only_after_an_idle_period() -> None:
+def test_heartbeat_is_due_only_after_an_idle_period(log: Log) -> None:
     async def main() -> None:
-        log = RowLog()
         broker = make_broker(log)
         sub = broker.subscribe(JOB)
         sub.begin(0, replay=False)
@@ -356,9 +421,9 @@ def test_heartbeat_is_due_only_after_an_idle_period() -> None:
     run(main)
 
 
-def test_stop_ends_streams_and_later_subscriptions_are_born_closed() -> None:
+def test_stop_ends_streams_and_later_subscriptions_are_born_closed(log: Log) -> None:
     async def main() -> None:
-        broker = make_broker(RowLog())
+        broker = make_broker(log)
         await broker.start()
         sub = broker.subscribe(JOB)
         sub.begin(0, replay=False)
@@ -382,9 +447,8 @@ def test_stop_ends_streams_and_later_subscriptions_are_born_closed() -> None:
     run(main)
 
 
-def test_connect_disconnect_cycles_leave_nothing_behind() -> None:
+def test_connect_disconnect_cycles_leave_nothing_behind(log: Log) -> None:
     async def main() -> None:
-        log = RowLog()
         broker = make_broker(log, coalesce_window=0.001)
         tasks_before = len(asyncio.all_tasks())
         for cycle in range(100):
@@ -407,13 +471,20 @@ def test_connect_disconnect_cycles_leave_nothing_behind() -> None:
     run(main)
 
 
-@pytest.mark.parametrize("seed", range(20))
-def test_random_interleavings_deliver_every_row_once_in_order(seed: int) -> None:
+#: 20 seeds on the fake store, 5 on each real one (a transaction per write).
+RANDOM_CASES = [
+    pytest.param(seed, kind, marks=[pytest.mark.postgres] if kind == "postgres" else [])
+    for kind, seeds in (("fake", 20), ("sqlite", 5), ("postgres", 5))
+    for seed in range(seeds)
+]
+
+
+@pytest.mark.parametrize(("seed", "log"), RANDOM_CASES, indirect=["log"])
+def test_random_interleavings_deliver_every_row_once_in_order(seed: int, log: Log) -> None:
     """Writes, reordered publishes, overflow, replay and a slow reader, all at once."""
 
     async def main() -> None:
         rng = random.Random(seed)
-        log = RowLog()
         log.write(*range(rng.randrange(0, 30)))
         broker = make_broker(
             log, queue_size=rng.choice([1, 3, 8, 64]), page_size=rng.choice([1, 4, 50])
@@ -459,11 +530,10 @@ def test_chain_exit_signals_runs_callback_then_previous_handler() -> None:
         signal.signal(signal.SIGUSR1, previous)
 
 
-def test_alerts_are_written_in_order_and_survive_an_overflow() -> None:
+def test_alerts_are_written_in_order_and_survive_an_overflow(log: Log) -> None:
     """``alert`` events (issue 10) are kept like status events when rows overflow."""
 
     async def main() -> None:
-        log = RowLog()
         broker = make_broker(log, queue_size=4, page_size=7)
         sub = broker.subscribe(JOB)
         sub.begin(0, replay=False)

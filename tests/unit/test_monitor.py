@@ -127,6 +127,7 @@ def test_idle_gpus_of_a_running_job_make_one_alert(sqlite_store: MetricStore) ->
 
 def test_idle_gpus_of_a_job_that_is_not_running_make_no_alert(sqlite_store: MetricStore) -> None:
     job = new_job(sqlite_store, running=False)
+    sqlite_store.set_status(job, JobStatus.PAUSED)  # a pending job's first rows start it
     monitor = HealthMonitor(sqlite_store, DetectorConfig())
     assert ingest(sqlite_store, monitor, job, gpu_rows(600), 50) == []
 

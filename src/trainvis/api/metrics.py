@@ -19,10 +19,10 @@ from trainvis.api.events import announce, get_monitor
 from trainvis.api.responses import JSONBody
 from trainvis.api.schemas import ERRORS, HistoryResponse, WriteResponse
 from trainvis.config import Settings
-from trainvis.errors import InvalidArgument, MalformedRequest
+from trainvis.errors import MalformedRequest
 from trainvis.events import JobEvent
 from trainvis.health.monitor import HealthMonitor
-from trainvis.models import MetricRow, MetricRowIn, WriteResult, parse_metric_rows
+from trainvis.models import MetricRowIn, WriteResult, parse_metric_rows
 from trainvis.store.base import MetricStore, Row
 
 router = APIRouter(tags=["metrics"], dependencies=[Depends(require_read)])
@@ -58,31 +58,9 @@ def _ingest(
 ) -> tuple[WriteResult, list[JobEvent]]:
     """Validate and store the rows; then (committed) run the health detectors on them."""
     rows = parse_metric_rows(parse_json(body), max_rows=settings.max_rows)
-    _check_metric_budget(store, job_id, rows, settings.max_metrics_per_job)
-    result = store.write_metrics(job_id, rows)
+    # The metric-count limit is checked inside the write transaction (issue 13).
+    result = store.write_metrics(job_id, rows, max_metrics=settings.max_metrics_per_job)
     return result, (monitor.observe(job_id, rows) if monitor is not None else [])
-
-
-def _check_metric_budget(
-    store: MetricStore, job_id: str, rows: list[MetricRow], limit: int
-) -> None:
-    """422 naming the first metric that would take the job past ``limit`` names."""
-    known = set(store.get_job(job_id).metric_names)
-    count = len(known)
-    for index, row in enumerate(rows):
-        for name in row.values:
-            if name in known:
-                continue
-            known.add(name)
-            count += 1
-            if count > limit:
-                message = f"a job may have at most {limit} distinct metrics"
-                raise InvalidArgument(
-                    f"{index}.{name}: {message}",
-                    details=[
-                        {"loc": ["body", index, name], "msg": message, "type": "limit_exceeded"}
-                    ],
-                )
 
 
 @router.post(
@@ -111,7 +89,10 @@ async def add_metrics(job_id: str, request: Request, store: Store) -> Response:
     result, found = await run_in_threadpool(
         _ingest, store, job_id, body, settings, get_monitor(request)
     )
-    get_broker(request).publish_rows(job_id, result.rows)
+    broker = get_broker(request)
+    if result.status_change is not None:  # the first rows started the job
+        broker.publish_status(result.status_change)
+    broker.publish_rows(job_id, result.rows)
     announce(request, job_id, found)
     return JSONBody({"data": result.to_wire()}, status_code=201)
 

@@ -69,8 +69,13 @@ class MetricStore(Protocol):
         Without ``spec.id`` the id is the next ``job-NNN`` of a stored counter
         that never goes down; a client id ``job-N`` raises the counter to N.
 
+        A client id of a deleted job may be used again: the new job starts
+        empty and its sequence numbers continue above the deleted job's (by
+        more than ``RECREATED_SEQ_GAP``), so stale stream positions and
+        seq-keyed caches never take the new job for the old one.
+
         Raises:
-            JobExists: ``spec.id`` is taken (or was taken by a deleted job).
+            JobExists: ``spec.id`` is the id of an existing job.
         """
         ...
 
@@ -98,12 +103,20 @@ class MetricStore(Protocol):
         """
         ...
 
-    def write_metrics(self, job_id: str, rows: Sequence[MetricRow]) -> WriteResult:
+    def write_metrics(
+        self, job_id: str, rows: Sequence[MetricRow], *, max_metrics: int | None = None
+    ) -> WriteResult:
         """Upsert rows in one transaction: all are stored or none.
 
         Rows of the same step merge (a later value replaces an earlier one,
         absent keys keep what is stored). Each distinct step written gets a new
         sequence number; ``WriteResult.rows`` lists ``(seq, row)`` as stored.
+        ``WriteResult.points`` counts the values stored (after merging). A
+        ``pending`` job becomes ``running`` (``WriteResult.status_change``).
+
+        Raises:
+            InvalidArgument: the rows would give the job more than
+                ``max_metrics`` distinct metric names (checked in the transaction).
         """
         ...
 

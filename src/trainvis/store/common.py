@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from trainvis.errors import InvalidStatusTransition
+from trainvis.errors import InvalidArgument, InvalidStatusTransition
 from trainvis.models import (
     JobStatus,
     MetricRow,
@@ -22,6 +22,13 @@ from trainvis.models import (
     encode_value,
     row_to_wire,
 )
+from trainvis.store.cache import CATCH_UP_LIMIT
+
+#: A job created again under a deleted job's id starts its sequence numbers this
+#: far above the deleted job's last one: a stale ``Last-Event-ID`` then replays
+#: every row of the new job, and the series cache (which re-reads a job that
+#: moved on by more than ``CATCH_UP_LIMIT``) never mixes the two jobs' points.
+RECREATED_SEQ_GAP = CATCH_UP_LIMIT + 1
 
 
 @dataclass
@@ -64,6 +71,32 @@ def stored_rows(
         )
         for index, row in enumerate(merged)
     ]
+
+
+def check_metric_budget(
+    rows: Sequence[MetricRow], new_names: set[str], stored: int, limit: int | None
+) -> None:
+    """422 naming the first metric of ``rows`` that would take the job past ``limit`` names.
+
+    ``new_names`` are the batch's names the job does not have yet and ``stored``
+    the number it has: backends call this inside the write transaction (issue 13).
+    """
+    if limit is None or stored + len(new_names) <= limit:
+        return
+    seen: set[str] = set()
+    for index, row in enumerate(rows):
+        for name in row.values:
+            if name not in new_names or name in seen:
+                continue
+            seen.add(name)
+            if stored + len(seen) > limit:
+                message = f"a job may have at most {limit} distinct metrics"
+                raise InvalidArgument(
+                    f"{index}.{name}: {message}",
+                    details=[
+                        {"loc": ["body", index, name], "msg": message, "type": "limit_exceeded"}
+                    ],
+                )
 
 
 @dataclass

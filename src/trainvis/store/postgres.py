@@ -265,6 +265,11 @@ class PostgresStore:
         with self._tx() as conn:
             pk = job_pk(conn, job_id, lock=True)
             conn.execute(
+                "INSERT INTO deleted_ids SELECT id, last_seq FROM jobs WHERE pk = %s "
+                "ON CONFLICT (id) DO UPDATE SET last_seq = EXCLUDED.last_seq",
+                (pk,),
+            )
+            conn.execute(
                 "DELETE FROM points WHERE metric_id IN (SELECT id FROM metrics WHERE job_pk = %s)",
                 (pk,),
             )
@@ -299,26 +304,37 @@ class PostgresStore:
 
     # ------------------------------------------------------------------ writes
 
-    def write_metrics(self, job_id: str, rows: Sequence[MetricRow]) -> WriteResult:
+    def write_metrics(
+        self, job_id: str, rows: Sequence[MetricRow], *, max_metrics: int | None = None
+    ) -> WriteResult:
         """Upsert rows in one transaction; see :meth:`MetricStore.write_metrics`."""
         now = time.time()
         merged = merge_batch(rows, now)
+        change: StatusChange | None = None
         with self._tx() as conn:
             job = conn.execute(
-                "SELECT pk, last_seq, max_step, max_epoch, first_ts FROM jobs "
+                "SELECT pk, last_seq, max_step, max_epoch, first_ts, status FROM jobs "
                 "WHERE id = %s FOR UPDATE",
                 (job_id,),
             ).fetchone()
             if job is None:
                 raise JobNotFound(job_id)
-            stored = write_batch(conn, int(job[0]), job[1:], merged, now)
+            stored = write_batch(conn, int(job[0]), job[1:5], merged, now, rows, max_metrics)
+            if job[5] == JobStatus.PENDING.value:  # the first rows start the job
+                conn.execute(
+                    "UPDATE jobs SET status = %s, started_at = coalesce(started_at, %s) "
+                    "WHERE pk = %s",
+                    (JobStatus.RUNNING.value, now, job[0]),
+                )
+                change = StatusChange(job_id, JobStatus.RUNNING, JobStatus.PENDING, None, now)
         return WriteResult(
             job_id=job_id,
             accepted=len(rows),
-            points=sum(len(row.values) for row in rows),
+            points=sum(len(row.values) for row in merged),
             last_step=max(row.step for row in rows),
             rows_factory=stored,
             last_seq=int(job[1]) + len(merged),
+            status_change=change,
         )
 
     # ------------------------------------------------------------------ events

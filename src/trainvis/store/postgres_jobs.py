@@ -14,7 +14,7 @@ from psycopg.rows import TupleRow
 from trainvis.errors import JobExists
 from trainvis.models import GENERATED_ID_RE, JobCreate, JobStatus, TrainingJob
 from trainvis.store.base import JobFilter, StoreError
-from trainvis.store.common import MetricStats, build_summary, eta_from_rate
+from trainvis.store.common import RECREATED_SEQ_GAP, MetricStats, build_summary, eta_from_rate
 from trainvis.store.postgres_copy import Conn
 from trainvis.store.postgres_events import severity_counts
 from trainvis.store.postgres_write import STAT_COLUMNS, stats_from_row
@@ -33,9 +33,13 @@ def insert_job(conn: Conn, spec: JobCreate, now: float) -> str:
     replicas creating jobs at once serialize on it: no id is handed out twice
     and the ``used_ids`` insert cannot deadlock against another creator.
 
+    A deleted job's id may be taken again: the new job's sequence numbers
+    start ``RECREATED_SEQ_GAP`` above the deleted job's last one.
+
     Raises:
-        JobExists: ``spec.id`` is or was taken.
+        JobExists: ``spec.id`` is the id of an existing job.
     """
+    start_seq: int | None = None  # set when the id is a deleted job's
     counter = int(
         one(conn.execute("SELECT value FROM counters WHERE name = 'job_id' FOR UPDATE").fetchone())
     )
@@ -45,7 +49,7 @@ def insert_job(conn: Conn, spec: JobCreate, now: float) -> str:
         if match and int(match.group(1)) > counter:
             _set_counter(conn, int(match.group(1)))
         if not _claim_id(conn, job_id):
-            raise JobExists(job_id)
+            start_seq = _recreated_seq(conn, job_id)
     else:
         while True:
             counter += 1
@@ -70,7 +74,21 @@ def insert_job(conn: Conn, spec: JobCreate, now: float) -> str:
             now,
         ),
     )
+    if start_seq is not None:
+        conn.execute("UPDATE jobs SET last_seq = %s WHERE id = %s", (start_seq, job_id))
     return job_id
+
+
+def _recreated_seq(conn: Conn, job_id: str) -> int:
+    """The first ``last_seq`` of a job taking a used id again (issue 13).
+
+    Raises:
+        JobExists: a job with that id exists.
+    """
+    if conn.execute("SELECT 1 FROM jobs WHERE id = %s", (job_id,)).fetchone():
+        raise JobExists(job_id)
+    deleted = conn.execute("SELECT last_seq FROM deleted_ids WHERE id = %s", (job_id,)).fetchone()
+    return (int(deleted[0]) if deleted else 0) + RECREATED_SEQ_GAP
 
 
 def _set_counter(conn: Conn, value: int) -> None:
@@ -78,7 +96,7 @@ def _set_counter(conn: Conn, value: int) -> None:
 
 
 def _claim_id(conn: Conn, job_id: str) -> bool:
-    """Record ``job_id`` as used; False when it was (ids are never reused)."""
+    """Record ``job_id`` as used; False when it was (generated ids never reuse one)."""
     row = conn.execute(
         "INSERT INTO used_ids VALUES (%s) ON CONFLICT DO NOTHING RETURNING id", (job_id,)
     ).fetchone()

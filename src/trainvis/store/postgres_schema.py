@@ -99,6 +99,11 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX events_job_step ON events (job_pk, step, id);
     """,
+    # 3: the last sequence number of each deleted job, so that a job created
+    # again under its id continues above it (issue 13).
+    """
+    CREATE TABLE deleted_ids (id text PRIMARY KEY, last_seq bigint NOT NULL);
+    """,
 )
 
 

@@ -23,8 +23,9 @@ from typing import Any
 
 import numpy as np
 
+from trainvis.models import MetricRow
 from trainvis.store.base import Row
-from trainvis.store.common import MergedRow, MetricStats, stored_rows
+from trainvis.store.common import MergedRow, MetricStats, check_metric_budget, stored_rows
 from trainvis.store.postgres_copy import Conn, copy_in, encode_tuples
 from trainvis.store.postgres_read import rows_for_steps, step_filter
 
@@ -42,17 +43,24 @@ STAGING_DDL = (
 
 
 def write_batch(
-    conn: Conn, pk: int, job: Sequence[Any], merged: list[MergedRow], now: float
+    conn: Conn,
+    pk: int,
+    job: Sequence[Any],
+    merged: list[MergedRow],
+    now: float,
+    rows: Sequence[MetricRow] = (),
+    max_metrics: int | None = None,
 ) -> Callable[[], list[tuple[int, Row]]]:
     """Store ``merged`` rows for the (already locked) job.
 
     ``job`` is ``(last_seq, max_step, max_epoch, first_ts)`` read under the
     lock. Returns a factory of the ``(seq, row)`` pairs as stored: steps that
-    existed before are re-read here, inside the transaction.
+    existed before are re-read here, inside the transaction. New metric names
+    beyond ``max_metrics`` for the job raise (naming a field of ``rows``).
     """
     last_seq, max_step, max_epoch, first_ts = job
     names = sorted({name for row in merged for name in row.values})
-    ids, stats = _metrics_for_update(conn, pk, names)
+    ids, stats = _metrics_for_update(conn, pk, names, rows, max_metrics)
     existing: set[int] = set()
     replaced: dict[int, dict[int, float]] = {}
     if max_step is not None and merged[0].step <= max_step:
@@ -92,9 +100,10 @@ def write_batch(
 
 
 def _metrics_for_update(
-    conn: Conn, pk: int, names: list[str]
+    conn: Conn, pk: int, names: list[str], batch: Sequence[MetricRow], max_metrics: int | None
 ) -> tuple[dict[str, int], dict[str, MetricStats]]:
-    """Ids and statistics of ``names`` for the job, creating the missing metrics."""
+    """Ids and statistics of ``names`` for the job, creating the missing metrics
+    within the job's limit (checked under the job's row lock)."""
     rows = conn.execute(
         f"SELECT {STAT_COLUMNS} FROM metrics WHERE job_pk = %s AND name = ANY(%s::text[])".encode(),
         (pk, names),
@@ -103,6 +112,10 @@ def _metrics_for_update(
     stats = {str(row[1]): stats_from_row(row) for row in rows}
     missing = [name for name in names if name not in ids]
     if missing:
+        if max_metrics is not None:
+            stored = conn.execute("SELECT count(*) FROM metrics WHERE job_pk = %s", (pk,))
+            found = stored.fetchone()
+            check_metric_budget(batch, set(missing), int(found[0]) if found else 0, max_metrics)
         created = conn.execute(
             "INSERT INTO metrics (job_pk, name) SELECT %s, unnest(%s::text[]) RETURNING id, name",
             (pk, missing),

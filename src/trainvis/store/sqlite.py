@@ -40,8 +40,10 @@ from trainvis.models import (
 from trainvis.series import Series
 from trainvis.store.base import JobFilter, Row
 from trainvis.store.common import (
+    RECREATED_SEQ_GAP,
     MetricStats,
     build_summary,
+    check_metric_budget,
     check_transition,
     eta_from_rate,
     merge_batch,
@@ -245,6 +247,7 @@ class SQLiteStore:
 
     def create_job(self, spec: JobCreate) -> TrainingJob:
         now = time.time()
+        start_seq: int | None = None  # set when the id is a deleted job's
         with self._write() as conn:
             counter = int(
                 conn.execute("SELECT value FROM counters WHERE name = 'job_id'").fetchone()[0]
@@ -252,7 +255,12 @@ class SQLiteStore:
             if spec.id is not None:
                 job_id = spec.id
                 if conn.execute("SELECT 1 FROM used_ids WHERE id = ?", (job_id,)).fetchone():
-                    raise JobExists(job_id)
+                    if conn.execute("SELECT 1 FROM jobs WHERE id = ?", (job_id,)).fetchone():
+                        raise JobExists(job_id)
+                    deleted = conn.execute(
+                        "SELECT last_seq FROM deleted_ids WHERE id = ?", (job_id,)
+                    ).fetchone()
+                    start_seq = (int(deleted[0]) if deleted else 0) + RECREATED_SEQ_GAP
                 match = GENERATED_ID_RE.match(job_id)
                 if match:
                     counter = max(counter, int(match.group(1)))
@@ -265,7 +273,7 @@ class SQLiteStore:
                     ).fetchone():
                         break
             conn.execute("UPDATE counters SET value = ? WHERE name = 'job_id'", (counter,))
-            conn.execute("INSERT INTO used_ids VALUES (?)", (job_id,))
+            conn.execute("INSERT OR IGNORE INTO used_ids VALUES (?)", (job_id,))
             conn.execute(
                 "INSERT INTO jobs (id, name, model_name, status, total_epochs, total_steps, "
                 "config, tags, created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?)",
@@ -282,6 +290,8 @@ class SQLiteStore:
                     now,
                 ),
             )
+            if start_seq is not None:
+                conn.execute("UPDATE jobs SET last_seq = ? WHERE id = ?", (start_seq, job_id))
         return self.get_job(job_id)
 
     def get_job(self, job_id: str) -> TrainingJob:
@@ -322,6 +332,11 @@ class SQLiteStore:
         with self._write() as conn:
             pk = self._job_pk(conn, job_id)
             conn.execute(
+                "INSERT INTO deleted_ids SELECT id, last_seq FROM jobs WHERE pk = ? "
+                "ON CONFLICT (id) DO UPDATE SET last_seq = excluded.last_seq",
+                (pk,),
+            )
+            conn.execute(
                 "DELETE FROM points WHERE metric_id IN (SELECT id FROM metrics WHERE job_pk = ?)",
                 (pk,),
             )
@@ -350,14 +365,17 @@ class SQLiteStore:
 
     # ------------------------------------------------------------------ writes
 
-    def write_metrics(self, job_id: str, rows: Sequence[MetricRow]) -> WriteResult:
+    def write_metrics(
+        self, job_id: str, rows: Sequence[MetricRow], *, max_metrics: int | None = None
+    ) -> WriteResult:
         now = time.time()
         merged = merge_batch(rows, now)
+        change: StatusChange | None = None
         with self._write() as conn:
             job = self._job_row(conn, job_id)
             pk, last_seq, max_step, max_epoch, first_ts = job[0], job[14], job[15], job[16], job[17]
             names = sorted({name for row in merged for name in row.values})
-            ids = self._metric_ids(conn, pk, names)
+            ids = self._metric_ids(conn, pk, names, rows, max_metrics)
             fresh = max_step is None or merged[0].step > max_step
             existing_steps: set[int] = set()
             if not fresh:
@@ -407,30 +425,58 @@ class SQLiteStore:
                     pk,
                 ),
             )
-            reread = {
-                row["step"]: row for row in self._rows_for_steps(conn, pk, sorted(existing_steps))
-            }
+            if job[4] == JobStatus.PENDING.value:  # the first rows start the job
+                conn.execute(
+                    "UPDATE jobs SET status = ?, started_at = coalesce(started_at, ?) WHERE pk = ?",
+                    (JobStatus.RUNNING.value, now, pk),
+                )
+                change = StatusChange(job_id, JobStatus.RUNNING, JobStatus.PENDING, None, now)
+            reread = (  # a write of new steps only reads nothing back (issue 13)
+                {row["step"]: row for row in self._rows_for_steps(conn, pk, sorted(existing_steps))}
+                if existing_steps
+                else {}
+            )
         return WriteResult(
             job_id=job_id,
             accepted=len(rows),
-            points=sum(len(row.values) for row in rows),
+            points=sum(len(row.values) for row in merged),
             last_step=max(row.step for row in rows),
             rows_factory=lambda: stored_rows(merged, reread, last_seq),
             last_seq=last_seq + len(merged),
+            status_change=change,
         )
 
-    def _metric_ids(self, conn: sqlite3.Connection, pk: int, names: list[str]) -> dict[str, int]:
-        known = dict(
-            conn.execute("SELECT name, id FROM metrics WHERE job_pk = ?", (pk,)).fetchall()
-        )
+    def _metric_ids(
+        self,
+        conn: sqlite3.Connection,
+        pk: int,
+        names: list[str],
+        rows: Sequence[MetricRow],
+        max_metrics: int | None,
+    ) -> dict[str, int]:
+        """Ids of ``names``, creating the missing metrics within the job's limit.
+
+        Only the batch's names are looked up (a job may have thousands).
+        """
+        known: dict[str, int] = {}
+        for chunk in _chunks(names, IN_CHUNK):
+            marks = ",".join("?" * len(chunk))
+            known.update(
+                conn.execute(
+                    f"SELECT name, id FROM metrics WHERE job_pk = ? AND name IN ({marks})",
+                    (pk, *chunk),
+                ).fetchall()
+            )
         missing = [name for name in names if name not in known]
         if missing:
-            conn.executemany(
-                "INSERT INTO metrics (job_pk, name) VALUES (?, ?)", [(pk, name) for name in missing]
-            )
-            known.update(
-                conn.execute("SELECT name, id FROM metrics WHERE job_pk = ?", (pk,)).fetchall()
-            )
+            if max_metrics is not None:
+                stored = conn.execute("SELECT count(*) FROM metrics WHERE job_pk = ?", (pk,))
+                check_metric_budget(rows, set(missing), int(stored.fetchone()[0]), max_metrics)
+            for name in missing:
+                cursor = conn.execute(
+                    "INSERT INTO metrics (job_pk, name) VALUES (?, ?)", (pk, name)
+                )
+                known[name] = int(cursor.lastrowid or 0)
         return {name: int(known[name]) for name in names}
 
     def _existing_steps(self, conn: sqlite3.Connection, pk: int, steps: list[int]) -> set[int]:

@@ -87,6 +87,11 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX events_job_step ON events (job_pk, step, id);
     """,
+    # 3: the last sequence number of each deleted job, so that a job created
+    # again under its id continues above it (issue 13).
+    """
+    CREATE TABLE deleted_ids (id TEXT PRIMARY KEY, last_seq INTEGER NOT NULL) WITHOUT ROWID;
+    """,
 )
 
 

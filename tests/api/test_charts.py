@@ -8,7 +8,9 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
+from trainvis.charts import build_chart
 from trainvis.charts.downsample import grid_width
+from trainvis.errors import InvalidArgument
 
 API = "/api/v1/visualization"
 CHARTS = ["loss", "gpu", "metrics/chart", "learning-rate"]
@@ -258,3 +260,26 @@ def test_chart_of_a_recreated_job_shows_only_the_new_jobs_points(client: TestCli
     sets = datasets(chart(client, "again", "loss", metrics="train_loss,val_loss"))
     assert list(sets) == ["Train Loss"]
     assert sets["Train Loss"]["data"] == [{"x": s, "y": 1.0} for s in range(3)]
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [("window", 100_001), ("sigma", 100_001), ("max_points", 100_001), ("end_step", 2**63)],
+)
+def test_chart_limits_are_the_same_in_the_api_and_the_builders(
+    client: TestClient, name: str, value: int
+) -> None:
+    """issue 14: one declaration of the chart options (``ChartQuery``): a value the
+    API refuses is refused by the builders too, and the schema says the same bound."""
+    job = new_job(client, [{"step": 1, "train_loss": 1.0}])
+    response = client.get(f"{API}/training/{job}/loss", params={name: value})
+    assert response.status_code == 422
+    assert response.json()["error"]["details"][0]["loc"] == ["query", name]
+    with pytest.raises(InvalidArgument) as caught:
+        build_chart("loss", {}, **{name: value})
+    assert caught.value.details[0]["loc"] == ["query", name]
+    schema = client.get("/openapi.json").json()
+    parameters = schema["paths"][f"{API}/training/{{job_id}}/loss"]["get"]["parameters"]
+    bound = next(p for p in parameters if p["name"] == name)["schema"]
+    bound = next(s for s in bound.get("anyOf", [bound]) if s.get("type") != "null")
+    assert bound.get("maximum", bound.get("exclusiveMaximum")) == value - 1

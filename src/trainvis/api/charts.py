@@ -7,8 +7,7 @@ full-resolution data) and hands them to the pure builders in ``trainvis.charts``
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
@@ -16,60 +15,17 @@ from starlette.concurrency import run_in_threadpool
 from trainvis.api.deps import get_store, require_read
 from trainvis.api.responses import JSONBody
 from trainvis.api.schemas import ERRORS, ChartResponse
-from trainvis.charts import ChartKind, build_chart, select_metrics, to_recharts
+from trainvis.charts import ChartKind, ChartQuery, build_chart, select_metrics, to_recharts
 from trainvis.charts.annotations import MAX_CHART_EVENTS, attach_events
 from trainvis.store.base import MetricStore
 from trainvis.store.cache import SeriesCache
 
 router = APIRouter(tags=["charts"], dependencies=[Depends(require_read)])
 Store = Annotated[MetricStore, Depends(get_store)]
-XAxis = Literal["step", "epoch", "time", "relative_time"]
 
 
-@dataclass(frozen=True)
-class ChartQuery:
-    """Query parameters shared by every chart endpoint."""
-
-    x: XAxis = "step"
-    start_step: int | None = None
-    end_step: int | None = None
-    max_points: int | None = None
-    smooth: bool | None = None
-    smooth_factor: float | None = None
-    smooth_method: Literal["ema", "moving_average", "gaussian"] | None = None
-    window: int | None = None
-    sigma: float | None = None
-    band: Literal["minmax"] | None = None
-    log_scale: bool | None = None
-    format: Literal["chartjs", "recharts"] = "chartjs"
-    metrics: str | None = None
-
-
-def chart_query(
-    x: XAxis = "step",
-    start_step: Annotated[int | None, Query(ge=0)] = None,
-    end_step: Annotated[int | None, Query(ge=0)] = None,
-    max_points: Annotated[
-        int | None, Query(ge=16, le=100_000, description="points per series (default 2000)")
-    ] = None,
-    smooth: bool | None = None,
-    smooth_factor: Annotated[
-        float | None, Query(gt=0, le=1, description="EMA α, the weight of the newest value")
-    ] = None,
-    smooth_method: Literal["ema", "moving_average", "gaussian"] | None = None,
-    window: Annotated[int | None, Query(ge=1, le=100_000)] = None,
-    sigma: Annotated[float | None, Query(gt=0, le=100_000)] = None,
-    band: Literal["minmax"] | None = None,
-    log_scale: bool | None = None,
-    format: Literal["chartjs", "recharts"] = "chartjs",
-) -> ChartQuery:
-    return ChartQuery(
-        x, start_step, end_step, max_points, smooth, smooth_factor, smooth_method,
-        window, sigma, band, log_scale, format,
-    )  # fmt: skip
-
-
-Params = Annotated[ChartQuery, Depends(chart_query)]
+#: The chart options, validated by FastAPI with the builders' own model.
+Params = Annotated[ChartQuery, Query()]
 CHART_RESPONSES: dict[int | str, dict[str, Any]] = {200: {"model": ChartResponse}, **ERRORS}
 
 
@@ -82,7 +38,12 @@ Cache = Annotated[SeriesCache, Depends(series_cache)]
 
 
 def chart_impl(
-    store: MetricStore, cache: SeriesCache, job_id: str, kind: ChartKind, query: ChartQuery
+    store: MetricStore,
+    cache: SeriesCache,
+    job_id: str,
+    kind: ChartKind,
+    query: ChartQuery,
+    metrics: str | None = None,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Build one chart of a job: ``(config, meta)``.
 
@@ -93,11 +54,7 @@ def chart_impl(
         JobNotFound: unknown job. InvalidArgument: a bad option (names it).
     """
     job = store.get_job(job_id)
-    requested = (
-        [name.strip() for name in query.metrics.split(",") if name.strip()]
-        if query.metrics
-        else None
-    )
+    requested = [name.strip() for name in metrics.split(",") if name.strip()] if metrics else None
     names = select_metrics(kind, job.metric_names, requested)
     series = cache.read(
         job_id,
@@ -107,20 +64,7 @@ def chart_impl(
         with_time=query.x != "step",
     )
     ordered = {name: series[name] for name in names if name in series}
-    config, meta = build_chart(
-        kind,
-        ordered,
-        x=query.x,
-        smooth=query.smooth,
-        smooth_factor=query.smooth_factor,
-        smooth_method=query.smooth_method,
-        window=query.window,
-        sigma=query.sigma,
-        max_points=query.max_points,
-        band=query.band,
-        log_scale=query.log_scale,
-        t0=job.first_timestamp,
-    )
+    config, meta = build_chart(kind, ordered, query=query, t0=job.first_timestamp)
     if query.format == "recharts":
         return to_recharts(config, query.x), meta
     if any(job.alerts.values()):  # markers for the job's events (most jobs have none)
@@ -142,9 +86,14 @@ def all_charts(store: MetricStore, cache: SeriesCache, job_id: str) -> dict[str,
 
 
 async def _respond(
-    store: MetricStore, cache: SeriesCache, job_id: str, kind: ChartKind, query: ChartQuery
+    store: MetricStore,
+    cache: SeriesCache,
+    job_id: str,
+    kind: ChartKind,
+    query: ChartQuery,
+    metrics: str | None = None,
 ) -> Response:
-    config, meta = await run_in_threadpool(chart_impl, store, cache, job_id, kind, query)
+    config, meta = await run_in_threadpool(chart_impl, store, cache, job_id, kind, query, metrics)
     return JSONBody({"data": config, "meta": meta})
 
 
@@ -180,9 +129,7 @@ async def metrics_chart(
         str | None, Query(description="comma-separated metrics (default: all evaluation metrics)")
     ] = None,
 ) -> Response:
-    return await _respond(
-        store, cache, job_id, "metrics", ChartQuery(**{**query.__dict__, "metrics": metrics})
-    )
+    return await _respond(store, cache, job_id, "metrics", query, metrics)
 
 
 @router.get(

@@ -9,7 +9,6 @@ The seed's extension API::
 """
 
 from trainvis.charts.chartjs import (
-    ChartOptions,
     build_chart,
     build_gpu_chart,
     build_learning_rate_chart,
@@ -30,7 +29,7 @@ from trainvis.charts.config import (
     default_config,
 )
 from trainvis.charts.downsample import Downsampled, downsample
-from trainvis.charts.params import ChartParams, resolve_params
+from trainvis.charts.params import ChartParams, ChartQuery, resolve_params
 from trainvis.charts.recharts import to_recharts
 from trainvis.charts.select import label_for, select_metrics
 from trainvis.charts.smoothing import ema, gaussian, moving_average
@@ -42,8 +41,8 @@ __all__ = [
     "X_MODES",
     "ChartConfig",
     "ChartKind",
-    "ChartOptions",
     "ChartParams",
+    "ChartQuery",
     "Downsampled",
     "GpuChartConfig",
     "LearningRateChartConfig",

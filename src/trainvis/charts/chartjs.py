@@ -17,7 +17,7 @@ Pure: no I/O. Bad options raise :class:`~trainvis.errors.InvalidArgument`.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, TypedDict, Unpack
+from typing import Any
 
 import numpy as np
 
@@ -35,27 +35,11 @@ from trainvis.charts.config import (
     default_config,
 )
 from trainvis.charts.datasets import SeriesResult, build_series
-from trainvis.charts.params import ChartParams, resolve_params
+from trainvis.charts.params import ChartParams, ChartQuery, resolve_params
 from trainvis.charts.select import gpu_axis_for
 from trainvis.series import Series
 
 ChartPair = tuple[dict[str, Any], dict[str, Any]]
-
-
-class ChartOptions(TypedDict, total=False):
-    """The keyword options every builder accepts (see :func:`build_chart`)."""
-
-    x: str
-    smooth: bool | None
-    smooth_factor: float | None
-    smooth_method: str | None
-    window: int | None
-    sigma: float | None
-    max_points: int | None
-    band: str | None
-    log_scale: bool | None
-    algorithm: str
-    t0: float | None
 
 
 def build_chart(
@@ -63,17 +47,10 @@ def build_chart(
     series: Mapping[str, Series],
     *,
     config: ChartConfig | None = None,
-    x: str = "step",
-    smooth: bool | None = None,
-    smooth_factor: float | None = None,
-    smooth_method: str | None = None,
-    window: int | None = None,
-    sigma: float | None = None,
-    max_points: int | None = None,
-    band: str | None = None,
-    log_scale: bool | None = None,
+    query: ChartQuery | None = None,
     algorithm: str = "minmaxlttb",
     t0: float | None = None,
+    **options: Any,
 ) -> ChartPair:
     """Build the Chart.js config and meta of a chart of ``kind``.
 
@@ -81,16 +58,10 @@ def build_chart(
         kind: ``loss``, ``gpu``, ``metrics`` or ``learning_rate``.
         series: metric name -> series, in display order (empty: an empty chart).
         config: presentation and defaults; the kind's default config if None.
-        x: ``step``, ``epoch``, ``time`` (Unix ms, a ``time`` axis) or
-            ``relative_time`` (seconds since ``t0``).
-        smooth: add a smoothed dataset per series (raw faded, smoothed solid);
-            ``None`` takes ``config.smooth``.
-        smooth_factor: EMA α in (0, 1] (weight of the newest value).
-        smooth_method: ``ema``, ``moving_average`` or ``gaussian``.
-        window: moving-average window (points); sigma: Gaussian σ (points).
-        max_points: per-series budget (default ``config.max_points``, 2000).
-        band: ``"minmax"`` adds each series' min/max envelope.
-        log_scale: logarithmic y axis (ignored for the GPU chart).
+        query: the request's options (:class:`~trainvis.charts.params.ChartQuery`:
+            ``x``, ``smooth``, ``smooth_factor``, ``smooth_method``, ``window``,
+            ``sigma``, ``max_points``, ``band``, ``log_scale``; unset ones take
+            the config's defaults). ``**options`` are the same as keywords.
         algorithm: downsampler, ``minmaxlttb``, ``m4`` or ``minmax``.
         t0: the job's first timestamp for ``relative_time``; default: the
             earliest timestamp of the given series.
@@ -102,20 +73,11 @@ def build_chart(
             times.
     """
     cfg = config if config is not None else default_config(kind)
-    params = resolve_params(
-        cfg,
-        x=x,
-        smooth=smooth,
-        smooth_factor=smooth_factor,
-        smooth_method=smooth_method,
-        window=window,
-        sigma=sigma,
-        max_points=max_points,
-        band=band,
-        log_scale=log_scale,
-        algorithm=algorithm,
-        t0=t0,
-    )
+    if query is None:
+        query = ChartQuery.parse(options)
+    elif options:
+        raise TypeError("pass the chart options either as query= or as keywords, not both")
+    params = resolve_params(cfg, query, algorithm=algorithm, t0=t0)
     origin = _time_origin(series, params)
     results = [
         build_series(
@@ -139,7 +101,7 @@ def build_loss_chart(
     series: Mapping[str, Series],
     *,
     config: LossChartConfig | None = None,
-    **options: Unpack[ChartOptions],
+    **options: Any,
 ) -> ChartPair:
     """The loss chart (train, val and other losses); options as :func:`build_chart`."""
     return build_chart("loss", series, config=config, **options)
@@ -149,7 +111,7 @@ def build_gpu_chart(
     series: Mapping[str, Series],
     *,
     config: GpuChartConfig | None = None,
-    **options: Unpack[ChartOptions],
+    **options: Any,
 ) -> ChartPair:
     """The GPU chart: utilization (%) left, memory (MiB) right, per device;
     temperature (°C) and power (W) on their own right axes when present."""
@@ -160,7 +122,7 @@ def build_metrics_chart(
     series: Mapping[str, Series],
     *,
     config: MetricsChartConfig | None = None,
-    **options: Unpack[ChartOptions],
+    **options: Any,
 ) -> ChartPair:
     """The evaluation/custom metrics chart; options as :func:`build_chart`."""
     return build_chart("metrics", series, config=config, **options)
@@ -170,7 +132,7 @@ def build_learning_rate_chart(
     series: Mapping[str, Series],
     *,
     config: LearningRateChartConfig | None = None,
-    **options: Unpack[ChartOptions],
+    **options: Any,
 ) -> ChartPair:
     """The learning-rate chart; ``log_scale=True`` gives a logarithmic y axis."""
     return build_chart("learning_rate", series, config=config, **options)

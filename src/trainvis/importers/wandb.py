@@ -142,6 +142,7 @@ class _Run:
     config: dict[str, Any] = field(default_factory=dict)
     summary: dict[str, Any] = field(default_factory=dict)
     last: dict[str, Any] = field(default_factory=dict)
+    media: set[str] = field(default_factory=set)
     exit_code: int | None = None
     builder: RowBuilder = field(default_factory=RowBuilder)
 
@@ -188,21 +189,25 @@ class _Run:
             return
         stamp = _number(item.get("_timestamp"))
         media = {key[: -len("._type")] + "." for key in item if key.endswith("._type")}
+        self.media.update(media)
         for key, value in item.items():
-            if key.startswith("_") or any(key.startswith(prefix) for prefix in media):
+            if key.startswith("_"):
                 continue
+            self.last[key] = value
             number = _number(value)
-            if number is None:
+            if number is None or any(key.startswith(prefix) for prefix in media):
                 continue
             self.builder.add(key, int(step), number, stamp)
-            self.last[key] = value
 
     def hand_set_summary(self) -> dict[str, Any]:
-        """Summary values that are not just the last logged value of a history key."""
+        """Summary values that are not just the last logged value of a history key
+        (nor part of a logged media object)."""
         return {
             key: value
             for key, value in sorted(self.summary.items())
-            if not key.startswith("_") and (key not in self.last or self.last[key] != value)
+            if not key.startswith("_")
+            and (key not in self.last or self.last[key] != value)
+            and not any(key.startswith(prefix) for prefix in self.media)
         }
 
 

@@ -23,7 +23,7 @@ one project directory. Each run becomes a job:
   ``{"parameters": {"lr": ...}}``);
 - ``tags``: ``neptune``, ``project=<project_id>``, ``experiment=<sys/name>``
   (Neptune 3's experiment; Neptune 2's run name), ``forked_from=<parent>``
-  for a fork, then ``sys/tags`` and ``sys/group_tags`` (100 characters each,
+  for a fork, then ``sys/tags`` and ``sys/group_tags`` (sets: sorted; 100 characters each,
   100 tags at most);
 - metrics: the ``float_series`` attributes, mapped as
   :mod:`trainvis.importers.names` says; steps are Neptune's decimal steps

@@ -4,6 +4,9 @@
 
     trainvis import tensorboard runs/ [--url URL | --db PATH] [--name-prefix P]
     trainvis import mlflow --tracking-uri sqlite:///mlflow.db [--experiment NAME]
+    trainvis import neptune exports/data [--step-multiplier N]   # neptune-exporter's Parquet
+    trainvis import wandb wandb/                 # offline-run-* / run-* directories
+    trainvis import swanlab swanlog/             # SwanLab local/offline run directories
     trainvis import json job-001.json            # also: import csv / import parquet
     trainvis export job-001 --format csv|json|parquet [-o FILE]
 
@@ -24,7 +27,9 @@ from trainvis.importers.sink import TransferError
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add ``import`` (with its sources) and ``export`` to the ``trainvis`` command."""
-    parser = sub.add_parser("import", help="import runs from TensorBoard, MLflow or a file")
+    parser = sub.add_parser(
+        "import", help="import runs from TensorBoard, MLflow, Neptune, W&B, SwanLab or a file"
+    )
     sources = parser.add_subparsers(dest="source", required=True)
 
     tb = sources.add_parser("tensorboard", help="every run directory of a logdir becomes a job")
@@ -38,6 +43,27 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     ml.add_argument("--experiment", help="experiment name or id (default: all active ones)")
     _destination(ml)
     ml.set_defaults(func=_import_mlflow)
+
+    nep = sources.add_parser("neptune", help="every run neptune-exporter wrote becomes a job")
+    nep.add_argument("path", help="neptune-exporter's --data-path, or one project directory")
+    nep.add_argument(
+        "--step-multiplier",
+        type=int,
+        default=1,
+        help="multiply Neptune's decimal steps by this to make them whole (default 1)",
+    )
+    _destination(nep)
+    nep.set_defaults(func=_import_neptune)
+
+    wb = sources.add_parser("wandb", help="every W&B run directory becomes a job")
+    wb.add_argument("path", help="a wandb/ directory (offline-run-*, run-*), or one run")
+    _destination(wb)
+    wb.set_defaults(func=_import_wandb)
+
+    swan = sources.add_parser("swanlab", help="every SwanLab run directory becomes a job")
+    swan.add_argument("path", help="a swanlog/ directory (run-*), or one run")
+    _destination(swan)
+    swan.set_defaults(func=_import_swanlab)
 
     for fmt, label in (("json", "JSON"), ("csv", "CSV"), ("parquet", "Parquet")):
         reader = sources.add_parser(fmt, help=f"a {label} file from `trainvis export`")
@@ -110,6 +136,55 @@ def _import_mlflow(args: argparse.Namespace) -> int:
         lambda: import_mlflow(
             args.tracking_uri,
             experiment=args.experiment,
+            url=args.url,
+            db=args.db,
+            force=args.force,
+            progress=not args.no_progress,
+            on_job=_reporter(),
+        ),
+    )
+
+
+def _import_neptune(args: argparse.Namespace) -> int:
+    from trainvis.importers.neptune import import_neptune
+
+    return _run(
+        "import neptune",
+        lambda: import_neptune(
+            args.path,
+            url=args.url,
+            db=args.db,
+            step_multiplier=args.step_multiplier,
+            force=args.force,
+            progress=not args.no_progress,
+            on_job=_reporter(),
+        ),
+    )
+
+
+def _import_wandb(args: argparse.Namespace) -> int:
+    from trainvis.importers.wandb import import_wandb
+
+    return _run(
+        "import wandb",
+        lambda: import_wandb(
+            args.path,
+            url=args.url,
+            db=args.db,
+            force=args.force,
+            progress=not args.no_progress,
+            on_job=_reporter(),
+        ),
+    )
+
+
+def _import_swanlab(args: argparse.Namespace) -> int:
+    from trainvis.importers.swanlab import import_swanlab
+
+    return _run(
+        "import swanlab",
+        lambda: import_swanlab(
+            args.path,
             url=args.url,
             db=args.db,
             force=args.force,

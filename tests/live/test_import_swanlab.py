@@ -1,0 +1,281 @@
+"""``trainvis import swanlab`` on run directories written by the swanlab package (issue 17).
+
+A script writes five runs with SwanLab itself, in ``local`` and ``offline``
+mode (no network, no login): a finished run with a nested config, tags, a
+group, a config update and 1,000 steps of several metrics (NaN and Infinity
+among them); a run that dies of an exception; an aborted run; and a run
+resumed in a second process (two directories, one run id). The script
+records what it logged; every imported value is compared with that, through
+the store and through the REST API; importing twice changes nothing.
+
+swanlab pins ``protobuf<7``, which nothing else in the extras needs, so it is
+not in the ``import`` extra: without it installed this test skips.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.conftest import API, ServerProcess
+from trainvis.importers import TransferError
+from trainvis.importers.swanlab import import_swanlab
+from trainvis.store import MetricStore, open_store
+
+pytestmark = pytest.mark.slow
+
+STEPS = 1000
+
+SCRIPT = textwrap.dedent(
+    """
+    import json, math, sys, time
+    import swanlab
+
+    kind, out, logdir = sys.argv[1], sys.argv[2], sys.argv[3]
+    logged = {}  # step -> {key: value}; NaN/Infinity as the wire spells them
+
+    def put(step, values):
+        for key, value in values.items():
+            if isinstance(value, float) and not math.isfinite(value):
+                value = "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+            logged.setdefault(step, {})[key] = value
+
+    started = time.time()
+    if kind == "finished":
+        swanlab.init(
+            project="vision", name="resnet-finished", group="sweep-1", job_type="train",
+            tags=["cv", "baseline"], mode="local", log_dir=logdir,
+            config={"lr": 0.1, "batch_size": 32,
+                    "optimizer": {"name": "adam", "betas": [0.9, 0.999]}},
+        )
+        swanlab.config.update({"epochs": 3})
+        for step in range(STEPS):
+            loss = math.nan if step == 500 else math.inf if step == 501 else 2.0 / (step + 1)
+            values = {"train/loss": loss, "lr": 0.1 * 0.999 ** step, "grad norm": step * 0.01}
+            if step % 100 == 0:
+                values["eval/loss"] = 3.0 / (step + 2)
+                values["eval/accuracy"] = step / STEPS
+            swanlab.log(values, step=step)
+            put(step, values)
+        swanlab.finish()
+    elif kind == "crashed":
+        swanlab.init(project="vision", name="vit-crashed", config={"depth": 12},
+                     mode="offline", log_dir=logdir)
+        for step in range(10):
+            swanlab.log({"loss": 1.0 / (step + 1)}, step=step)
+            put(step, {"loss": 1.0 / (step + 1)})
+        json.dump({"rows": logged, "started": started, "ended": time.time()}, open(out, "w"))
+        raise RuntimeError("out of memory")
+    elif kind == "aborted":
+        swanlab.init(project="vision", name="stopped", mode="offline", log_dir=logdir)
+        swanlab.log({"loss": 0.5}, step=3)
+        put(3, {"loss": 0.5})
+        swanlab.finish(state="aborted")
+    else:  # resume-0 / resume-1: one run id over two processes
+        part = int(kind[-1])
+        swanlab.init(project="nlp", name="bert-resumed", id="bertresumed0000000000001",
+                     resume="allow", config={"layers": 12}, mode="offline", log_dir=logdir)
+        for step in range(part * 5, part * 5 + 5):
+            swanlab.log({"train_loss": 10.0 - step}, step=step)
+            put(step, {"train_loss": 10.0 - step})
+        swanlab.finish()
+    json.dump({"rows": logged, "started": started, "ended": time.time()}, open(out, "w"))
+    """
+).replace("STEPS", str(STEPS))
+
+
+def _merge(parts: list[dict[str, Any]]) -> dict[str, Any]:
+    rows: dict[int, dict[str, Any]] = {}
+    for part in parts:
+        for step, values in part["rows"].items():
+            rows.setdefault(int(step), {}).update(values)
+    return {
+        "rows": rows,
+        "started": min(part["started"] for part in parts),
+        "ended": max(part["ended"] for part in parts),
+    }
+
+
+@pytest.fixture(scope="module")
+def swanlog(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
+    """A directory with ``swanlog/run-*`` runs and ``{run name: what was logged}``."""
+    pytest.importorskip("swanlab", reason="swanlab is not installed (not in the import extra)")
+    root = tmp_path_factory.mktemp("swan")
+    script = root / "train.py"
+    script.write_text(SCRIPT, encoding="utf-8")
+    env = {**os.environ, "SWANLAB_SAVE_DIR": str(root / ".swanlab"), "HOME": str(root)}
+    logged: dict[str, list[dict[str, Any]]] = {}
+    for kind, name in [
+        ("finished", "resnet-finished"),
+        ("crashed", "vit-crashed"),
+        ("aborted", "stopped"),
+        ("resume-0", "bert-resumed"),
+        ("resume-1", "bert-resumed"),
+    ]:
+        out = root / f"{kind}.json"
+        done = subprocess.run(
+            [sys.executable, str(script), kind, str(out), str(root / "swanlog")],
+            env=env,
+            cwd=root,
+            capture_output=True,
+            text=True,
+            timeout=240,
+        )
+        assert (done.returncode != 0) == (kind == "crashed"), done.stderr
+        logged.setdefault(name, []).append(json.loads(out.read_text()))
+    assert len(list((root / "swanlog").glob("run-*"))) == 5
+    return root, {name: _merge(parts) for name, parts in logged.items()}
+
+
+NAMES = {
+    "train/loss": "train_loss",
+    "lr": "learning_rate",
+    "grad norm": "grad_norm",
+    "eval/loss": "val_loss",
+    "eval/accuracy": "accuracy",
+    "loss": "train_loss",
+    "train_loss": "train_loss",
+}
+
+
+def _unix(text: str) -> float:
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+
+
+def assert_same_history(rows: list[dict[str, Any]], run: dict[str, Any]) -> None:
+    """Every step and value as logged; timestamps within the writer's window."""
+    expected = {
+        step: {"step": step, **{NAMES[key]: value for key, value in values.items()}}
+        for step, values in run["rows"].items()
+    }
+    assert [row["step"] for row in rows] == sorted(expected)
+    for row in rows:
+        stamp = _unix(row.pop("timestamp"))
+        assert run["started"] - 0.002 <= stamp <= run["ended"] + 0.002
+        assert row == expected[row["step"]]
+
+
+EXPECTED_JOBS = {
+    "resnet-finished": (
+        "completed",
+        ["swanlab", "project=vision", "group=sweep-1", "job_type=train", "cv", "baseline"],
+        {
+            "lr": 0.1,
+            "batch_size": 32,
+            "optimizer": {"name": "adam", "betas": [0.9, 0.999]},
+            "epochs": 3,
+        },
+    ),
+    "vit-crashed": ("failed", ["swanlab", "project=vision"], {"depth": 12}),
+    "stopped": ("cancelled", ["swanlab", "project=vision"], {}),
+    "bert-resumed": ("completed", ["swanlab", "project=nlp"], {"layers": 12}),
+}
+
+
+def test_runs_become_jobs_value_for_value(
+    swanlog: tuple[Path, dict[str, Any]], db_url: str, store: MetricStore
+) -> None:
+    root, runs = swanlog
+    seen: list[tuple[str, str]] = []
+    ids = import_swanlab(
+        root / "swanlog",
+        db=db_url,
+        on_job=lambda job, outcome: seen.append((job.spec["name"], outcome)),
+    )
+    # In the order the runs were written; the resumed run's two directories are one job.
+    assert seen == [(name, "created") for name in EXPECTED_JOBS]
+    for job_id, name in zip(ids, EXPECTED_JOBS, strict=True):
+        assert job_id.startswith("swanlab-")
+        job = store.get_job(job_id)
+        status, tags, config = EXPECTED_JOBS[name]
+        assert (job.name, job.status.value, job.tags, job.config) == (name, status, tags, config)
+        assert_same_history(list(store.iter_rows(job_id)), runs[name])
+    finished = store.get_job(ids[0])
+    assert finished.metric_names == [
+        "accuracy",
+        "grad_norm",
+        "learning_rate",
+        "train_loss",
+        "val_loss",
+    ]
+    assert finished.summary["has_nan"] and finished.total_steps == STEPS - 1
+    assert store.get_job(ids[3]).point_count == 10
+
+
+def test_importing_twice_changes_nothing(
+    swanlog: tuple[Path, dict[str, Any]], tmp_path: Path
+) -> None:
+    root, _ = swanlog
+    db = str(tmp_path / "twice.db")
+    ids = import_swanlab(root, db=db)  # the directory above swanlog/ is found too
+    store = open_store(db)
+    try:
+        before = {
+            job_id: (store.get_job(job_id), store.last_seq(job_id), list(store.iter_rows(job_id)))
+            for job_id in ids
+        }
+        outcomes: list[str] = []
+        assert import_swanlab(root, db=db, on_job=lambda j, o: outcomes.append(o)) == ids
+        assert outcomes == ["unchanged"] * len(ids)
+        for job_id in ids:
+            job = store.get_job(job_id)
+            old_job, old_seq, old_rows = before[job_id]
+            assert (store.last_seq(job_id), list(store.iter_rows(job_id))) == (old_seq, old_rows)
+            assert (job.point_count, job.summary, job.status) == (
+                old_job.point_count,
+                old_job.summary,
+                old_job.status,
+            )
+        assert store.list_jobs()[1] == len(EXPECTED_JOBS)
+        # One run directory alone imports that run under the same id.
+        one = sorted((root / "swanlog").glob("run-*"))[2]
+        assert import_swanlab(one, db=db) == [ids[2]]
+    finally:
+        store.close()
+
+
+@pytest.mark.live
+def test_cli_sends_runs_to_a_server(swanlog: tuple[Path, dict[str, Any]], tmp_path: Path) -> None:
+    root, runs = swanlog
+    with ServerProcess(str(tmp_path / "live.db")) as server:
+        command = [sys.executable, "-m", "trainvis", "import", "swanlab", str(root / "swanlog")]
+        command += ["--url", server.url]
+        done = subprocess.run(command, capture_output=True, text=True, timeout=240)
+        assert done.returncode == 0, done.stderr
+        lines = [line.split("\t") for line in done.stdout.splitlines()]
+        assert [(line[1], line[-1]) for line in lines] == [
+            ("created", name) for name in EXPECTED_JOBS
+        ]
+        for line, name in zip(lines, EXPECTED_JOBS, strict=True):
+            response = httpx.get(f"{server.url}{API}/training/jobs/{line[0]}", timeout=30)
+            job = response.json()["data"]
+            status, tags, config = EXPECTED_JOBS[name]
+            assert (job["name"], job["status"], job["tags"], job["config"]) == (
+                name,
+                status,
+                tags,
+                config,
+            )
+            response = httpx.get(
+                f"{server.url}{API}/training/{line[0]}/metrics/history", timeout=30
+            )
+            assert_same_history(response.json()["data"], runs[name])
+        again = subprocess.run(command, capture_output=True, text=True, timeout=240)
+        assert [line.split("\t")[1] for line in again.stdout.splitlines()] == ["unchanged"] * 4
+
+
+def test_nothing_to_import_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(TransferError, match="no such file or directory"):
+        import_swanlab(tmp_path / "nope", db=str(tmp_path / "x.db"))
+    (tmp_path / "swanlog" / "run-x").mkdir(parents=True)
+    with pytest.raises(TransferError, match="no SwanLab run logs"):
+        import_swanlab(tmp_path, db=str(tmp_path / "x.db"))

@@ -26,7 +26,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import API, ServerProcess
+from tests.conftest import API, ServerProcess, require_service
 from trainvis.importers import TransferError
 from trainvis.importers.swanlab import import_swanlab
 from trainvis.store import MetricStore, open_store
@@ -108,7 +108,10 @@ def _merge(parts: list[dict[str, Any]]) -> dict[str, Any]:
 @pytest.fixture(scope="module")
 def swanlog(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
     """A directory with ``swanlog/run-*`` runs and ``{run name: what was logged}``."""
-    pytest.importorskip("swanlab", reason="swanlab is not installed (not in the import extra)")
+    try:
+        import swanlab  # noqa: F401
+    except ImportError as exc:
+        require_service("swanlab", f"{exc} (pip install -e '.[import]')")
     root = tmp_path_factory.mktemp("swan")
     script = root / "train.py"
     script.write_text(SCRIPT, encoding="utf-8")

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import math
+import os
 import sys
 from collections.abc import Sequence
 from typing import Any, TextIO
@@ -66,11 +67,6 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--since", type=int, help="replay rows after this stream id first (0: the whole run)"
     )
     tail.add_argument("--metrics", help="comma list: show only these metrics")
-    tail.add_argument(
-        "--until-done",
-        action="store_true",
-        help="exit when the job ends (status 0 if completed, 1 if failed or cancelled)",
-    )
     _add_common(tail)
     tail.set_defaults(func=_tail)
 
@@ -364,8 +360,6 @@ def _ls(args: argparse.Namespace) -> int:
 
 def _quiet_stdout() -> None:
     """Point stdout at /dev/null so the interpreter's final flush cannot fail again."""
-    import os
-
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, sys.stdout.fileno())
     os.close(devnull)
@@ -381,8 +375,6 @@ def _tail(args: argparse.Namespace) -> int:
     try:
         for item in follower.items():
             out.item(item, args.job, only)
-            if args.until_done and (code := _finished(item)) is not None:
-                return code
     except KeyboardInterrupt:
         return 0
     except BrokenPipeError:  # `trainvis tail job | head`: the reader has gone
@@ -393,17 +385,3 @@ def _tail(args: argparse.Namespace) -> int:
     finally:
         follower.close()
     return 0
-
-
-def _finished(item: Item) -> int | None:
-    """With ``--until-done``: the exit status once the job has ended, else None."""
-    status = None
-    if isinstance(item, Snapshot):
-        status = item.job.get("status")
-    elif isinstance(item, StatusChange):
-        status = item.change.get("status")
-    elif isinstance(item, Deleted):
-        return 1
-    if status not in TERMINAL:
-        return None
-    return 0 if status == "completed" else 1

@@ -123,6 +123,7 @@ def test_ls_filters_like_the_api(server: ServerProcess) -> None:
 
 def test_ls_is_rich_on_a_terminal(server: ServerProcess) -> None:
     """``FORCE_COLOR`` stands in for a terminal: a boxed, coloured table; names never markup."""
+    pytest.importorskip("rich")
     post(server.url, "/training/jobs", {"name": "[bold]not markup[/bold]"})
     done = trainvis("ls", "--url", server.url, env={"FORCE_COLOR": "1"})
     assert done.returncode == 0, done.stderr
@@ -296,3 +297,27 @@ def test_terminal_commands_run_without_rich(server: ServerProcess, tmp_path: Pat
     done = trainvis("ls", "--url", server.url, env={"FORCE_COLOR": "1", "PYTHONPATH": path})
     assert done.returncode == 0, done.stderr
     assert table(done.stdout)[0] == list(COLUMNS) and "\x1b[" not in done.stdout
+
+
+def test_a_read_token_is_sent_by_ls_and_tail(tmp_path: Path) -> None:
+    """Where reads are protected, ``--token``/``TRAINVIS_TOKEN`` reaches both requests of
+    ``tail`` (the events list and the stream) and ``ls``; without it the refusal is named."""
+    token = "read-token-0123456789"
+    with ServerProcess(str(tmp_path / "locked.db"), args=["--read-token", token]) as server:
+        httpx.post(
+            f"{server.url}{API}/training/jobs",
+            json={"name": "locked"},
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=10,
+        ).raise_for_status()
+        refused = trainvis("ls", "--url", server.url)
+        assert refused.returncode == 1 and "401" in refused.stderr
+        listed = trainvis("ls", "--url", server.url, env={"TRAINVIS_TOKEN": token})
+        assert listed.returncode == 0 and "locked" in listed.stdout
+        assert trainvis("tail", "job-001", "--url", server.url).returncode == 1
+        tail = Tail(server.url, "job-001", "--token", token)
+        try:
+            tail.wait_for(r"following job-001 'locked'")
+        finally:
+            assert tail.interrupt() == 0
+            tail.kill()

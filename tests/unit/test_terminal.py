@@ -7,7 +7,6 @@ import io
 from typing import Any
 
 import pytest
-from rich.console import Console
 
 from trainvis.client.stream import (
     Alert,
@@ -147,7 +146,10 @@ def test_plain_output_sends_notices_to_stderr(capsys: pytest.CaptureFixture[str]
     assert captured.out.strip().endswith("step=1 train_loss=1")
 
 
-def forced_terminal() -> tuple[Console, io.StringIO]:
+def forced_terminal() -> tuple[Any, io.StringIO]:
+    """A rich console that believes it writes to a colour terminal (rich is optional)."""
+    console_module = pytest.importorskip("rich.console")
+    Console = console_module.Console
     buffer = io.StringIO()
     console = Console(
         file=buffer, force_terminal=True, color_system="standard", width=120, highlight=False

@@ -243,7 +243,7 @@ class JobFollower:
         return float(max(delay, min(retry_after or 0.0, self.max_delay)))
 
     def _connection(self, *, reconnected: bool) -> Iterator[Item]:
-        """One connection: the snapshot, the alerts missed (on a reconnect), then live events."""
+        """One connection: the snapshot, alerts not shown yet, then replayed and live events."""
         headers = {} if self.last_id is None else {"Last-Event-ID": str(self.last_id)}
         parser = EventParser()
         try:

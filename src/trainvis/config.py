@@ -19,7 +19,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-WebhookFormat = Literal["json", "slack"]
+WebhookFormat = Literal["json", "slack", "feishu", "dingtalk", "wecom"]
 Severity = Literal["info", "warning", "critical"]
 #: Shortest token accepted (issue 13: short tokens are guessable).
 MIN_TOKEN_LENGTH = 16
@@ -114,7 +114,13 @@ class Settings(BaseSettings):
         default=None, description="URL that gets a JSON POST for every alert (off when empty)"
     )
     webhook_format: WebhookFormat = Field(
-        default="json", description="webhook payload: json (the event) or slack ({text})"
+        default="json",
+        description="webhook payload: json (the event), slack ({text}), feishu (Feishu/Lark bot), "
+        "dingtalk or wecom (their group robots)",
+    )
+    webhook_secret: str | None = Field(
+        default=None,
+        description="signing secret of a feishu or dingtalk bot (its signature check)",
     )
     webhook_min_severity: Severity = Field(
         default="warning", description="least severity sent to the webhook"
@@ -128,10 +134,22 @@ class Settings(BaseSettings):
     def _split_origins(cls, value: Any) -> Any:
         return _split(value) if isinstance(value, str) else value
 
-    @field_validator("webhook_url", mode="before")
+    @field_validator("webhook_url", "webhook_secret", mode="before")
     @classmethod
     def _empty_is_none(cls, value: Any) -> Any:
         return None if value == "" else value
+
+    @field_validator("webhook_secret")
+    @classmethod
+    def _secret_is_signed(cls, value: str | None, info: ValidationInfo) -> str | None:
+        """A secret only where the format signs (a WeCom or Slack secret would be ignored)."""
+        fmt = info.data.get("webhook_format")
+        if value is not None and fmt is not None and fmt not in ("feishu", "dingtalk"):
+            raise ValueError(
+                f"webhook_secret signs feishu and dingtalk webhooks only, not {fmt!r} "
+                "(set --webhook-format, or drop the secret)"
+            )
+        return value
 
     @field_validator("log_level", mode="before")
     @classmethod

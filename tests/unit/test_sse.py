@@ -93,6 +93,14 @@ def test_snapshot_is_unnamed_and_has_no_id() -> None:
     assert payload.endswith(b"}}\n\n") and payload.count(b"\n") == 2
 
 
+def test_snapshot_names_the_resume_point_when_given() -> None:
+    """Issue 17: ``last_id`` lets a client that has seen no row yet resume exactly."""
+    job = TrainingJob(id="job-001", name="x", last_seq=9)
+    assert b'"last_id"' not in snapshot_event(job)
+    payload = snapshot_event(job, last_id=9)
+    assert payload.endswith(b'},"last_id":9}\n\n') and b"\nid:" not in payload
+
+
 def test_retry_and_heartbeat() -> None:
     assert retry_field(2500) == b"retry: 2500\n\n"
     assert HEARTBEAT.startswith(b":") and HEARTBEAT.endswith(b"\n\n")

@@ -7,27 +7,49 @@ statuses (500, 500, then 200…) and records every body it got.
 from __future__ import annotations
 
 import asyncio
+import base64
+import dataclasses
+import hashlib
+import hmac
 import json
 import threading
 import time
+import urllib.parse
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
 
+from trainvis.cli import build_parser
 from trainvis.config import Settings
 from trainvis.events import EventKind, JobEvent, Severity
-from trainvis.health.webhooks import WebhookNotifier, payload
+from trainvis.health.webhooks import (
+    WECOM_TEXT_BYTES,
+    WebhookNotifier,
+    alert_text,
+    dingtalk_sign,
+    payload,
+    service_error,
+    signed,
+)
 
 
 class Receiver:
-    """An HTTP endpoint on 127.0.0.1 answering ``statuses`` in turn (then 200)."""
+    """An HTTP endpoint on 127.0.0.1 answering ``statuses`` in turn (then 200).
 
-    def __init__(self, statuses: list[int] | None = None) -> None:
+    ``answers``: JSON bodies sent with those answers in turn (then none), as a
+    chat robot answers 200 with an error code in the body.
+    """
+
+    def __init__(
+        self, statuses: list[int] | None = None, answers: list[dict[str, Any]] | None = None
+    ) -> None:
         self.statuses = list(statuses or [])
+        self.answers = list(answers or [])
         self.bodies: list[dict[str, Any]] = []
         self.headers: list[dict[str, str]] = []
+        self.paths: list[str] = []
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -35,10 +57,15 @@ class Receiver:
                 length = int(self.headers.get("Content-Length", "0"))
                 receiver.bodies.append(json.loads(self.rfile.read(length)))
                 receiver.headers.append(dict(self.headers))
+                receiver.paths.append(self.path)
                 status = receiver.statuses.pop(0) if receiver.statuses else 200
+                answer = json.dumps(receiver.answers.pop(0)).encode() if receiver.answers else b""
                 self.send_response(status)
-                self.send_header("Content-Length", "0")
+                self.send_header("Content-Length", str(len(answer)))
+                if answer:
+                    self.send_header("Content-Type", "application/json")
                 self.end_headers()
+                self.wfile.write(answer)
 
             def log_message(self, *args: Any) -> None:
                 return
@@ -215,3 +242,140 @@ def test_serve_flags_map_onto_the_settings() -> None:
         False,
     )
     assert build_parser().parse_args(["serve"]).health is None  # the environment decides
+
+
+# ------------------------------------------------------------ Feishu, DingTalk, WeCom (issue 17)
+#
+# Each receiver checks a request as the service documents it: the body's shape,
+# and the signature recomputed from the shared secret the way the service's own
+# check does it (Feishu: HMAC-SHA256 keyed with "timestamp\nsecret" over an empty
+# message, in the body; DingTalk: HMAC-SHA256 keyed with the secret over
+# "timestamp\nsecret", URL-encoded into the query; both refuse a timestamp more
+# than an hour away).
+
+SECRET = "SEC0123456789abcdef-不要公开"
+
+
+def feishu_accepts(body: dict[str, Any], secret: str) -> bool:
+    """Feishu's signature check of a custom bot request (seconds, key = "ts\\nsecret")."""
+    timestamp = body["timestamp"]
+    if abs(int(timestamp) - time.time()) > 3600:
+        return False
+    key = f"{timestamp}\n{secret}".encode()
+    expected = base64.b64encode(hmac.new(key, b"", hashlib.sha256).digest()).decode()
+    return hmac.compare_digest(expected, body["sign"])
+
+
+def dingtalk_accepts(path: str, secret: str) -> bool:
+    """DingTalk's signature check of a robot request (milliseconds, in the query)."""
+    query = urllib.parse.parse_qs(urllib.parse.urlsplit(path).query, strict_parsing=True)
+    [timestamp], [sign] = query["timestamp"], query["sign"]
+    if abs(int(timestamp) / 1000 - time.time()) > 3600:
+        return False
+    message = f"{timestamp}\n{secret}".encode()
+    digest = hmac.new(secret.encode(), message, hashlib.sha256).digest()
+    return hmac.compare_digest(base64.b64encode(digest).decode(), sign)
+
+
+def test_feishu_payload_is_a_signed_text_message(receiver: Receiver) -> None:
+    """Issue 17: a Feishu/Lark custom bot gets msg_type text, signed when a secret is set."""
+    asyncio.run(deliver(WebhookNotifier(receiver.url, fmt="feishu", secret=SECRET), alert()))
+    [body] = receiver.bodies
+    assert set(body) == {"timestamp", "sign", "msg_type", "content"}
+    assert body["msg_type"] == "text" and body["content"] == {"text": alert_text(alert())}
+    assert isinstance(body["timestamp"], str) and body["timestamp"].isdigit()
+    assert feishu_accepts(body, SECRET)
+    assert not feishu_accepts(body, SECRET + "x")
+    assert receiver.headers[0]["Content-Type"] == "application/json"
+
+
+def test_feishu_without_a_secret_is_unsigned(receiver: Receiver) -> None:
+    asyncio.run(deliver(WebhookNotifier(receiver.url, fmt="feishu"), alert()))
+    assert receiver.bodies == [{"msg_type": "text", "content": {"text": alert_text(alert())}}]
+
+
+def test_dingtalk_payload_is_text_signed_in_the_query() -> None:
+    """Issue 17: a DingTalk robot gets msgtype text; timestamp and sign join its access_token."""
+    with Receiver() as robot:
+        url = robot.url + "?access_token=abc123"
+        asyncio.run(deliver(WebhookNotifier(url, fmt="dingtalk", secret=SECRET), alert()))
+    [body] = robot.bodies
+    assert body == {"msgtype": "text", "text": {"content": alert_text(alert())}}
+    [path] = robot.paths
+    query = urllib.parse.parse_qs(urllib.parse.urlsplit(path).query)
+    assert query["access_token"] == ["abc123"] and len(query["timestamp"][0]) == 13
+    assert dingtalk_accepts(path, SECRET)
+    assert not dingtalk_accepts(path, "SECother")
+
+
+def test_dingtalk_sign_is_url_encoded() -> None:
+    """The base64 ``+``, ``/`` and ``=`` travel percent-encoded (a bare ``+`` reads as a space)."""
+    body = payload(alert(), "dingtalk")
+    for second in range(1_700_000_000, 1_700_000_100):
+        url, same = signed("http://robot/send?access_token=t", body, "dingtalk", SECRET, now=second)
+        sign = urllib.parse.parse_qs(urllib.parse.urlsplit(url).query)["sign"][0]
+        if "+" in sign:
+            break
+    else:
+        pytest.fail("no signature with a '+' in 100 tries")
+    raw = urllib.parse.urlsplit(url).query
+    assert same is body and "%2B" in raw and "+" not in raw
+    assert sign == dingtalk_sign(SECRET, second * 1000)
+
+
+def test_wecom_payload_is_text_cut_to_its_limit(receiver: Receiver) -> None:
+    """Issue 17: a WeCom group robot gets msgtype text (content at most 2,048 UTF-8 bytes)."""
+    asyncio.run(deliver(WebhookNotifier(receiver.url, fmt="wecom"), alert()))
+    assert receiver.bodies == [{"msgtype": "text", "text": {"content": alert_text(alert())}}]
+    long = dataclasses.replace(alert(), message="损失发散 " * 400)  # ~13 bytes a word: too long
+    content = payload(long, "wecom")["text"]["content"]
+    assert len(content.encode()) <= WECOM_TEXT_BYTES and content.endswith("…")
+    assert content.startswith("🚨 trainvis critical: job job-001: 损失发散")
+
+
+def test_a_robot_error_code_in_a_200_answer_is_a_failure() -> None:
+    """A refused signature (DingTalk 310000) is given up at once; a rate limit is retried."""
+    refusal = {"errcode": 310000, "errmsg": "sign not match"}
+    with Receiver(answers=[refusal]) as robot:
+        notifier = WebhookNotifier(robot.url, fmt="dingtalk", secret=SECRET, first_delay=0.01)
+        asyncio.run(deliver(notifier, alert()))
+    assert len(robot.bodies) == 1 and notifier.failed == 1 and notifier.delivered == 0
+
+    busy = {"errcode": 45009, "errmsg": "api freq out of limit"}
+    with Receiver(answers=[busy, {"errcode": 0, "errmsg": "ok"}]) as robot:
+        notifier = WebhookNotifier(robot.url, fmt="wecom", first_delay=0.01)
+        asyncio.run(deliver(notifier, alert()))
+    assert len(robot.bodies) == 2 and notifier.delivered == 1
+
+    feishu = {"code": 19021, "msg": "sign match fail or timestamp is not within one hour"}
+    with Receiver(answers=[feishu]) as robot:
+        notifier = WebhookNotifier(robot.url, fmt="feishu", secret="wrong", first_delay=0.01)
+        asyncio.run(deliver(notifier, alert()))
+    assert notifier.failed == 1
+    assert service_error("feishu", {"StatusCode": 0, "StatusMessage": "success"}) is None
+    assert service_error("slack", {"errcode": 1}) is None  # only the robots answer this way
+
+
+def test_robot_formats_from_the_environment(receiver: Receiver) -> None:
+    """The format and secret variables reach the notifier; a secret needs a signed format."""
+    settings = Settings.from_env(
+        {
+            "TRAINVIS_WEBHOOK_URL": receiver.url,
+            "TRAINVIS_WEBHOOK_FORMAT": "feishu",
+            "TRAINVIS_WEBHOOK_SECRET": SECRET,
+        }
+    )
+    notifier = WebhookNotifier.from_settings(settings)
+    assert notifier is not None and notifier.secret == SECRET
+    asyncio.run(deliver(notifier, alert()))
+    assert feishu_accepts(receiver.bodies[0], SECRET)
+    for fmt in ("dingtalk", "wecom"):
+        assert Settings(webhook_format=fmt).webhook_format == fmt
+    with pytest.raises(ValueError, match="webhook_secret"):
+        Settings.from_env({"TRAINVIS_WEBHOOK_SECRET": SECRET})  # json: nothing would sign
+    with pytest.raises(ValueError, match="webhook_secret"):
+        Settings.from_env({}, webhook_format="wecom", webhook_secret=SECRET)
+    args = build_parser().parse_args(
+        ["serve", "--webhook-format", "dingtalk", "--webhook-secret", SECRET]
+    )
+    assert (args.webhook_format, args.webhook_secret) == ("dingtalk", SECRET)

@@ -22,7 +22,9 @@ router = APIRouter(tags=["realtime"], dependencies=[Depends(require_read)])
 
 _DESCRIPTION = """\
 Server-Sent Events. The first event of every connection is an unnamed message
-`{"type": "snapshot", "job": <job>}` (no `id`). Then `event: metrics` (data: one row
+`{"type": "snapshot", "job": <job>, "last_id": <id>}` (no `id`; `last_id`: the
+stream id after which this connection's rows follow, the resume point of a client
+that has seen no row yet). Then `event: metrics` (data: one row
 as the history returns it, `id`: the row's sequence number), `event: status`
 (`{job_id, status, previous_status, message, timestamp}`), `event: alert` (a health
 finding or a note, exactly as `GET …/events` lists it; no `id`, not replayed on
@@ -93,6 +95,6 @@ async def stream_job(
     subscription.begin(cursor, replay=resume is not None and cursor < job.last_seq)
     return EventStreamResponse(
         subscription,
-        prelude=retry_field(settings.sse_retry_ms) + snapshot_event(job),
+        prelude=retry_field(settings.sse_retry_ms) + snapshot_event(job, last_id=cursor),
         heartbeat=settings.sse_heartbeat,
     )

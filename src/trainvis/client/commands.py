@@ -1,6 +1,7 @@
-"""CLI commands of the SDK: ``trainvis sync`` and ``trainvis gpu-watch``.
+"""CLI commands of the SDK: ``trainvis sync``, ``trainvis gpu-watch``, ``ls`` and ``tail``.
 
-``trainvis.cli`` finds :func:`register` and adds both sub-commands.
+``trainvis.cli`` finds :func:`register` and adds the sub-commands (``ls`` and
+``tail`` live in :mod:`trainvis.client.terminal`).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from trainvis.client.http import ApiClient, ApiError, ServerUnavailable
 from trainvis.client.spool import Client
 from trainvis.client.start import ClientSettings
 from trainvis.client.sync import sync_spool
+from trainvis.client.terminal import register as register_terminal
 
 log = logging.getLogger("trainvis.client")
 TERMINAL = ("completed", "failed", "cancelled")
@@ -39,6 +41,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--count", type=int, default=0, help="stop after this many samples (0: until the job ends)"
     )
     watch.set_defaults(func=_gpu_watch)
+    register_terminal(sub)
 
 
 def _configure_logging() -> None:

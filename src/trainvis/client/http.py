@@ -200,6 +200,34 @@ class ApiClient:
         rows: list[dict[str, Any]] = self._request("GET", f"/training/{job_id}/metrics/history")
         return rows
 
+    def list_jobs(self, **filters: Any) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+        """``GET /training/jobs`` with ``filters`` (``status``, ``tag``, ``q``, ``limit``,
+        ``offset``; None values left out); returns the jobs and the list's ``meta``."""
+        body = self._get_body("/training/jobs", filters)
+        return list(body.get("data") or []), dict(body.get("meta") or {})
+
+    def list_events(self, job_id: str, *, limit: int = 100) -> list[dict[str, Any]]:
+        """``GET /training/{id}/events``: the job's newest ``limit`` events, newest first."""
+        body = self._get_body(f"/training/{job_id}/events", {"limit": limit})
+        return list(body.get("data") or [])
+
+    def _get_body(self, path: str, params: dict[str, Any]) -> dict[str, Any]:
+        """The whole JSON body of a GET (``data`` and ``meta``); errors as in ``_request``."""
+        query = {key: value for key, value in params.items() if value is not None}
+        try:
+            response = self._http.get(path, params=query)
+        except (httpx.TransportError, httpx.DecodingError) as exc:
+            raise ServerUnavailable(f"{type(exc).__name__}: {exc} ({self.url})") from exc
+        if response.status_code >= 400:
+            raise _error_from(response)
+        try:
+            body = response.json()
+        except ValueError as exc:
+            raise ServerUnavailable(f"non-JSON answer from {self.url}{path}") from exc
+        if not isinstance(body, dict):
+            raise ServerUnavailable(f"unexpected answer from {self.url}{path}")
+        return body
+
     def close(self) -> None:
         """Close the connection pool."""
         self._http.close()

@@ -112,12 +112,17 @@ def deleted_event(job_id: str) -> bytes:
     return encode_json_event(orjson.dumps({"job_id": job_id}), event="deleted")
 
 
-def snapshot_event(job: TrainingJob) -> bytes:
+def snapshot_event(job: TrainingJob, *, last_id: int | None = None) -> bytes:
     """The unnamed first message of every connection: ``{"type": "snapshot", "job": ...}``.
 
     It carries no ``id:`` so it never moves the client's ``Last-Event-ID``.
+    ``last_id`` (at connection): the stream id after which this connection's rows
+    follow, so a client that has seen no row yet can still resume exactly (issue 17).
     """
-    return encode_json_event(orjson.dumps({"type": "snapshot", "job": job.to_wire()}))
+    body: dict[str, Any] = {"type": "snapshot", "job": job.to_wire()}
+    if last_id is not None:
+        body["last_id"] = last_id
+    return encode_json_event(orjson.dumps(body))
 
 
 class EventSource(Protocol):

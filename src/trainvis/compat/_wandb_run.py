@@ -272,7 +272,7 @@ class Run:
             tags=list(self.tags),
             **self._init_kwargs,
         )
-        self._run, self._id = run, run.id
+        self._run, self._id, self.name = run, run.id, run.job.get("name", self.name)
         hook_exit()
         current = run.job.get("current_step")
         if self._resume and current is not None:
@@ -335,7 +335,10 @@ class Run:
         self, data: Mapping[str, Any], prefix: str, out: dict[str, float]
     ) -> dict[str, float]:
         for key, value in data.items():
-            full = f"{prefix}{key}"
+            full = f"{prefix}{key}" if prefix or type(key) is not str else key
+            if type(value) is float:  # the common case first
+                out[full] = value
+                continue
             if isinstance(value, Mapping):
                 self._flatten(value, f"{full}.", out)
                 continue

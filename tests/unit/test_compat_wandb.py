@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
+import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -336,3 +338,24 @@ def test_log_before_init_raises_like_wandb() -> None:
     """Issue 17: as W&B, ``wandb.log`` without ``init`` is an error (not a silent loss)."""
     with pytest.raises(RuntimeError, match=r"wandb\.init\(\)"):
         wandb.log({"loss": 1.0})
+
+
+def test_a_script_that_dies_before_its_first_log_leaves_a_failed_job(
+    local: str, tmp_path: Path
+) -> None:
+    """Issue 17: the job is created at exit (config included) and marked failed."""
+    script = tmp_path / "early.py"
+    script.write_text(
+        "import trainvis.compat.wandb as wandb\n"
+        "wandb.init(project='p', name='early', config={'lr': 1})\n"
+        "wandb.config.update({'bs': 2})\n"
+        "raise MemoryError('out of memory while loading the model')\n"
+    )
+    env = {**os.environ, "TRAINVIS_DB": local}
+    done = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert done.returncode == 1 and "MemoryError" in done.stderr
+    stored = job(local, "job-001")
+    assert stored["name"] == "early" and stored["status"] == "failed"
+    assert stored["config"] == {"lr": 1, "bs": 2, "wandb": {"project": "p"}}

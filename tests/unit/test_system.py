@@ -36,6 +36,10 @@ KEYS = {
     "system.net_sent_mib",
     "system.net_recv_mib",
 }
+#: Some containers have no disk counters (psutil gives None): those keys are left out.
+DISK = {"system.disk_read_mib", "system.disk_write_mib"}
+if psutil.disk_io_counters() is None:
+    KEYS -= DISK
 COUNTERS = sorted(key for key in KEYS if key.startswith(("system.disk", "system.net")))
 
 

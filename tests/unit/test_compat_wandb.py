@@ -188,6 +188,18 @@ def test_config_reaches_the_job_with_updates_made_before_the_first_log(local: st
     }
 
 
+def test_a_config_file_path_is_ignored_with_a_warning(
+    local: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Issue 17: W&B reads ``config="config.yaml"``; trainvis says it does not."""
+    with caplog.at_level(logging.WARNING, logger="trainvis.compat"):
+        run = wandb.init(name="yaml", config="config-defaults.yaml")
+        wandb.log({"loss": 1.0})
+        wandb.finish()
+    assert job(local, run.id)["config"] == {}
+    assert "config given as str is ignored" in caplog.text
+
+
 def test_config_changes_after_the_first_log_stay_local_with_one_warning(
     local: str, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -50,7 +50,15 @@ def _plain(data: Any) -> dict[str, Any]:
         import dataclasses
 
         return dataclasses.asdict(data)
-    return dict(vars(data))
+    try:
+        return dict(vars(data))
+    except TypeError:  # e.g. W&B's YAML file path: not read here
+        warn_once(
+            f"config:{type(data).__name__}",
+            "trainvis: a wandb config given as %s is ignored (pass a dict)",
+            type(data).__name__,
+        )
+        return {}
 
 
 class _AttrDict(MutableMapping[str, Any]):

@@ -36,8 +36,9 @@ from typing import Any
 
 from trainvis.compat._common import Ignored, unsupported, warn_once
 from trainvis.compat._common import log as _logger
+from trainvis.compat._wandb_config import Config, Summary, _plain
 from trainvis.compat._wandb_run import OPEN as _open
-from trainvis.compat._wandb_run import Config, Run, Summary, _plain, hook_exit
+from trainvis.compat._wandb_run import Run, hook_exit
 
 __all__ = ["Config", "Run", "Summary", "config", "define_metric", "finish", "init", "log", "run"]
 

@@ -37,6 +37,7 @@ LAYERS: dict[str, int] = {
     "api": 5,
     "importers": 5,
     "integrations": 5,
+    "compat": 5,  # the wandb and SummaryWriter drop-ins: they import client only
     "exporters": 6,
     "demo": 7,
     "server": 7,

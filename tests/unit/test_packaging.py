@@ -70,7 +70,9 @@ sys.meta_path.insert(0, NotInstalled())
 SDK_RUN = """
 import trainvis
 
-run = trainvis.init(name="sdk-only", url=ARGS["url"], spool_dir=ARGS["spool"])
+run = trainvis.init(
+    name="sdk-only", url=ARGS["url"], spool_dir=ARGS["spool"], monitor_system=True  # psutil
+)
 for step in range(1, 51):
     run.log({"train_loss": 1.0 / step}, step=step)
 run.finish()
@@ -83,6 +85,8 @@ from trainvis.cli import build_parser  # every sub-command registers (not serve'
 
 build_parser()
 import trainvis.integrations.common  # noqa: F401  (the callbacks' shared part)
+import trainvis.compat.tensorboard  # noqa: F401  (the drop-ins, issue 17)
+import trainvis.compat.wandb  # noqa: F401
 
 loaded = sorted({name.partition(".")[0] for name in set(sys.modules) - before})
 print(json.dumps({"job": run.id, "attempts": attempts, "loaded": loaded}))

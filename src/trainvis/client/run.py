@@ -93,6 +93,7 @@ class Run:
         self._names: set[str] = set()
         self._warned: set[str] = set()
         self._gpu: Any = None
+        self._system: Any = None
         self._finished = False
         self._lock = threading.Lock()
         self._pid = os.getpid()
@@ -204,7 +205,7 @@ class Run:
             time.sleep(0.01)
 
     def log_system(self, sample: Mapping[str, Any]) -> None:
-        """Queue a system sample (GPU) at the current step, without advancing it."""
+        """Queue a system sample (GPU, system) at the current step, without advancing it."""
         if self._finished:
             return
         row = dict(sample)
@@ -252,6 +253,8 @@ class Run:
             self._finished = True
         if self._gpu is not None:
             self._gpu.stop()
+        if self._system is not None:
+            self._system.stop()
         sender = self._sender
         result = FinishResult(
             sender.close(status, message, timeout), status_pending=sender.status_pending

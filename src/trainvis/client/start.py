@@ -161,6 +161,8 @@ def init(
     resume: bool = False,
     monitor_gpu: bool | None = None,
     gpu_interval: float = 5.0,
+    monitor_system: bool | None = None,
+    system_interval: float = 10.0,
     token: str | None = None,
     db: str | None = None,
     spool_dir: str | os.PathLike[str] | None = None,
@@ -183,6 +185,9 @@ def init(
             this id is continued (created when missing).
         monitor_gpu: sample NVML every ``gpu_interval`` s; default: on when
             NVML and a GPU are present.
+        monitor_system: sample CPU, memory, disk and network I/O (psutil) every
+            ``system_interval`` s into ``system.*`` metrics; default: on
+            whenever GPU monitoring is (``monitor_gpu=True``, or a GPU found).
         token: bearer token for writes (default ``TRAINVIS_TOKEN``).
         spool_dir: where undelivered rows wait (default ``TRAINVIS_SPOOL_DIR``
             or ``~/.trainvis/spool``).
@@ -242,6 +247,8 @@ def init(
         _upload_old_spool(settings, client.target)
     if monitor_gpu is not False:
         _start_gpu(run, gpu_interval, explicit=bool(monitor_gpu))
+    if monitor_system or (monitor_system is None and (monitor_gpu or run._gpu is not None)):
+        _start_system(run, system_interval)
     return run
 
 
@@ -253,3 +260,11 @@ def _start_gpu(run: Run, interval: float, *, explicit: bool) -> None:
         run._gpu = sampler.start()
     elif explicit:
         log.info("trainvis: monitor_gpu=True but no GPU can be read; continuing without")
+
+
+def _start_system(run: Run, interval: float) -> None:
+    from trainvis.client.system import SystemSampler
+
+    sampler = SystemSampler.create(run.log_system, interval=interval)
+    if sampler is not None:
+        run._system = sampler.start()

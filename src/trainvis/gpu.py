@@ -20,7 +20,7 @@ line and no sampler. ``pynvml`` is imported only when a sampler is created.
 Several nodes (issue 17): a sampler given a ``host`` (:func:`host_name`) names
 its series after it instead, so that the nodes of one job do not overwrite each
 other. The scheme, which the GPU chart groups and labels by host
-(:func:`parse_series`)::
+(:func:`trainvis.models.parse_gpu_series` reads it)::
 
     gpu/<host>/utilization        # mean over the host's devices, percent
     gpu/<host>/memory_used        # mean memory used over the host's devices, MiB
@@ -40,7 +40,7 @@ import re
 import socket
 import threading
 from collections.abc import Callable, Mapping
-from typing import Any, NamedTuple
+from typing import Any
 
 log = logging.getLogger("trainvis.gpu")
 MIB = 1024 * 1024
@@ -51,17 +51,6 @@ _reported: set[str] = set()
 #: Overrides ``socket.gethostname()`` in host-qualified series names.
 HOST_ENV = "TRAINVIS_HOST_NAME"
 _HOST_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
-_DEVICE_RE = re.compile(r"^gpu(\d+)\.([A-Za-z0-9_]+)$")
-_HOST_RE = re.compile(r"^gpu/([A-Za-z0-9_.-]{1,64})/(?:(\d+)\.)?([A-Za-z0-9_]+)$")
-
-
-class GpuSeries(NamedTuple):
-    """What a GPU series name says: host (None on a single host), device index
-    (None for the host's mean) and field (``utilization``, ``memory_used``, ...)."""
-
-    host: str | None
-    device: int | None
-    field: str
 
 
 def host_name(environ: Mapping[str, str] | None = None) -> str:
@@ -70,19 +59,6 @@ def host_name(environ: Mapping[str, str] | None = None) -> str:
     env = os.environ if environ is None else environ
     raw = env.get(HOST_ENV, "").strip() or socket.gethostname()
     return _HOST_UNSAFE.sub("-", raw).strip("-")[:64] or "host"
-
-
-def parse_series(name: str) -> GpuSeries | None:
-    """``gpu0.utilization`` → (None, 0, ``utilization``); ``gpu/a/1.power`` → (``a``,
-    1, ``power``); ``gpu/a/utilization`` → (``a``, None, ``utilization``); else None."""
-    device = _DEVICE_RE.match(name)
-    if device:
-        return GpuSeries(None, int(device.group(1)), device.group(2))
-    hosted = _HOST_RE.match(name)
-    if hosted:
-        index = hosted.group(2)
-        return GpuSeries(hosted.group(1), None if index is None else int(index), hosted.group(3))
-    return None
 
 
 def host_series(sample: Sample, host: str) -> Sample:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 
 from trainvis.charts.config import GPU_FIELD_LABELS, LABELS, ChartKind
-from trainvis.gpu import parse_series
+from trainvis.models import parse_gpu_series
 
 # Known metrics first, in this order; the rest follow alphabetically.
 _PREFERRED: dict[ChartKind, tuple[str, ...]] = {
@@ -79,7 +79,7 @@ def _sort_key(kind: ChartKind, name: str) -> tuple[int, str, int, int, str]:
     preferred = _PREFERRED[kind]
     if name in preferred:
         return (0, "", preferred.index(name), 0, "")
-    gpu = parse_series(name)
+    gpu = parse_gpu_series(name)
     if gpu:  # single-host devices, then host by host: its means, then its devices
         index = -1 if gpu.device is None else gpu.device
         return (1, gpu.host or "", index, _GPU_FIELD_ORDER.get(gpu.field, 99), gpu.field)
@@ -91,7 +91,7 @@ def label_for(metric: str) -> str:
     ``node-a GPU 0 Memory (MiB)``, ``node-a GPU Utilization (%)``, or the name)."""
     if metric in LABELS:
         return LABELS[metric]
-    gpu = parse_series(metric)
+    gpu = parse_gpu_series(metric)
     if gpu and gpu.field in GPU_FIELD_LABELS:
         host = f"{gpu.host} " if gpu.host else ""
         device = "GPU" if gpu.device is None else f"GPU {gpu.device}"
@@ -103,7 +103,7 @@ def gpu_hosts(metrics: Iterable[str]) -> dict[str, list[str]]:
     """Host-qualified GPU series by host, in the given order (empty on a single host)."""
     hosts: dict[str, list[str]] = {}
     for metric in metrics:
-        gpu = parse_series(metric)
+        gpu = parse_gpu_series(metric)
         if gpu and gpu.host:
             hosts.setdefault(gpu.host, []).append(metric)
     return hosts
@@ -111,7 +111,7 @@ def gpu_hosts(metrics: Iterable[str]) -> dict[str, list[str]]:
 
 def gpu_axis_for(metric: str) -> str:
     """The GPU chart's y axis of a metric: ``y`` (%), ``y1`` (MiB), ``y2`` (°C), ``y3`` (W)."""
-    gpu = parse_series(metric)
+    gpu = parse_gpu_series(metric)
     if gpu and gpu.field in GPU_FIELD_LABELS:
         return GPU_FIELD_LABELS[gpu.field][1]
     if "mem" in metric:

@@ -162,9 +162,10 @@ def shared_job_id(name: str, ranks: Ranks, environ: Mapping[str, str] | None = N
 
 
 def attach_job(
-    client: Client, job_id: str, *, deadline: float, wait: float
+    client: Client, job_id: str, *, deadline: float, wait: float | None = None
 ) -> dict[str, Any] | None:
-    """The job rank 0 creates, once it exists; None when it does not within ``wait`` s.
+    """The job rank 0 creates, once it exists; None (logged) when it does not
+    within ``wait`` s (default :data:`JOB_WAIT`).
 
     Retries while the job is missing (``job_not_found``) and while the server is
     unreachable (until ``deadline``, monotonic).
@@ -173,6 +174,7 @@ def attach_job(
         ServerUnavailable: the server stayed unreachable until ``deadline``.
         ApiError: any other refusal (401, ...).
     """
+    wait = JOB_WAIT if wait is None else wait
     give_up = max(deadline, time.monotonic() + wait)
     delay = 0.05
     while True:
@@ -185,6 +187,12 @@ def attach_job(
             if exc.code != "job_not_found":
                 raise
             if time.monotonic() + delay > give_up:
+                log.warning(
+                    "trainvis: job %s did not appear within %.0f s (rank 0 starts late?); "
+                    "this rank goes on and creates it from its spool if needed",
+                    job_id,
+                    wait,
+                )
                 return None
         time.sleep(delay)
         delay = min(delay * 2, 1.0)

@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, wait_exponential
 
-from trainvis.client.distributed import JOB_WAIT, Ranks, attach_job, shared_job_id
+from trainvis.client.distributed import Ranks, attach_job, shared_job_id
 from trainvis.client.http import ApiClient, ApiError, ServerUnavailable
 from trainvis.client.run import Run, _remember
 from trainvis.client.sender import Sender
@@ -287,15 +287,8 @@ def _open_shared_job(
     if ranks.primary:
         job, start_step = _open_job(client, spec, resume="id" in spec, deadline=deadline)
     else:
-        found = attach_job(client, spec["id"], deadline=deadline, wait=JOB_WAIT)
+        found = attach_job(client, spec["id"], deadline=deadline)
         if found is None:
-            log.warning(
-                "trainvis: job %s did not appear within %.0f s (rank 0 starts late?); "
-                "rank %d goes on and creates it from its spool if needed",
-                spec["id"],
-                JOB_WAIT,
-                ranks.rank,
-            )
             return _offline_job(spec), 0, True
         job, current = found, found.get("current_step")
         start_step = int(current) + 1 if current is not None else 0

@@ -145,12 +145,13 @@ def run_two_nodes(url: str, tmp_path: Path) -> list[dict[str, Any]]:
     return [json.loads((out / f"rank{rank}.json").read_text()) for rank in range(4)]
 
 
-def test_four_ranks_on_two_nodes_log_into_one_job(tmp_path: Path) -> None:
+@pytest.mark.slow
+def test_four_ranks_on_two_nodes_log_into_one_job(db_url: str, tmp_path: Path) -> None:
     """issue 17: one job, rank 0 owns the status, every rank's rows arrive, and
     each node's GPUs are their own host-qualified series in the GPU chart."""
     needs_torch()
     with (
-        ServerProcess(str(tmp_path / "ddp.db")) as server,
+        ServerProcess(db_url) as server,
         httpx.Client(base_url=server.url + API, timeout=30) as http,
     ):
         reports = run_two_nodes(server.url, tmp_path)

@@ -7,9 +7,11 @@ store; the real ``torchrun`` run is in ``tests/live/test_distributed.py``.
 
 from __future__ import annotations
 
+import json
 import sys
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,8 +19,10 @@ from typing import Any
 import pytest
 
 import trainvis
+from tests.conftest import free_port
 from tests.unit.test_gpu import make_fake_nvml
 from trainvis import gpu
+from trainvis.client import distributed
 from trainvis.client.distributed import Ranks, attach_job, launch_key, shared_job_id
 from trainvis.client.local import LocalClient
 from trainvis.models import JOB_ID_RE
@@ -41,7 +45,7 @@ LAUNCH_VARS = (
 
 @pytest.fixture
 def launcher(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    """Set the variables torchrun gives one worker: ``launcher(rank, local_rank, ...)``."""
+    """Become one torchrun worker: its variables, and a fresh process's count of runs."""
     for name in LAUNCH_VARS:
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setitem(sys.modules, "pynvml", None)
@@ -60,6 +64,7 @@ def launcher(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
         }
         for name, value in env.items():
             monkeypatch.setenv(name, str(value))
+        monkeypatch.setattr(distributed, "_started", Counter())
 
     yield become
 
@@ -142,12 +147,10 @@ def test_a_rank_that_does_not_see_the_job_creates_it_without_touching_the_status
 ) -> None:
     """A rank > 0 whose rank 0 never comes loses no rows; rank 0 arriving late
     takes the job over (an elastic restart would too) instead of failing on 409."""
-    from trainvis.client import distributed
-
     monkeypatch.setattr(distributed, "JOB_WAIT", 0.2)
     db = str(tmp_path / "late.db")
     launcher(3, 1)
-    three = trainvis.init(name="late", db=db, flush_interval=0.02)
+    three = trainvis.init(name="late", db=db, flush_interval=0.02, connect_timeout=0.2)
     three.log({"rank3/loss": 3.0}, step=7)
     assert three.finish() == 0
     client = LocalClient(db)
@@ -160,6 +163,37 @@ def test_a_rank_that_does_not_see_the_job_creates_it_without_touching_the_status
     assert client.get_job(zero.id)["status"] == "completed"
     assert [row["step"] for row in client.history(zero.id)] == [0, 7]
     client.close()
+
+
+def test_a_second_run_of_one_launch_is_a_second_job(launcher: Any, tmp_path: Path) -> None:
+    launcher(0, 0)
+    db = str(tmp_path / "two.db")
+    first = trainvis.init(name="sweep", db=db)
+    first.finish()
+    second = trainvis.init(name="sweep", db=db)
+    second.finish()
+    assert first.id != second.id
+    launcher(1, 1)  # another rank starts the same runs in the same order
+    again = trainvis.init(name="sweep", db=db)
+    again.finish()
+    assert again.id == first.id
+
+
+def test_a_rank_that_cannot_reach_the_server_spools_rows_but_no_status(
+    launcher: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from trainvis.client.spool import spooled_files
+
+    spool = tmp_path / "spool"
+    monkeypatch.setenv("TRAINVIS_SPOOL_DIR", str(spool))
+    launcher(1, 1)
+    url = f"http://127.0.0.1:{free_port()}"  # nothing listens
+    run = trainvis.init(name="away", url=url, connect_timeout=0.3, flush_interval=0.02)
+    run.log({"rank1/loss": 1.0}, step=0)
+    assert run.finish(timeout=0.3) == 1
+    [journal] = spooled_files(spool)
+    kinds = [json.loads(line)["t"] for line in journal.read_text().splitlines()]
+    assert kinds[:2] == ["run", "create"] and "rows" in kinds and "status" not in kinds
 
 
 def test_gpus_are_sampled_once_per_node_and_named_after_the_host(

@@ -8,7 +8,8 @@ tells every worker its place in ``RANK``, ``LOCAL_RANK``, ``WORLD_SIZE``,
   on every rank), otherwise derived from the launch: ``<name>-<hash>`` where the
   hash covers ``TORCHELASTIC_RUN_ID`` (torchrun's ``--rdzv-id``; ``--standalone``
   and single-node runs get a random one) or, under Slurm, ``SLURM_JOB_ID`` and
-  ``SLURM_STEP_ID``, and the run's name;
+  ``SLURM_STEP_ID``, the run's name and how many runs of that name the
+  process started before (a second run in one launch is a second job);
 - rank 0 creates the job (or continues it: an elastic restart keeps the id),
   sets it running and, at ``finish``, sets the final status;
 - the other ranks wait for the job to exist, log their own metrics (rows of one
@@ -24,7 +25,9 @@ import logging
 import os
 import re
 import sys
+import threading
 import time
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -37,6 +40,8 @@ log = logging.getLogger("trainvis.client")
 #: Seconds a rank other than 0 waits for rank 0 to create the job (at least).
 JOB_WAIT = 30.0
 _UNSAFE_ID = re.compile(r"[^A-Za-z0-9._-]+")
+_started: Counter[str] = Counter()  # derived ids handed out per name, this process
+_started_lock = threading.Lock()
 
 
 def _env_int(env: Mapping[str, str], key: str) -> int | None:
@@ -137,8 +142,13 @@ def launch_key(environ: Mapping[str, str] | None = None) -> str | None:
     return None
 
 
-def shared_job_id(name: str, ranks: Ranks, environ: Mapping[str, str] | None = None) -> str | None:
+def shared_job_id(
+    name: str, ranks: Ranks, environ: Mapping[str, str] | None = None, *, occurrence: int = 0
+) -> str | None:
     """The job id every rank derives alike: ``<name>-<12 hex digits>``.
+
+    ``occurrence``: how many runs of this name the process started before
+    (every rank starts its runs in the same order).
 
     Returns None on rank 0 when the launch has no shared key (the server then
     picks an id, as for a single process).
@@ -156,9 +166,17 @@ def shared_job_id(name: str, ranks: Ranks, environ: Mapping[str, str] | None = N
             "pass the same id= on every rank (e.g. from your launcher) or start torchrun "
             "with --rdzv-id (or --standalone)"
         )
-    digest = hashlib.sha256(f"{key}\0{name}".encode()).hexdigest()[:12]
+    digest = hashlib.sha256(f"{key}\0{name}\0{occurrence}".encode()).hexdigest()[:12]
     slug = _UNSAFE_ID.sub("-", name).strip("-._")[:64] or "run"
     return f"{slug}-{digest}"
+
+
+def next_shared_job_id(name: str, ranks: Ranks) -> str | None:
+    """:func:`shared_job_id` for the next run of ``name`` in this process."""
+    with _started_lock:
+        found = shared_job_id(name, ranks, occurrence=_started[name])
+        _started[name] += 1
+    return found
 
 
 def attach_job(

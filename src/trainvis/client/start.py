@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, wait_exponential
 
-from trainvis.client.distributed import Ranks, attach_job, shared_job_id
+from trainvis.client.distributed import Ranks, attach_job, next_shared_job_id
 from trainvis.client.http import ApiClient, ApiError, ServerUnavailable
 from trainvis.client.run import Run, _remember
 from trainvis.client.sender import Sender
@@ -216,7 +216,7 @@ def init(
     fields = {"model_name": model_name, "total_epochs": total_epochs, "total_steps": total_steps}
     spec = _spec(name, id, fields, config, tags)
     if ranks.distributed and not id:
-        shared = shared_job_id(spec["name"], ranks)
+        shared = next_shared_job_id(spec["name"], ranks)
         if shared:
             spec["id"] = shared
     if resume and "id" not in spec:

@@ -16,12 +16,28 @@ in that list, i.e. the ``cuda:N`` the training code uses.
 
 No ``nvidia-ml-py``, no driver or no device is a normal case: one info log
 line and no sampler. ``pynvml`` is imported only when a sampler is created.
+
+Several nodes (issue 17): a sampler given a ``host`` (:func:`host_name`) names
+its series after it instead, so that the nodes of one job do not overwrite each
+other. The scheme, which the GPU chart groups and labels by host
+(:func:`trainvis.models.parse_gpu_series` reads it)::
+
+    gpu/<host>/utilization        # mean over the host's devices, percent
+    gpu/<host>/memory_used        # mean memory used over the host's devices, MiB
+    gpu/<host>/<index>.<field>    # one device: gpu/node-a/0.utilization, ...
+
+``<host>`` is ``TRAINVIS_HOST_NAME`` or ``socket.gethostname()``, with any
+character other than letters, digits, ``_ . -`` replaced by ``-`` (at most 64).
+A single-host run keeps ``gpu_utilization``, ``gpu_memory`` and ``gpus``
+(stored as ``gpu<index>.<field>``).
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import re
+import socket
 import threading
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -31,6 +47,31 @@ MIB = 1024 * 1024
 Sample = dict[str, Any]
 
 _reported: set[str] = set()
+
+#: Overrides ``socket.gethostname()`` in host-qualified series names.
+HOST_ENV = "TRAINVIS_HOST_NAME"
+_HOST_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
+
+
+def host_name(environ: Mapping[str, str] | None = None) -> str:
+    """This node's name in series names: ``TRAINVIS_HOST_NAME`` or the host name,
+    reduced to letters, digits, ``_ . -`` (other runs of characters become ``-``)."""
+    env = os.environ if environ is None else environ
+    raw = env.get(HOST_ENV, "").strip() or socket.gethostname()
+    return _HOST_UNSAFE.sub("-", raw).strip("-")[:64] or "host"
+
+
+def host_series(sample: Sample, host: str) -> Sample:
+    """``sample`` with flat, host-qualified names (``gpu/<host>/...``)."""
+    result: Sample = {}
+    for key, field in (("gpu_utilization", "utilization"), ("gpu_memory", "memory_used")):
+        if sample.get(key) is not None:
+            result[f"gpu/{host}/{field}"] = sample[key]
+    for device in sample.get("gpus", ()):
+        for field, value in device.items():
+            if field != "index" and value is not None:
+                result[f"gpu/{host}/{device['index']}.{field}"] = value
+    return result
 
 
 def _info_once(key: str, message: str, *args: Any) -> None:
@@ -163,6 +204,7 @@ class GpuSampler:
 
     Build it with :meth:`create`, which returns None when there is nothing to
     sample. :meth:`stop` returns at once: the thread sleeps on an ``Event``.
+    With a ``host``, samples carry host-qualified names (:func:`host_series`).
     """
 
     def __init__(
@@ -172,9 +214,11 @@ class GpuSampler:
         nvml: Any,
         handles: list[Any],
         interval: float = 5.0,
+        host: str | None = None,
     ) -> None:
         self.callback = callback
         self.interval = interval
+        self.host = host
         self.handles = handles
         self._nvml = nvml
         self._stop = threading.Event()
@@ -187,6 +231,7 @@ class GpuSampler:
         *,
         interval: float = 5.0,
         environ: Mapping[str, str] | None = None,
+        host: str | None = None,
     ) -> GpuSampler | None:
         """A sampler over the visible GPUs, or None (logged once) without NVML or GPUs."""
         nvml = load_nvml()
@@ -201,7 +246,7 @@ class GpuSampler:
             _info_once("none", "GPU monitoring off: no GPU visible to this process")
             nvml.nvmlShutdown()
             return None
-        return cls(callback, nvml=nvml, handles=handles, interval=interval)
+        return cls(callback, nvml=nvml, handles=handles, interval=interval, host=host)
 
     def start(self) -> GpuSampler:
         """Start sampling (the first sample is taken at once)."""
@@ -210,7 +255,8 @@ class GpuSampler:
 
     def sample(self) -> Sample:
         """Read every device now."""
-        return sample(self._nvml, self.handles)
+        reading = sample(self._nvml, self.handles)
+        return reading if self.host is None else host_series(reading, self.host)
 
     def _loop(self) -> None:
         failed = False

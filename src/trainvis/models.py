@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Annotated, Any, Literal, overload
+from typing import Annotated, Any, Literal, NamedTuple, overload
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
@@ -35,6 +35,37 @@ GENERATED_ID_RE = re.compile(r"^job-(\d+)$")
 ROW_ATTRIBUTES = frozenset({"step", "epoch", "timestamp", "gpus"})
 #: Per-device fields of a ``gpus`` entry, flattened to ``gpu{index}.{field}``.
 GPU_FIELDS = ("utilization", "memory_used", "memory_total", "temperature", "power")
+_GPU_DEVICE_RE = re.compile(r"^gpu(\d+)\.([A-Za-z0-9_]+)$")
+_GPU_HOST_RE = re.compile(r"^gpu/([A-Za-z0-9_.-]{1,64})/(?:(\d+)\.)?([A-Za-z0-9_]+)$")
+
+
+class GpuSeries(NamedTuple):
+    """What a GPU series name says: host (None on a single host), device index
+    (None for the host's mean) and field (``utilization``, ``memory_used``, ...)."""
+
+    host: str | None
+    device: int | None
+    field: str
+
+
+def parse_gpu_series(name: str) -> GpuSeries | None:
+    """Read a per-device or per-host GPU series name; None for any other metric.
+
+    One host: ``gpu0.utilization`` → (None, 0, ``utilization``). A run on several
+    nodes (issue 17, written by :class:`trainvis.gpu.GpuSampler`):
+    ``gpu/node-a/1.power`` → (``node-a``, 1, ``power``) and the host's mean
+    ``gpu/node-a/utilization`` → (``node-a``, None, ``utilization``).
+    """
+    device = _GPU_DEVICE_RE.match(name)
+    if device:
+        return GpuSeries(None, int(device.group(1)), device.group(2))
+    hosted = _GPU_HOST_RE.match(name)
+    if hosted:
+        index = hosted.group(2)
+        return GpuSeries(hosted.group(1), None if index is None else int(index), hosted.group(3))
+    return None
+
+
 #: The seed's known metric fields.
 KNOWN_METRICS = (
     "train_loss",

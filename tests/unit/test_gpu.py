@@ -14,6 +14,7 @@ import pytest
 
 from trainvis import gpu
 from trainvis.client.local import LocalClient
+from trainvis.models import parse_gpu_series
 
 #: Source of a fake ``pynvml`` with two devices. The live tests write it to a
 #: file and put it on a subprocess's PYTHONPATH (``trainvis gpu-watch``).
@@ -264,6 +265,113 @@ def test_monitor_gpu_false_starts_no_sampler(
     run = trainvis.init(name="no-gpu", db=str(tmp_path / "g.db"), monitor_gpu=False)
     run.finish()
     assert run._gpu is None and nvml.calls["init"] == 0
+
+
+# ------------------------------------------------------------------ several nodes (issue 17)
+
+
+def test_host_name_is_the_override_or_the_machine_reduced_to_name_characters(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """issue 17: the host in GPU series names (TRAINVIS_HOST_NAME simulates a node)."""
+    assert gpu.host_name({"TRAINVIS_HOST_NAME": "node a.cluster/1"}) == "node-a.cluster-1"
+    assert gpu.host_name({"TRAINVIS_HOST_NAME": "///"}) == "host"
+    assert gpu.host_name({"TRAINVIS_HOST_NAME": "n" * 200}) == "n" * 64
+    monkeypatch.setattr(gpu.socket, "gethostname", lambda: "gpu-box_7.example.org")
+    assert gpu.host_name({}) == "gpu-box_7.example.org"
+    assert gpu.host_name({"TRAINVIS_HOST_NAME": "  "}) == "gpu-box_7.example.org"
+
+
+def test_two_nodes_of_eight_gpus_give_sixteen_valid_series_per_field(nvml: Any) -> None:
+    """issue 17: host-qualified names, valid metric names, distinct across nodes."""
+    from trainvis.models import METRIC_NAME_RE, parse_metric_rows
+
+    nvml.DEVICES[:] = [
+        {"uuid": f"GPU-{i:04x}", "util": 10 * i, "used": 1024, "total": 8192, "temp": 50,
+         "power_mw": 200000}
+        for i in range(8)
+    ]  # fmt: skip
+    names: set[str] = set()
+    for host in ("node-a", "x" * 64):
+        sampler = gpu.GpuSampler.create(lambda sample: None, host=host)
+        assert sampler is not None
+        reading = sampler.sample()
+        sampler.stop()
+        assert "gpus" not in reading and "gpu_utilization" not in reading
+        assert reading[f"gpu/{host}/utilization"] == 35.0  # the host's mean
+        assert reading[f"gpu/{host}/7.utilization"] == 70.0
+        for name in reading:
+            assert METRIC_NAME_RE.match(name), name
+            parsed = parse_gpu_series(name)
+            assert parsed is not None and parsed.host == host
+        # the server stores them under these names
+        [row] = parse_metric_rows([{"step": 1, **reading}], max_rows=10)
+        assert set(row.values) == set(reading)
+        names.update(reading)
+    for field in ("utilization", "memory_used", "memory_total", "temperature", "power"):
+        assert len([name for name in names if name.endswith(f".{field}")]) == 16
+
+
+def test_parse_series_reads_both_schemes() -> None:
+    assert parse_gpu_series("gpu3.power") == (None, 3, "power")
+    assert parse_gpu_series("gpu/node-a.lan/12.memory_used") == ("node-a.lan", 12, "memory_used")
+    assert parse_gpu_series("gpu/node-a/utilization") == ("node-a", None, "utilization")
+    for other in ("gpu_utilization", "gpu_memory", "gpu/a/b/0.power", "gpux.power", "loss"):
+        assert parse_gpu_series(other) is None
+
+
+def test_gpu_chart_groups_and_labels_host_series_by_host() -> None:
+    """issue 17: the GPU chart orders series host by host and labels them with the host."""
+    import numpy as np
+
+    from trainvis.charts import build_gpu_chart
+    from trainvis.charts.select import gpu_axis_for, label_for, select_metrics
+    from trainvis.health.monitor import GPU_UTILIZATION_RE
+    from trainvis.series import Series
+
+    names = [
+        "gpu/node-b/0.utilization",
+        "gpu/mem-01/1.temperature",
+        "gpu/mem-01/utilization",
+        "train_loss",
+        "gpu/node-b/utilization",
+        "gpu/mem-01/1.utilization",
+        "gpu/mem-01/0.utilization",
+        "gpu/mem-01/memory_used",
+    ]
+    chosen = select_metrics("gpu", names)
+    assert chosen == [
+        "gpu/mem-01/utilization",
+        "gpu/mem-01/memory_used",
+        "gpu/mem-01/0.utilization",
+        "gpu/mem-01/1.utilization",
+        "gpu/mem-01/1.temperature",
+        "gpu/node-b/utilization",
+        "gpu/node-b/0.utilization",
+    ]
+    assert label_for("gpu/node-b/0.utilization") == "node-b GPU 0 Utilization (%)"
+    assert label_for("gpu/mem-01/memory_used") == "mem-01 GPU Memory (MiB)"
+    assert label_for("gpu1.memory_used") == "GPU 1 Memory (MiB)"  # single host: unchanged
+    # the axis comes from the field, not from "mem" in a host name
+    assert gpu_axis_for("gpu/mem-01/0.utilization") == "y"
+    assert gpu_axis_for("gpu/mem-01/1.temperature") == "y2"
+    assert GPU_UTILIZATION_RE.match("gpu/node-b/0.utilization")
+    assert GPU_UTILIZATION_RE.match("gpu/node-b/utilization")
+
+    def series(name: str) -> Series:
+        return Series(name, np.arange(3, dtype=np.int64), np.array([1.0, 2.0, 3.0]))
+
+    config, meta = build_gpu_chart({name: series(name) for name in chosen})
+    assert meta["hosts"] == {
+        "mem-01": chosen[:5],
+        "node-b": chosen[5:],
+    }
+    labels = [dataset["label"] for dataset in config["data"]["datasets"]]
+    assert (
+        labels[0] == "mem-01 GPU Utilization (%)" and labels[-1] == "node-b GPU 0 Utilization (%)"
+    )
+    _config, single = build_gpu_chart({"gpu0.utilization": series("gpu0.utilization")})
+    assert "hosts" not in single
 
 
 @pytest.mark.gpu

@@ -36,7 +36,7 @@ from trainvis.charts.config import (
 )
 from trainvis.charts.datasets import SeriesResult, build_series
 from trainvis.charts.params import ChartParams, ChartQuery, resolve_params
-from trainvis.charts.select import gpu_axis_for
+from trainvis.charts.select import gpu_axis_for, gpu_hosts
 from trainvis.series import Series
 
 ChartPair = tuple[dict[str, Any], dict[str, Any]]
@@ -181,6 +181,9 @@ def _meta(
     }
     if params.x == "relative_time":
         meta["t0"] = origin
+    hosts = gpu_hosts(metrics) if kind == "gpu" else {}
+    if hosts:  # a run on several nodes: its series by host (issue 17)
+        meta["hosts"] = hosts
     return meta
 
 

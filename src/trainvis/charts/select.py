@@ -6,12 +6,11 @@ Pure string logic, shared by the chart builders and the API layer (which asks
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Sequence
 
 from trainvis.charts.config import GPU_FIELD_LABELS, LABELS, ChartKind
+from trainvis.models import parse_gpu_series
 
-_GPU_DEVICE_RE = re.compile(r"^gpu(\d+)\.([A-Za-z0-9_]+)$")
 # Known metrics first, in this order; the rest follow alphabetically.
 _PREFERRED: dict[ChartKind, tuple[str, ...]] = {
     "loss": ("train_loss", "val_loss"),
@@ -64,7 +63,8 @@ def select_metrics(
 
     Returns:
         The chart's default selection otherwise: losses (train, val, then the
-        rest), GPU readings (aggregate, then per device by index and field),
+        rest), GPU readings (aggregate, then per device by index and field;
+        host-qualified ones grouped by host, see :mod:`trainvis.gpu`),
         every other metric for ``metrics`` (custom ones included), and
         learning-rate metrics.
     """
@@ -75,32 +75,45 @@ def select_metrics(
     return sorted(chosen, key=lambda name: _sort_key(kind, name))
 
 
-def _sort_key(kind: ChartKind, name: str) -> tuple[int, int, int, str]:
+def _sort_key(kind: ChartKind, name: str) -> tuple[int, str, int, int, str]:
     preferred = _PREFERRED[kind]
     if name in preferred:
-        return (0, preferred.index(name), 0, "")
-    device = _GPU_DEVICE_RE.match(name)
-    if device:
-        field = device.group(2)
-        return (1, int(device.group(1)), _GPU_FIELD_ORDER.get(field, 99), field)
-    return (2, 0, 0, name)
+        return (0, "", preferred.index(name), 0, "")
+    gpu = parse_gpu_series(name)
+    if gpu:  # single-host devices, then host by host: its means, then its devices
+        index = -1 if gpu.device is None else gpu.device
+        return (1, gpu.host or "", index, _GPU_FIELD_ORDER.get(gpu.field, 99), gpu.field)
+    return (2, "", 0, 0, name)
 
 
 def label_for(metric: str) -> str:
-    """The dataset label of a metric (``Train Loss``, ``GPU 0 Memory (MiB)``, or the name)."""
+    """The dataset label of a metric (``Train Loss``, ``GPU 0 Memory (MiB)``,
+    ``node-a GPU 0 Memory (MiB)``, ``node-a GPU Utilization (%)``, or the name)."""
     if metric in LABELS:
         return LABELS[metric]
-    device = _GPU_DEVICE_RE.match(metric)
-    if device and device.group(2) in GPU_FIELD_LABELS:
-        return f"GPU {device.group(1)} {GPU_FIELD_LABELS[device.group(2)][0]}"
+    gpu = parse_gpu_series(metric)
+    if gpu and gpu.field in GPU_FIELD_LABELS:
+        host = f"{gpu.host} " if gpu.host else ""
+        device = "GPU" if gpu.device is None else f"GPU {gpu.device}"
+        return f"{host}{device} {GPU_FIELD_LABELS[gpu.field][0]}"
     return metric
+
+
+def gpu_hosts(metrics: Iterable[str]) -> dict[str, list[str]]:
+    """Host-qualified GPU series by host, in the given order (empty on a single host)."""
+    hosts: dict[str, list[str]] = {}
+    for metric in metrics:
+        gpu = parse_gpu_series(metric)
+        if gpu and gpu.host:
+            hosts.setdefault(gpu.host, []).append(metric)
+    return hosts
 
 
 def gpu_axis_for(metric: str) -> str:
     """The GPU chart's y axis of a metric: ``y`` (%), ``y1`` (MiB), ``y2`` (°C), ``y3`` (W)."""
-    device = _GPU_DEVICE_RE.match(metric)
-    if device and device.group(2) in GPU_FIELD_LABELS:
-        return GPU_FIELD_LABELS[device.group(2)][1]
+    gpu = parse_gpu_series(metric)
+    if gpu and gpu.field in GPU_FIELD_LABELS:
+        return GPU_FIELD_LABELS[gpu.field][1]
     if "mem" in metric:
         return "y1"
     if "temp" in metric:

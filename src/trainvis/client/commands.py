@@ -40,6 +40,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     watch.add_argument(
         "--count", type=int, default=0, help="stop after this many samples (0: until the job ends)"
     )
+    watch.add_argument(
+        "--per-host",
+        action="store_true",
+        help="name the series after this machine (gpu/<host>/..., host from "
+        "TRAINVIS_HOST_NAME or the host name), for a job on several nodes",
+    )
     watch.set_defaults(func=_gpu_watch)
     register_terminal(sub)
 
@@ -74,9 +80,10 @@ def _client(args: argparse.Namespace) -> Client:
 
 def _gpu_watch(args: argparse.Namespace) -> int:
     _configure_logging()
-    from trainvis.gpu import GpuSampler
+    from trainvis.gpu import GpuSampler, host_name
 
-    sampler = GpuSampler.create(lambda sample: None, interval=args.interval)
+    host = host_name() if args.per_host else None
+    sampler = GpuSampler.create(lambda sample: None, interval=args.interval, host=host)
     if sampler is None:
         print("trainvis gpu-watch: no GPU to sample (see the line above)", file=sys.stderr)
         return 1

@@ -68,6 +68,8 @@ class Run:
         id: the job id on the server (or in the local store).
         job: the job as the server returned it when the run started.
         target: the server root, or the store path in local mode.
+        owns_status: whether :meth:`finish` sets the job's status (False on the
+            ranks other than 0 of a distributed run: they only flush).
     """
 
     def __init__(
@@ -78,8 +80,10 @@ class Run:
         *,
         start_step: int = 0,
         max_queue: int = 100_000,
+        owns_status: bool = True,
     ) -> None:
         self.id: str = job["id"]
+        self.owns_status = owns_status
         self.job = job
         self.target = client.target
         self._client = client
@@ -231,6 +235,9 @@ class Run:
     ) -> FinishResult:
         """Deliver what is left, set the job's final status and stop the threads.
 
+        On a rank other than 0 of a distributed run it only delivers the rows:
+        rank 0 sets the status.
+
         Until ``timeout`` it keeps retrying a server that is away (a restart, an
         outage); it stops early when the job was deleted or the server refuses
         the token (401/403). What is not delivered by then, rows and status,
@@ -256,8 +263,9 @@ class Run:
         if self._system is not None:
             self._system.stop()
         sender = self._sender
+        final = status if self.owns_status else None
         result = FinishResult(
-            sender.close(status, message, timeout), status_pending=sender.status_pending
+            sender.close(final, message, timeout), status_pending=sender.status_pending
         )
         _forget(self)
         if not sender.is_alive():  # a sender stuck in a request still holds the client

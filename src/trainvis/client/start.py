@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, wait_exponential
 
+from trainvis.client.distributed import Ranks, attach_job, next_shared_job_id
 from trainvis.client.http import ApiClient, ApiError, ServerUnavailable
 from trainvis.client.run import Run, _remember
 from trainvis.client.sender import Sender
@@ -122,7 +123,13 @@ def _open_job(
         if job is not None and job.get("current_step") is not None:
             start_step = int(job["current_step"]) + 1
     if job is None:
-        job = _retrying(lambda: client.create_job(spec), deadline)
+        try:
+            job = _retrying(lambda: client.create_job(spec), deadline)
+        except ApiError as exc:
+            if not (resume and exc.code == "job_exists"):
+                raise
+            # created meanwhile (by another rank's spool in a distributed run)
+            job = _retrying(lambda: client.get_job(spec["id"]), deadline)
     if job.get("status") != "running":
         job_id = job["id"]
         job = _retrying(lambda: client.set_status(job_id, "running"), deadline)
@@ -182,12 +189,19 @@ def init(
             Neither set: local mode, writing into the store ``db`` (default
             ``TRAINVIS_DB`` or ``./trainvis.db``, the file ``trainvis serve`` uses).
         id: a job id of your choice; with ``resume=True`` an existing job with
-            this id is continued (created when missing).
+            this id is continued (created when missing). Under ``torchrun``
+            (``WORLD_SIZE`` > 1) every rank logs into one job: this id, or one
+            derived from the launch (:mod:`trainvis.client.distributed`); rank 0
+            creates or continues it and owns its status, the others wait for
+            it and only flush at ``finish``.
         monitor_gpu: sample NVML every ``gpu_interval`` s; default: on when
-            NVML and a GPU are present.
+            NVML and a GPU are present. Distributed: once per node (``LOCAL_RANK``
+            0), series named ``gpu/<host>/...`` when the run spans several nodes.
         monitor_system: sample CPU, memory, disk and network I/O (psutil) every
             ``system_interval`` s into ``system.*`` metrics; default: on
             whenever GPU monitoring is (``monitor_gpu=True``, or a GPU found).
+            Distributed: once per node, and on multi-node runs on rank 0's node only
+            (the ``system.*`` names carry no host).
         token: bearer token for writes (default ``TRAINVIS_TOKEN``).
         spool_dir: where undelivered rows wait (default ``TRAINVIS_SPOOL_DIR``
             or ``~/.trainvis/spool``).
@@ -199,15 +213,21 @@ def init(
             before it goes on offline (the job is created later, from the spool).
 
     Raises:
-        ValueError: ``resume=True`` without ``id``.
+        ValueError: ``resume=True`` without ``id``; a rank other than 0 that
+            cannot tell the shared job id.
         ApiError: the server rejected the job (e.g. 409 ``job_exists`` for a
             taken ``id`` without ``resume``; 401 without a valid token).
     """
-    if resume and not id:
-        raise ValueError("resume=True needs the id of the job to resume")
+    ranks = Ranks.detect()
     settings = ClientSettings.resolve(url=url, token=token, db=db, spool_dir=spool_dir)
     fields = {"model_name": model_name, "total_epochs": total_epochs, "total_steps": total_steps}
     spec = _spec(name, id, fields, config, tags)
+    if ranks.distributed and not id:
+        shared = next_shared_job_id(spec["name"], ranks)
+        if shared:
+            spec["id"] = shared
+    if resume and "id" not in spec:
+        raise ValueError("resume=True needs the id of the job to resume")
     client: Client
     if settings.url:
         client = ApiClient(settings.url, token=settings.token, timeout=timeout)
@@ -216,9 +236,12 @@ def init(
 
         client = LocalClient(settings.db)
     deadline = time.monotonic() + connect_timeout
-    offline = False
+    offline = create_later = False
     try:
-        job, start_step = _open_job(client, spec, resume=resume, deadline=deadline)
+        if ranks.distributed:
+            job, start_step, create_later = _open_shared_job(client, spec, ranks, resume, deadline)
+        else:
+            job, start_step = _open_job(client, spec, resume=resume, deadline=deadline)
     except ServerUnavailable as exc:
         if not settings.url:
             raise
@@ -237,25 +260,60 @@ def init(
     sender = Sender(
         client, job["id"], journal=journal, batch_size=batch_size, flush_interval=flush_interval
     )
-    if offline:
+    if offline or create_later:
         sender.add("create", {"spec": {**spec, "id": job["id"]}})
-        sender.add("status", {"status": "running", "message": None})
+        if ranks.primary:
+            sender.add("status", {"status": "running", "message": None})
     sender.start()
-    run = Run(client, job, sender, start_step=start_step, max_queue=max_queue)
+    run = Run(
+        client, job, sender, start_step=start_step, max_queue=max_queue, owns_status=ranks.primary
+    )
     _remember(run)
-    if settings.url and not offline:
+    if settings.url and not offline and ranks.node_primary:
         _upload_old_spool(settings, client.target)
-    if monitor_gpu is not False:
-        _start_gpu(run, gpu_interval, explicit=bool(monitor_gpu))
-    if monitor_system or (monitor_system is None and (monitor_gpu or run._gpu is not None)):
+    if monitor_gpu is not False and ranks.node_primary:
+        _start_gpu(run, gpu_interval, explicit=bool(monitor_gpu), multi_node=ranks.multi_node)
+    wants_system = monitor_system or (
+        monitor_system is None and (monitor_gpu or run._gpu is not None)
+    )
+    if wants_system and ranks.node_primary and (ranks.primary or not ranks.multi_node):
         _start_system(run, system_interval)
     return run
 
 
-def _start_gpu(run: Run, interval: float, *, explicit: bool) -> None:
-    from trainvis.gpu import GpuSampler
+def _open_shared_job(
+    client: Client,
+    spec: dict[str, Any],
+    ranks: Ranks,
+    resume: bool,
+    deadline: float,
+) -> tuple[dict[str, Any], int, bool]:
+    """The job of a distributed run, its first step and whether it is still to create.
 
-    sampler = GpuSampler.create(run.log_system, interval=interval)
+    Rank 0 creates or continues it; the others wait for it, and one that does
+    not appear is created from their spool (ranks > 0 never set the status).
+
+    The step counter continues the job's only with ``resume=True`` or after an
+    elastic restart (a job a slow rank 0 found already written starts at 0).
+    """
+    if ranks.primary:
+        job, start_step = _open_job(client, spec, resume="id" in spec, deadline=deadline)
+    else:
+        found = attach_job(client, spec["id"], deadline=deadline)
+        if found is None:
+            return _offline_job(spec), 0, True
+        job, current = found, found.get("current_step")
+        start_step = int(current) + 1 if current is not None else 0
+    if not (resume or ranks.restarts):
+        start_step = 0
+    return job, start_step, False
+
+
+def _start_gpu(run: Run, interval: float, *, explicit: bool, multi_node: bool = False) -> None:
+    from trainvis.gpu import GpuSampler, host_name
+
+    host = host_name() if multi_node else None
+    sampler = GpuSampler.create(run.log_system, interval=interval, host=host)
     if sampler is not None:
         run._gpu = sampler.start()
     elif explicit:

@@ -48,7 +48,9 @@ from trainvis.store.common import MergedRow, merge_batch
 log = logging.getLogger("trainvis.health")
 
 #: Utilization metrics the GPU-idle detector watches.
-GPU_UTILIZATION_RE = re.compile(r"^(gpu_utilization|gpu\d+\.utilization)$")
+GPU_UTILIZATION_RE = re.compile(
+    r"^(gpu_utilization|gpu\d+\.utilization|gpu/[A-Za-z0-9_.-]+/(\d+\.)?utilization)$"
+)
 #: Jobs whose detector state is kept (least recently written evicted first).
 MAX_JOBS = 10_000
 #: Training metrics watched per job (a job may have thousands of custom metrics).

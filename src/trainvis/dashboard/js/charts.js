@@ -11,7 +11,7 @@ const ENDPOINT = {
   metrics: "metrics/chart",
   learning_rate: "learning-rate",
 };
-const SECONDARY_GPU = /^gpu\d+\.(memory_total|temperature|power)$/;
+const SECONDARY_GPU = /^gpu(\d+|\/[^/]+\/\d+)\.(memory_total|temperature|power)$/;
 const REFETCH_FACTOR = 3; // re-request a chart once live points triple its budget
 
 /** Whether a job event is drawn on a chart of `kind` (notes without a metric go everywhere). */

@@ -187,6 +187,18 @@ class MetricStore(Protocol):
         """Rows whose current sequence number is greater than ``seq``, by seq."""
         ...
 
+    def series_since(
+        self, job_id: str, seq: int, metrics: Sequence[str], *, limit: int = 1000
+    ) -> tuple[int, dict[str, Series]]:
+        """The points of ``metrics`` in the rows :meth:`rows_since` would return, as arrays.
+
+        Returns the sequence number of the last row read (``seq`` when there
+        is none) and, for each metric with a point in those rows, a
+        :class:`Series` ordered by step with ``epochs`` (NaN where absent) and
+        Unix ``timestamps``: raw values, no wire encoding.
+        """
+        ...
+
     def last_seq(self, job_id: str) -> int:
         """The job's newest sequence number (0 before its first row)."""
         ...

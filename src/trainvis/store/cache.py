@@ -5,7 +5,8 @@ reading a million rows from the database takes most of a second. The cache
 keeps each recently charted ``(job, metric)`` as numpy arrays and, on every
 read, asks the store for the job's ``last_seq``: when rows were written since
 (by this process, another replica or the SDK's local mode — the number lives in
-the database), only those rows are fetched (``rows_since``) and merged in.
+the database), only those rows' points are fetched (``series_since``, raw
+arrays) and merged in.
 Re-posted steps get a new sequence number, so replacements are merged too.
 
 It holds at most ``max_points`` values over all series and evicts the least
@@ -14,21 +15,18 @@ recently used job beyond that.
 
 from __future__ import annotations
 
-import math
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
 from trainvis.errors import JobNotFound
-from trainvis.models import NONFINITE_STRINGS
 from trainvis.series import Series
-from trainvis.store.base import MetricStore, Row
+from trainvis.store.base import MetricStore
 
 #: Beyond this many new rows a job's series are re-read instead of merged.
 CATCH_UP_LIMIT = 50_000
@@ -132,18 +130,17 @@ class SeriesCache:
             entry.series.clear()
             entry.seq = seq
             return
-        rows: list[tuple[int, Row]] = []
+        pages: dict[str, list[Series]] = {}
         cursor = entry.seq
         while cursor < seq:
-            page = self.store.rows_since(job_id, cursor, limit=PAGE)
-            if not page:
+            last, page = self.store.series_since(job_id, cursor, list(entry.series), limit=PAGE)
+            if last <= cursor:
                 break
-            rows.extend(page)
-            cursor = page[-1][0]
-        for name, arrays in list(entry.series.items()):
-            update = _column(rows, name)
-            if update is not None:
-                entry.series[name] = _merge(arrays, update)
+            for name, series in page.items():
+                pages.setdefault(name, []).append(series)
+            cursor = last
+        for name, parts in pages.items():
+            entry.series[name] = _merge(entry.series[name], _joined(parts))
         entry.seq = max(seq, cursor)
 
     def _evict(self) -> None:
@@ -172,28 +169,22 @@ def _slice(name: str, arrays: _Arrays, start: int | None, end: int | None) -> Se
     )
 
 
-def _decode(value: Any) -> float:
-    if isinstance(value, str):
-        return NONFINITE_STRINGS.get(value, math.nan)
-    return float(value)
+def _joined(parts: list[Series]) -> _Arrays:
+    """Pages of one metric as one update ordered by step (a later page's step wins)."""
+    arrays = [_from_series(part) for part in parts]
+    if len(arrays) == 1:
+        return arrays[0]
+    steps = np.concatenate([part.steps for part in arrays])
+    order = np.argsort(steps, kind="stable")
 
+    def column(get: Any) -> Any:
+        return np.concatenate([get(part) for part in arrays])[order]
 
-def _seconds(stamp: str | None) -> float:
-    if not stamp:
-        return math.nan
-    return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
-
-
-def _column(rows: list[tuple[int, Row]], name: str) -> _Arrays | None:
-    picked = [row for _, row in rows if name in row]
-    if not picked:
-        return None
-    picked.sort(key=lambda row: int(row["step"]))
     return _Arrays(
-        np.array([row["step"] for row in picked], dtype=np.int64),
-        np.array([_decode(row[name]) for row in picked], dtype=np.float64),
-        np.array([row.get("epoch", math.nan) for row in picked], dtype=np.float64),
-        np.array([_seconds(row.get("timestamp")) for row in picked], dtype=np.float64),
+        steps[order],
+        column(lambda part: part.values),
+        column(lambda part: part.epochs),
+        column(lambda part: part.timestamps),
     )
 
 

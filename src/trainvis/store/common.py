@@ -1,5 +1,5 @@
 """Backend-independent pieces of the store: batch merging, status rules,
-per-metric statistics and the job summary.
+per-metric statistics, the job summary and the wire shape of a stored row.
 
 Both backends keep, for every (job, metric), a small statistics record updated
 in the same transaction as the points. The job detail (``point_count``,
@@ -20,6 +20,7 @@ from trainvis.models import (
     TrainingJob,
     best_direction,
     encode_value,
+    format_timestamp,
     row_to_wire,
 )
 from trainvis.store.cache import CATCH_UP_LIMIT
@@ -224,3 +225,39 @@ def eta_from_rate(job: TrainingJob, recent: Sequence[tuple[int, float]]) -> floa
     rate = (step_new - step_old) / (ts_new - ts_old)
     remaining = max(0, job.total_steps - job.current_step)
     return round(remaining / rate, 1)
+
+
+Head = tuple[int, float | int | None, str]
+"""A row's ``(step, epoch as on the wire, ISO timestamp)``."""
+
+
+def heads(steps: Sequence[tuple[int, float | None, float]]) -> list[Head]:
+    """Row heads from ``(step, epoch or None, Unix timestamp)`` rows; timestamps
+    are formatted once per distinct value (a batch shares one)."""
+    memo: dict[float, str] = {}
+    out: list[Head] = []
+    for step, epoch, ts in steps:
+        stamp = memo.get(ts)
+        if stamp is None:
+            stamp = memo[ts] = format_timestamp(ts) or ""
+        out.append(
+            (step, None if epoch is None else int(epoch) if epoch.is_integer() else epoch, stamp)
+        )
+    return out
+
+
+def head_rows(steps: Sequence[Head]) -> list[dict[str, Any]]:
+    """Wire rows (no metric yet) from row heads."""
+    return [
+        {"step": step, "timestamp": stamp}
+        if epoch is None
+        else {"step": step, "epoch": epoch, "timestamp": stamp}
+        for step, epoch, stamp in steps
+    ]
+
+
+def wire_value(value: float | None) -> float | str:
+    """A stored value for the wire: non-finite ones as strings; NULL is SQLite's NaN."""
+    if value is None:
+        return "NaN"
+    return value if value - value == 0 else encode_value(value)

@@ -17,6 +17,8 @@ import numpy.typing as npt
 import psycopg
 from psycopg.rows import TupleRow
 
+from trainvis.store.dialect import POSTGRES
+
 Conn = psycopg.Connection[TupleRow]
 
 #: Signature, flags (0) and header-extension length (0).
@@ -66,11 +68,12 @@ def fetch_columns(
     a 4-byte length and 8 bytes per element), parsed by one
     ``numpy.frombuffer``. ``kinds`` has one letter per column, ``q`` (bigint)
     or ``d`` (double precision); no value may be NULL (coalesce in ``sql``).
+    ``sql`` may use ``%s`` or the dialect's ``?`` placeholders.
     """
     names = [f"c{index}" for index in range(len(kinds))]
     aggregates = ", ".join(f"array_send(array_agg({name}))" for name in names)
     query = f"SELECT {aggregates} FROM ({sql}) AS t({', '.join(names)})"
-    row = conn.execute(query.encode(), params, binary=True).fetchone()
+    row = conn.execute(POSTGRES.sql(query), params, binary=True).fetchone()
     return [_array(row[index] if row else None, kind) for index, kind in enumerate(kinds)]
 
 

@@ -13,38 +13,14 @@ from typing import Any, NamedTuple
 import numpy as np
 import numpy.typing as npt
 
-from trainvis.errors import JobNotFound
-from trainvis.models import encode_value, format_timestamp
 from trainvis.store.base import Row
+from trainvis.store.common import head_rows, heads, wire_value
+from trainvis.store.dialect import POSTGRES
 from trainvis.store.postgres_copy import Conn, fetch_columns
+from trainvis.store.sql import PointColumns, metric_map, step_filter
+from trainvis.store.sql_jobs import job_pk
 
 CHUNK_STEPS = 5000
-BIGINT_MAX = 2**63 - 1
-
-
-def bounds(start_step: int | None, end_step: int | None) -> tuple[int, int]:
-    """Inclusive step bounds with open ends filled in."""
-    return (start_step if start_step is not None else 0), (
-        end_step if end_step is not None else BIGINT_MAX
-    )
-
-
-def job_pk(conn: Conn, job_id: str, *, lock: bool = False) -> int:
-    """The job's primary key (row-locked for the transaction with ``lock``)."""
-    suffix = " FOR UPDATE" if lock else ""
-    row = conn.execute("SELECT pk FROM jobs WHERE id = %s" + suffix, (job_id,)).fetchone()
-    if row is None:
-        raise JobNotFound(job_id)
-    return int(row[0])
-
-
-def metric_map(conn: Conn, pk: int, metrics: Sequence[str] | None) -> dict[str, int]:
-    """``name -> metric id`` by name, or in the order of ``metrics`` (unknown names dropped)."""
-    rows = conn.execute("SELECT name, id FROM metrics WHERE job_pk = %s ORDER BY name", (pk,))
-    known = {str(name): int(metric_id) for name, metric_id in rows}
-    if metrics is None:
-        return known
-    return {name: known[name] for name in metrics if name in known}
 
 
 class Chunk(NamedTuple):
@@ -70,46 +46,11 @@ def read_chunk(conn: Conn, pk: int, condition: str, params: Sequence[Any]) -> Ch
     return Chunk(steps, epochs, stamps)
 
 
-def step_filter(steps: Sequence[int]) -> tuple[str, list[Any]]:
-    """A condition on ``step`` that selects at least the sorted ``steps``.
-
-    A dense set becomes a range (an index range scan the planner always gets
-    right; callers drop the extra steps), a sparse one ``= ANY(array)``.
-    """
-    lo, hi = steps[0], steps[-1]
-    if hi - lo < 4 * len(steps) + 64:
-        return "step BETWEEN %s AND %s", [lo, hi]
-    return "step = ANY(%s::bigint[])", [list(steps)]
-
-
-def _stamps(timestamps: npt.NDArray[np.float64]) -> list[str]:
-    """Timestamps formatted once per distinct value (a batch shares one)."""
-    memo: dict[float, str] = {}
-    out: list[str] = []
-    for ts in timestamps.tolist():
-        text = memo.get(ts)
-        if text is None:
-            text = memo[ts] = format_timestamp(ts) or ""
-        out.append(text)
-    return out
-
-
 def _base_rows(chunk: Chunk) -> list[Row]:
-    rows: list[Row] = []
-    for step, epoch, stamp in zip(
-        chunk.steps.tolist(), chunk.epochs.tolist(), _stamps(chunk.timestamps), strict=True
-    ):
-        if epoch != epoch:  # NaN: the row has no epoch
-            rows.append({"step": step, "timestamp": stamp})
-        else:
-            rows.append(
-                {
-                    "step": step,
-                    "epoch": int(epoch) if epoch.is_integer() else epoch,
-                    "timestamp": stamp,
-                }
-            )
-    return rows
+    epochs = [None if epoch != epoch else epoch for epoch in chunk.epochs.tolist()]  # NaN: none
+    return head_rows(
+        heads(list(zip(chunk.steps.tolist(), epochs, chunk.timestamps.tolist(), strict=True)))
+    )
 
 
 def _column(
@@ -117,9 +58,9 @@ def _column(
 ) -> tuple[npt.NDArray[np.intp], list[float]]:
     """One metric's values at ``steps``: ``(positions in steps, values)``."""
     if exact:
-        condition, params = step_filter(steps.tolist())
+        condition, params = step_filter(POSTGRES, steps.tolist())
     else:
-        condition, params = "step BETWEEN %s AND %s", [int(steps[0]), int(steps[-1])]
+        condition, params = "step BETWEEN ? AND ?", [int(steps[0]), int(steps[-1])]
     found, values = fetch_columns(
         conn,
         f"SELECT step, value FROM points WHERE metric_id = %s AND {condition}",
@@ -153,7 +94,7 @@ def assemble(
     for name, metric_id in ids.items():
         positions, values = _column(conn, metric_id, chunk.steps, exact=exact)
         for index, value in zip(positions.tolist(), values, strict=True):
-            rows[index][name] = value if value - value == 0 else encode_value(value)
+            rows[index][name] = wire_value(value)
         if present is not None:
             present[positions] = True
     if present is None:
@@ -168,8 +109,8 @@ def rows_for_steps(
     wanted = sorted(set(steps))
     if not wanted:
         return []
-    ids = metric_map(conn, pk, metrics)
-    chunk = read_chunk(conn, pk, *step_filter(wanted))
+    ids = metric_map(POSTGRES, conn, pk, metrics)
+    chunk = read_chunk(conn, pk, *step_filter(POSTGRES, wanted))
     keep = np.isin(chunk.steps, np.asarray(wanted, dtype=np.int64))
     if not keep.all():
         chunk = Chunk(chunk.steps[keep], chunk.epochs[keep], chunk.timestamps[keep])
@@ -197,8 +138,8 @@ def iter_chunks(
     first, then skipped here.
     """
     with conn_factory() as conn:  # the job, its metrics and the start: once per stream
-        pk = job_pk(conn, job_id)
-        ids = metric_map(conn, pk, metrics)
+        pk = job_pk(POSTGRES, conn, job_id)
+        ids = metric_map(POSTGRES, conn, pk, metrics)
         top = _max_step(conn, pk)
         if metrics is not None and not ids:
             return
@@ -231,6 +172,24 @@ def iter_chunks(
             lo = upper + 1
             if len(chunk.steps) < CHUNK_STEPS // 2:
                 window *= 2
+
+
+def point_columns(
+    conn: Conn, metric_id: int, condition: str, params: Sequence[Any]
+) -> PointColumns:
+    """One metric's points matching ``condition`` as arrays, by step."""
+    # Unordered (heap order) and sorted here: the planner, with stale
+    # statistics, would otherwise pick a bitmap scan and a disk sort.
+    steps, values = fetch_columns(
+        conn,
+        f"SELECT step, value FROM points WHERE metric_id = %s AND {condition}",
+        [metric_id, *params],
+        "qd",
+    )
+    if len(steps) > 1 and not (steps[1:] > steps[:-1]).all():
+        order = steps.argsort(kind="stable")
+        steps, values = steps[order], values[order]
+    return steps, values
 
 
 def _max_step(conn: Conn, pk: int) -> int | None:

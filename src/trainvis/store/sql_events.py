@@ -1,52 +1,56 @@
-"""Job events on SQLite: functions on an open connection, inside the caller's transaction.
+"""Job events on both SQL stores: functions on an open connection, inside the caller's
+transaction.
 
-SQLite has no NaN (it stores NULL), so a NaN value is kept as NULL plus
-``value_nan = 1``; infinities are stored as such.
+SQLite has no NaN (it stores NULL), so there a NaN value is kept as NULL plus
+``value_nan = 1``; PostgreSQL keeps the NaN itself. The dialect's
+``event_value_*`` columns hide the difference.
 """
 
 from __future__ import annotations
 
 import math
-import sqlite3
 import time
 from collections.abc import Sequence
 from typing import Any
 
 from trainvis.events import EventKind, EventOrder, JobEvent, NewEvent, Severity
+from trainvis.store.dialect import Connection, Dialect
 
-EVENT_COLUMNS = "id, kind, metric, step, value, value_nan, message, severity, ts"
 _ORDER = {"newest": "id DESC", "step": "step ASC, id ASC"}
 
 
+def _columns(d: Dialect) -> str:
+    return f"id, kind, metric, step, {d.event_value_select}, message, severity, ts"
+
+
 def insert_event(
-    conn: sqlite3.Connection, pk: int, job_id: str, event: NewEvent
+    d: Dialect, conn: Connection, pk: int, job_id: str, event: NewEvent
 ) -> JobEvent | None:
     """Insert ``event`` for job ``pk``; None when its ``dedupe`` key is taken."""
     ts = event.timestamp if event.timestamp is not None else time.time()
-    value = event.value
-    is_nan = value is not None and math.isnan(value)
-    cursor = conn.execute(
-        "INSERT INTO events (job_pk, kind, metric, step, value, value_nan, message, severity, "
-        "ts, dedupe) VALUES (?,?,?,?,?,?,?,?,?,?) ON CONFLICT DO NOTHING",
+    value = d.event_value(event.value)
+    marks = ", ".join("?" * len(value))
+    inserted = d.run(
+        conn,
+        f"INSERT INTO events (job_pk, kind, metric, step, {d.event_value_insert}, message, "
+        f"severity, ts, dedupe) VALUES (?, ?, ?, ?, {marks}, ?, ?, ?, ?) "
+        "ON CONFLICT DO NOTHING RETURNING id",
         (
             pk,
             event.kind.value,
             event.metric,
             event.step,
-            None if is_nan else value,
-            int(is_nan),
+            *value,
             event.message,
             event.severity.value,
             ts,
             event.dedupe,
         ),
-    )
-    if cursor.rowcount == 0:
+    ).fetchone()
+    if inserted is None:
         return None
-    event_id = cursor.lastrowid
-    assert event_id is not None
     return JobEvent(
-        id=event_id,
+        id=int(inserted[0]),
         job_id=job_id,
         kind=event.kind,
         step=event.step,
@@ -54,12 +58,13 @@ def insert_event(
         severity=event.severity,
         timestamp=ts,
         metric=event.metric,
-        value=value,
+        value=event.value,
     )
 
 
 def select_events(
-    conn: sqlite3.Connection,
+    d: Dialect,
+    conn: Connection,
     pk: int,
     job_id: str,
     *,
@@ -82,35 +87,44 @@ def select_events(
         where.append("step <= ?")
         params.append(end_step)
     clause = " AND ".join(where)
-    total = int(conn.execute(f"SELECT count(*) FROM events WHERE {clause}", params).fetchone()[0])
-    rows = conn.execute(
-        f"SELECT {EVENT_COLUMNS} FROM events WHERE {clause} "
+    total = int(d.scalar(conn, f"SELECT count(*) FROM events WHERE {clause}", params))
+    rows = d.run(
+        conn,
+        f"SELECT {_columns(d)} FROM events WHERE {clause} "
         f"ORDER BY {_ORDER[order]} LIMIT ? OFFSET ?",
         [*params, limit, offset],
     ).fetchall()
     return [event_from_row(row, job_id) for row in rows], total
 
 
-def select_event(conn: sqlite3.Connection, pk: int, job_id: str, event_id: int) -> JobEvent | None:
+def select_event(
+    d: Dialect, conn: Connection, pk: int, job_id: str, event_id: int
+) -> JobEvent | None:
     """One event of the job by id (None if it has no such event)."""
-    row = conn.execute(
-        f"SELECT {EVENT_COLUMNS} FROM events WHERE job_pk = ? AND id = ?", (pk, event_id)
+    row = d.run(
+        conn, f"SELECT {_columns(d)} FROM events WHERE job_pk = ? AND id = ?", (pk, event_id)
     ).fetchone()
     return None if row is None else event_from_row(row, job_id)
 
 
-def severity_counts(conn: sqlite3.Connection, pk: int) -> dict[str, int]:
-    """``{"info": n, "warning": n, "critical": n}`` over the job's events."""
-    counts = {severity.value: 0 for severity in Severity}
-    for severity, number in conn.execute(
-        "SELECT severity, count(*) FROM events WHERE job_pk = ? GROUP BY severity", (pk,)
-    ):
-        counts[severity] = int(number)
+def severity_counts(d: Dialect, conn: Connection, pks: Sequence[int]) -> dict[int, dict[str, int]]:
+    """Per job pk: ``{"info": n, "warning": n, "critical": n}`` over its events."""
+    counts = {pk: {severity.value: 0 for severity in Severity} for pk in pks}
+    for chunk in d.chunks(pks):
+        condition, params = d.in_list("job_pk", chunk, "bigint")
+        cursor = d.run(
+            conn,
+            f"SELECT job_pk, severity, count(*) FROM events WHERE {condition} "
+            "GROUP BY job_pk, severity",
+            params,
+        )
+        for pk, severity, number in cursor:
+            counts[int(pk)][severity] = int(number)
     return counts
 
 
 def event_from_row(row: Sequence[Any], job_id: str) -> JobEvent:
-    """A :class:`JobEvent` from an ``EVENT_COLUMNS`` row."""
+    """A :class:`JobEvent` from a row of the event columns (value, then its NaN flag)."""
     value = math.nan if row[5] else row[4]
     return JobEvent(
         id=int(row[0]),

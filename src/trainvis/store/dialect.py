@@ -1,0 +1,127 @@
+"""What differs between the SQL of SQLite and of PostgreSQL, and nothing else.
+
+The shared store logic (:mod:`trainvis.store.sql` and the ``sql_*`` modules)
+writes every statement once, with ``?`` placeholders, and runs it through a
+:class:`Dialect`: :data:`SQLITE` passes the text through, :data:`POSTGRES`
+turns ``?`` into ``%s`` (psycopg's placeholder) and hands psycopg bytes.
+Everything else a dialect knows is a small piece of SQL or a value conversion:
+row locks, ``IN`` lists, the tag filter, JSON columns, and how an event's NaN
+is kept.
+
+This module imports no driver: the SDK's local mode loads it without psycopg.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import orjson
+
+Connection = Any
+"""An open ``sqlite3.Connection`` or ``psycopg.Connection`` (both have ``execute``)."""
+
+
+class Dialect:
+    """The SQLite flavour; :class:`PostgresDialect` overrides what PostgreSQL spells otherwise."""
+
+    name = "sqlite"
+    #: Suffix of a ``SELECT`` that row-locks for the transaction (SQLite's
+    #: ``BEGIN IMMEDIATE`` already holds the database's write lock).
+    for_update = ""
+    #: Suffix of a ``SELECT`` that keeps the row from being deleted meanwhile.
+    for_key_share = ""
+    #: The most values one :meth:`in_list` takes (SQLite's bound-parameter limit).
+    in_chunk = 500
+    #: ``list_jobs``'s tag filter: jobs whose JSON ``tags`` array holds ``?``.
+    tag_filter = "EXISTS (SELECT 1 FROM json_each(jobs.tags) WHERE value = ?)"
+    #: Placeholders of the ``config`` (JSON object) and ``tags`` (JSON array) columns.
+    config_param = "?"
+    tags_param = "?"
+    #: Columns of an event's value: ``value`` and a NaN flag (SQLite stores NaN as NULL).
+    event_value_insert = "value, value_nan"
+    event_value_select = "value, value_nan"
+
+    def sql(self, text: str) -> Any:
+        """``text`` (``?`` placeholders) as this driver's query."""
+        return text
+
+    def run(self, conn: Connection, text: str, params: Sequence[Any] = ()) -> Any:
+        """Execute ``text`` on ``conn``; returns the cursor."""
+        return conn.execute(self.sql(text), params)
+
+    def scalar(self, conn: Connection, text: str, params: Sequence[Any] = ()) -> Any:
+        """The first column of the first row of ``text`` (an aggregate's: it always has one)."""
+        row = self.run(conn, text, params).fetchone()
+        return None if row is None else row[0]
+
+    def in_list(self, column: str, values: Sequence[Any], kind: str) -> tuple[str, list[Any]]:
+        """``column`` is one of ``values`` (at most :attr:`in_chunk` of them); ``kind``
+        is the SQL type of an element (``bigint``, ``text``)."""
+        return f"{column} IN ({','.join('?' * len(values))})", list(values)
+
+    def load_json(self, value: Any) -> Any:
+        """A JSON column as read (SQLite returns text)."""
+        return orjson.loads(value)
+
+    def event_value(self, value: float | None) -> list[Any]:
+        """Parameters of :attr:`event_value_insert` for an event's value."""
+        is_nan = value is not None and math.isnan(value)
+        return [None if is_nan else value, int(is_nan)]
+
+    def insert_metrics(self, pk: int, names: Sequence[str]) -> tuple[str, list[Any]]:
+        """An ``INSERT`` of the job's metrics ``names`` returning ``(id, name)`` rows
+        (at most ``in_chunk`` names)."""
+        params: list[Any] = []
+        for name in names:
+            params += [pk, name]
+        values = ", ".join(["(?, ?)"] * len(names))
+        return f"INSERT INTO metrics (job_pk, name) VALUES {values} RETURNING id, name", params
+
+    def chunks(self, values: Sequence[Any]) -> Iterator[Sequence[Any]]:
+        """``values`` in slices that fit one :meth:`in_list`."""
+        for start in range(0, len(values), self.in_chunk):
+            yield values[start : start + self.in_chunk]
+
+
+class PostgresDialect(Dialect):
+    """PostgreSQL through psycopg 3."""
+
+    name = "postgresql"
+    for_update = " FOR UPDATE"
+    for_key_share = " FOR KEY SHARE"
+    in_chunk = 1 << 30  # an array parameter: one value, any length
+    tag_filter = "tags @> jsonb_build_array(?::text)"
+    config_param = "?::json"
+    tags_param = "?::jsonb"
+    event_value_insert = "value"
+    event_value_select = "value, FALSE"  # double precision keeps NaN itself
+
+    def sql(self, text: str) -> Any:
+        return _pg_sql(text)
+
+    def in_list(self, column: str, values: Sequence[Any], kind: str) -> tuple[str, list[Any]]:
+        return f"{column} = ANY(?::{kind}[])", [list(values)]
+
+    def insert_metrics(self, pk: int, names: Sequence[str]) -> tuple[str, list[Any]]:
+        return (
+            "INSERT INTO metrics (job_pk, name) SELECT ?, unnest(?::text[]) RETURNING id, name",
+            [pk, list(names)],
+        )
+
+    def load_json(self, value: Any) -> Any:
+        return value  # psycopg decodes json/jsonb (with orjson, see ``postgres.py``)
+
+    def event_value(self, value: float | None) -> list[Any]:
+        return [value]
+
+
+@functools.lru_cache(maxsize=512)
+def _pg_sql(text: str) -> bytes:
+    return text.replace("?", "%s").encode()
+
+
+SQLITE = Dialect()
+POSTGRES = PostgresDialect()

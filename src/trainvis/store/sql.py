@@ -1,0 +1,447 @@
+"""The :class:`~trainvis.store.base.MetricStore` methods both SQL backends share.
+
+:class:`SQLStore` implements the store API once on top of what a backend
+provides: connections (``_read``/``_write``), its :class:`Dialect`, and the
+few hooks whose SQL or speed tricks really differ (the write of points and
+steps, chunked row reads, the arrays behind a series). ``SQLiteStore`` and
+``PostgresStore`` subclass it.
+"""
+
+from __future__ import annotations
+
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from trainvis.errors import JobNotFound
+from trainvis.events import EventKind, EventOrder, JobEvent, NewEvent
+from trainvis.models import JobCreate, JobStatus, MetricRow, StatusChange, TrainingJob, WriteResult
+from trainvis.series import Series
+from trainvis.store.base import JobFilter, Row
+from trainvis.store.common import MergedRow, check_transition, merge_batch, status_timestamps
+from trainvis.store.dialect import Connection, Dialect
+from trainvis.store.sql_events import insert_event, select_event, select_events
+from trainvis.store.sql_jobs import (
+    JOB_COLUMNS,
+    delete_rows,
+    fetch_job,
+    filter_sql,
+    hydrate,
+    insert_job,
+    job_from_row,
+    job_pk,
+)
+
+BIGINT_MAX = 2**63 - 1
+
+StepColumns = tuple[npt.NDArray[np.int64], npt.NDArray[np.float64], npt.NDArray[np.float64]]
+"""Rows' ``(steps, epochs, timestamps)`` ascending by step; epochs are NaN where absent."""
+PointColumns = tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]
+"""One metric's ``(steps, values)`` ascending by step."""
+
+
+class SQLStore(ABC):
+    """The store API on an SQL database; subclasses supply connections and hooks."""
+
+    dialect: Dialect
+
+    # ------------------------------------------------------------------ backend hooks
+
+    @abstractmethod
+    def _read(self) -> AbstractContextManager[Connection]:
+        """A connection for reads."""
+
+    @abstractmethod
+    def _write(self) -> AbstractContextManager[Connection]:
+        """A connection in a write transaction, committed when the block succeeds."""
+
+    @abstractmethod
+    def _write_batch(
+        self,
+        conn: Connection,
+        pk: int,
+        job: Sequence[Any],
+        merged: list[MergedRow],
+        now: float,
+        rows: Sequence[MetricRow],
+        max_metrics: int | None,
+    ) -> Callable[[], list[tuple[int, Row]]]:
+        """Store ``merged`` for the locked job ``pk`` (``job`` is ``(last_seq, max_step,
+        max_epoch, first_ts)``); returns a factory of the ``(seq, row)`` pairs as stored."""
+
+    @abstractmethod
+    def _row_chunks(
+        self,
+        job_id: str,
+        metrics: Sequence[str] | None,
+        lo: int,
+        hi: int,
+        offset: int,
+    ) -> Iterator[list[Row]]:
+        """Rows in ``[lo, hi]`` by step, in chunks, the first ``offset`` skipped."""
+
+    @abstractmethod
+    def _rows_for_steps(
+        self, conn: Connection, pk: int, steps: Sequence[int], metrics: Sequence[str] | None
+    ) -> list[Row]:
+        """Wire rows at exactly ``steps`` (missing ones skipped), ordered by step."""
+
+    @abstractmethod
+    def _seqs_after(self, conn: Connection, pk: int, seq: int, limit: int) -> list[tuple[int, int]]:
+        """``(step, seq)`` of up to ``limit`` rows with a seq above ``seq``, by seq."""
+
+    @abstractmethod
+    def _step_columns(
+        self, conn: Connection, pk: int, condition: str, params: Sequence[Any]
+    ) -> StepColumns:
+        """The job's rows whose ``step`` matches ``condition`` (``?`` placeholders)."""
+
+    @abstractmethod
+    def _point_columns(
+        self, conn: Connection, metric_id: int, condition: str, params: Sequence[Any]
+    ) -> PointColumns:
+        """One metric's points whose ``step`` matches ``condition``; NaN kept."""
+
+    # ------------------------------------------------------------------ jobs
+
+    def create_job(self, spec: JobCreate) -> TrainingJob:
+        now = time.time()
+        with self._write() as conn:
+            job_id = insert_job(self.dialect, conn, spec, now)
+        return self.get_job(job_id)
+
+    def get_job(self, job_id: str) -> TrainingJob:
+        with self._read() as conn:
+            return hydrate(self.dialect, conn, [fetch_job(self.dialect, conn, job_id)])[0]
+
+    def list_jobs(
+        self, *, filters: JobFilter | None = None, limit: int = 50, offset: int = 0
+    ) -> tuple[list[TrainingJob], int]:
+        d = self.dialect
+        clause, params = filter_sql(d, filters or JobFilter())
+        with self._read() as conn:
+            total = int(d.scalar(conn, f"SELECT count(*) FROM jobs WHERE {clause}", params))
+            rows = d.run(
+                conn,
+                f"SELECT {JOB_COLUMNS} FROM jobs WHERE {clause} "
+                "ORDER BY created_at DESC, id DESC LIMIT ? OFFSET ?",
+                [*params, limit, offset],
+            ).fetchall()
+            return hydrate(d, conn, rows), total
+
+    def delete_job(self, job_id: str) -> None:
+        with self._write() as conn:
+            delete_rows(self.dialect, conn, job_id)
+
+    def set_status(
+        self, job_id: str, status: JobStatus, *, message: str | None = None
+    ) -> tuple[TrainingJob, StatusChange | None]:
+        now = time.time()
+        change: StatusChange | None = None
+        with self._write() as conn:
+            row = fetch_job(self.dialect, conn, job_id, lock=True)
+            job = job_from_row(self.dialect, row)
+            if job.status is not status:
+                check_transition(job.status, status)
+                started, finished = status_timestamps(job, status, now)
+                self.dialect.run(
+                    conn,
+                    "UPDATE jobs SET status = ?, message = ?, started_at = ?, finished_at = ?, "
+                    "updated_at = ? WHERE pk = ?",
+                    (status.value, message, started, finished, now, row[0]),
+                )
+                change = StatusChange(job_id, status, job.status, message, now)
+        return self.get_job(job_id), change
+
+    # ------------------------------------------------------------------ writes
+
+    def write_metrics(
+        self, job_id: str, rows: Sequence[MetricRow], *, max_metrics: int | None = None
+    ) -> WriteResult:
+        d = self.dialect
+        now = time.time()
+        merged = merge_batch(rows, now)
+        change: StatusChange | None = None
+        with self._write() as conn:
+            job = d.run(
+                conn,
+                "SELECT pk, last_seq, max_step, max_epoch, first_ts, status FROM jobs "
+                "WHERE id = ?" + d.for_update,
+                (job_id,),
+            ).fetchone()
+            if job is None:
+                raise JobNotFound(job_id)
+            stored = self._write_batch(conn, int(job[0]), job[1:5], merged, now, rows, max_metrics)
+            if job[5] == JobStatus.PENDING.value:  # the first rows start the job
+                d.run(
+                    conn,
+                    "UPDATE jobs SET status = ?, started_at = coalesce(started_at, ?) WHERE pk = ?",
+                    (JobStatus.RUNNING.value, now, job[0]),
+                )
+                change = StatusChange(job_id, JobStatus.RUNNING, JobStatus.PENDING, None, now)
+        return WriteResult(
+            job_id=job_id,
+            accepted=len(rows),
+            points=sum(len(row.values) for row in merged),
+            last_step=max(row.step for row in rows),
+            rows_factory=stored,
+            last_seq=int(job[1]) + len(merged),
+            status_change=change,
+        )
+
+    # ------------------------------------------------------------------ events
+
+    def add_event(self, job_id: str, event: NewEvent) -> JobEvent | None:
+        # The job row is key-share locked (PostgreSQL), so a concurrent
+        # ``delete_job`` (which locks it for update) cannot leave the event behind.
+        d = self.dialect
+        with self._write() as conn:
+            return insert_event(
+                d, conn, job_pk(d, conn, job_id, lock=d.for_key_share), job_id, event
+            )
+
+    def list_events(
+        self,
+        job_id: str,
+        *,
+        kind: EventKind | None = None,
+        order: EventOrder = "newest",
+        start_step: int | None = None,
+        end_step: int | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> tuple[list[JobEvent], int]:
+        d = self.dialect
+        with self._read() as conn:
+            return select_events(
+                d,
+                conn,
+                job_pk(d, conn, job_id),
+                job_id,
+                kind=kind,
+                order=order,
+                start_step=start_step,
+                end_step=end_step,
+                limit=limit,
+                offset=offset,
+            )
+
+    def get_event(self, job_id: str, event_id: int) -> JobEvent | None:
+        d = self.dialect
+        with self._read() as conn:
+            return select_event(d, conn, job_pk(d, conn, job_id), job_id, event_id)
+
+    # ------------------------------------------------------------------ reads
+
+    def count_rows(
+        self,
+        job_id: str,
+        *,
+        metrics: Sequence[str] | None = None,
+        start_step: int | None = None,
+        end_step: int | None = None,
+    ) -> int:
+        d = self.dialect
+        lo, hi = bounds(start_step, end_step)
+        with self._read() as conn:
+            pk = job_pk(d, conn, job_id)
+            if metrics is None:
+                sql = "SELECT count(*) FROM steps WHERE job_pk = ? AND step BETWEEN ? AND ?"
+                return int(d.scalar(conn, sql, (pk, lo, hi)))
+            ids = list(metric_map(d, conn, pk, metrics).values())
+            if not ids:
+                return 0
+            condition, params = d.in_list("metric_id", ids, "bigint")
+            sql = (
+                f"SELECT count(DISTINCT step) FROM points WHERE {condition} "
+                "AND step BETWEEN ? AND ?"
+            )
+            return int(d.scalar(conn, sql, (*params, lo, hi)))
+
+    def iter_rows(
+        self,
+        job_id: str,
+        *,
+        metrics: Sequence[str] | None = None,
+        start_step: int | None = None,
+        end_step: int | None = None,
+        limit: int | None = None,
+        offset: int = 0,
+    ) -> Iterator[Row]:
+        for chunk in self.iter_row_chunks(
+            job_id,
+            metrics=metrics,
+            start_step=start_step,
+            end_step=end_step,
+            limit=limit,
+            offset=offset,
+        ):
+            yield from chunk
+
+    def iter_row_chunks(
+        self,
+        job_id: str,
+        *,
+        metrics: Sequence[str] | None = None,
+        start_step: int | None = None,
+        end_step: int | None = None,
+        limit: int | None = None,
+        offset: int = 0,
+    ) -> Iterator[list[Row]]:
+        lo, hi = bounds(start_step, end_step)
+        return _limited(self._row_chunks(job_id, metrics, lo, hi, offset), limit)
+
+    def rows_at_steps(
+        self, job_id: str, steps: Sequence[int], *, metrics: Sequence[str] | None = None
+    ) -> list[Row]:
+        with self._read() as conn:
+            return self._rows_for_steps(conn, job_pk(self.dialect, conn, job_id), steps, metrics)
+
+    def read_series(
+        self,
+        job_id: str,
+        metrics: Sequence[str],
+        *,
+        start_step: int | None = None,
+        end_step: int | None = None,
+        with_time: bool = False,
+    ) -> dict[str, Series]:
+        lo, hi = bounds(start_step, end_step)
+        with self._read() as conn:
+            pk = job_pk(self.dialect, conn, job_id)
+            return self._series(conn, pk, metrics, with_time, "step BETWEEN ? AND ?", [lo, hi])
+
+    def rows_since(self, job_id: str, seq: int, *, limit: int = 1000) -> list[tuple[int, Row]]:
+        with self._read() as conn:
+            pk = job_pk(self.dialect, conn, job_id)
+            found = self._seqs_after(conn, pk, seq, limit)
+            if not found:
+                return []
+            by_step = {
+                row["step"]: row
+                for row in self._rows_for_steps(conn, pk, [step for step, _ in found], None)
+            }
+            return [(number, by_step[step]) for step, number in found if step in by_step]
+
+    def series_since(
+        self, job_id: str, seq: int, metrics: Sequence[str], *, limit: int = 1000
+    ) -> tuple[int, dict[str, Series]]:
+        with self._read() as conn:
+            pk = job_pk(self.dialect, conn, job_id)
+            found = self._seqs_after(conn, pk, seq, limit)
+            if not found:
+                return seq, {}
+            wanted = np.unique(np.fromiter((step for step, _ in found), np.int64, len(found)))
+            condition, params = step_filter(self.dialect, wanted.tolist())
+            series = self._series(conn, pk, metrics, True, condition, params, wanted)
+            return found[-1][1], series
+
+    def last_seq(self, job_id: str) -> int:
+        with self._read() as conn:
+            row = self.dialect.run(conn, "SELECT last_seq FROM jobs WHERE id = ?", (job_id,))
+            found = row.fetchone()
+            if found is None:
+                raise JobNotFound(job_id)
+            return int(found[0])
+
+    def status_counts(self) -> dict[str, int]:
+        counts = {status.value: 0 for status in JobStatus}
+        with self._read() as conn:
+            cursor = self.dialect.run(conn, "SELECT status, count(*) FROM jobs GROUP BY status")
+            for status, number in cursor:
+                counts[status] = int(number)
+        return counts
+
+    def total_points(self) -> int:
+        with self._read() as conn:
+            return int(self.dialect.scalar(conn, "SELECT coalesce(sum(count), 0) FROM metrics"))
+
+    # ------------------------------------------------------------------ series assembly
+
+    def _series(
+        self,
+        conn: Connection,
+        pk: int,
+        metrics: Sequence[str],
+        with_time: bool,
+        condition: str,
+        params: Sequence[Any],
+        wanted: npt.NDArray[np.int64] | None = None,
+    ) -> dict[str, Series]:
+        """Series of ``metrics`` with the points whose step matches ``condition``
+        (and is one of ``wanted`` when given); ``with_time`` adds epochs and timestamps."""
+        result: dict[str, Series] = {}
+        ids = metric_map(self.dialect, conn, pk, metrics)
+        times: StepColumns | None = None
+        if with_time and ids:
+            times = self._step_columns(conn, pk, condition, params)
+        for name, metric_id in ids.items():
+            steps, values = self._point_columns(conn, metric_id, condition, params)
+            if wanted is not None and len(steps):
+                keep = np.isin(steps, wanted)
+                steps, values = steps[keep], values[keep]
+            if not len(steps):
+                continue
+            epochs = timestamps = None
+            if times is not None:
+                at = times[0].searchsorted(steps)
+                epochs, timestamps = times[1][at], times[2][at]
+            result[name] = Series(name, steps, values, epochs, timestamps)
+        return result
+
+
+# ---------------------------------------------------------------------- helpers
+
+
+def bounds(start_step: int | None, end_step: int | None) -> tuple[int, int]:
+    """Inclusive step bounds with open ends filled in."""
+    return (start_step if start_step is not None else 0), (
+        end_step if end_step is not None else BIGINT_MAX
+    )
+
+
+def metric_map(
+    d: Dialect, conn: Connection, pk: int, metrics: Sequence[str] | None
+) -> dict[str, int]:
+    """``name -> metric id`` by name, or in the order of ``metrics`` (unknown names dropped)."""
+    rows = d.run(conn, "SELECT name, id FROM metrics WHERE job_pk = ? ORDER BY name", (pk,))
+    known = {str(name): int(metric_id) for name, metric_id in rows}
+    if metrics is None:
+        return known
+    return {name: known[name] for name in metrics if name in known}
+
+
+def step_filter(d: Dialect, steps: Sequence[int]) -> tuple[str, list[Any]]:
+    """A condition on ``step`` that selects at least the sorted ``steps``.
+
+    A dense set (or one too long for one ``IN`` list) becomes a range, an
+    index range scan the planner always gets right (callers drop the extra
+    steps); a sparse one a list.
+    """
+    lo, hi = steps[0], steps[-1]
+    if hi - lo < 4 * len(steps) + 64 or len(steps) > d.in_chunk:
+        return "step BETWEEN ? AND ?", [lo, hi]
+    return d.in_list("step", steps, "bigint")
+
+
+def _limited(chunks: Iterator[list[Row]], limit: int | None) -> Iterator[list[Row]]:
+    """``chunks`` cut after ``limit`` rows in all; the source is closed at the end."""
+    remaining = limit if limit is not None else BIGINT_MAX
+    try:
+        for rows in chunks:
+            if len(rows) > remaining:
+                rows = rows[:remaining]
+            remaining -= len(rows)
+            if rows:
+                yield rows
+            if remaining <= 0:
+                return
+    finally:
+        close = getattr(chunks, "close", None)
+        if close is not None:
+            close()

@@ -1,0 +1,244 @@
+"""Job rows of both SQL stores: id allocation, filters, hydration, statistics rows.
+
+Functions take a :class:`~trainvis.store.dialect.Dialect` and an open
+connection and run inside the caller's transaction.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import orjson
+
+from trainvis.errors import JobExists, JobNotFound
+from trainvis.models import GENERATED_ID_RE, JobCreate, JobStatus, TrainingJob
+from trainvis.store.base import JobFilter
+from trainvis.store.common import RECREATED_SEQ_GAP, MetricStats, build_summary, eta_from_rate
+from trainvis.store.dialect import Connection, Dialect
+from trainvis.store.sql_events import severity_counts
+
+JOB_COLUMNS = (
+    "pk, id, name, model_name, status, message, total_epochs, total_steps, config, tags, "
+    "created_at, updated_at, started_at, finished_at, last_seq, max_step, max_epoch, "
+    "first_ts, row_count"
+)
+STAT_COLUMNS = (
+    "id, name, count, last_step, last_value, min_value, min_step, max_value, max_step, nonfinite"
+)
+
+
+def insert_job(d: Dialect, conn: Connection, spec: JobCreate, now: float) -> str:
+    """Allocate the id and insert the job; returns the id.
+
+    The counter row is locked first in every creating transaction, so
+    creators (replicas of the API on PostgreSQL, processes sharing an SQLite
+    file) serialize on it: no id is handed out twice and the ``used_ids``
+    insert cannot deadlock against another creator.
+
+    A deleted job's id may be taken again: the new job's sequence numbers
+    start ``RECREATED_SEQ_GAP`` above the deleted job's last one.
+
+    Raises:
+        JobExists: ``spec.id`` is the id of an existing job.
+    """
+    start_seq: int | None = None  # set when the id is a deleted job's
+    counter = int(d.scalar(conn, "SELECT value FROM counters WHERE name = 'job_id'" + d.for_update))
+    if spec.id is not None:
+        job_id = spec.id
+        match = GENERATED_ID_RE.match(job_id)
+        if match and int(match.group(1)) > counter:
+            _set_counter(d, conn, int(match.group(1)))
+        if not _claim_id(d, conn, job_id):
+            start_seq = _recreated_seq(d, conn, job_id)
+    else:
+        while True:
+            counter += 1
+            job_id = f"job-{counter:03d}"
+            if _claim_id(d, conn, job_id):
+                break
+        _set_counter(d, conn, counter)
+    d.run(
+        conn,
+        "INSERT INTO jobs (id, name, model_name, status, total_epochs, total_steps, "
+        "config, tags, created_at, updated_at) "
+        f"VALUES (?, ?, ?, ?, ?, ?, {d.config_param}, {d.tags_param}, ?, ?)",
+        (
+            job_id,
+            spec.name,
+            spec.model_name,
+            JobStatus.PENDING.value,
+            spec.total_epochs,
+            spec.total_steps,
+            orjson.dumps(spec.config).decode(),
+            orjson.dumps(spec.tags).decode(),
+            now,
+            now,
+        ),
+    )
+    if start_seq is not None:
+        d.run(conn, "UPDATE jobs SET last_seq = ? WHERE id = ?", (start_seq, job_id))
+    return job_id
+
+
+def _recreated_seq(d: Dialect, conn: Connection, job_id: str) -> int:
+    """The first ``last_seq`` of a job taking a used id again (issue 13).
+
+    Raises:
+        JobExists: a job with that id exists.
+    """
+    if d.run(conn, "SELECT 1 FROM jobs WHERE id = ?", (job_id,)).fetchone():
+        raise JobExists(job_id)
+    deleted = d.scalar(conn, "SELECT last_seq FROM deleted_ids WHERE id = ?", (job_id,))
+    return (int(deleted) if deleted is not None else 0) + RECREATED_SEQ_GAP
+
+
+def _set_counter(d: Dialect, conn: Connection, value: int) -> None:
+    d.run(conn, "UPDATE counters SET value = ? WHERE name = 'job_id'", (value,))
+
+
+def _claim_id(d: Dialect, conn: Connection, job_id: str) -> bool:
+    """Record ``job_id`` as used; False when it was (generated ids never reuse one)."""
+    row = d.run(
+        conn, "INSERT INTO used_ids VALUES (?) ON CONFLICT DO NOTHING RETURNING id", (job_id,)
+    ).fetchone()
+    return row is not None
+
+
+def fetch_job(d: Dialect, conn: Connection, job_id: str, *, lock: bool = False) -> Any:
+    """The job's ``JOB_COLUMNS`` row (row-locked for the transaction with ``lock``).
+
+    Raises:
+        JobNotFound: unknown job.
+    """
+    suffix = d.for_update if lock else ""
+    row = d.run(conn, f"SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?{suffix}", (job_id,)).fetchone()
+    if row is None:
+        raise JobNotFound(job_id)
+    return row
+
+
+def job_pk(d: Dialect, conn: Connection, job_id: str, *, lock: str = "") -> int:
+    """The job's primary key; ``lock`` is a row-lock suffix (``d.for_update``…).
+
+    Raises:
+        JobNotFound: unknown job.
+    """
+    row = d.run(conn, "SELECT pk FROM jobs WHERE id = ?" + lock, (job_id,)).fetchone()
+    if row is None:
+        raise JobNotFound(job_id)
+    return int(row[0])
+
+
+def filter_sql(d: Dialect, filters: JobFilter) -> tuple[str, list[Any]]:
+    """The ``WHERE`` clause and parameters of ``list_jobs`` filters (AND-ed)."""
+    where, params = ["1 = 1"], list[Any]()
+    if filters.status is not None:
+        where.append("status = ?")
+        params.append(filters.status.value)
+    if filters.tag is not None:
+        where.append(d.tag_filter)
+        params.append(filters.tag)
+    if filters.q:
+        pattern = "%" + _escape_like(filters.q.lower()) + "%"
+        where.append(
+            "(lower(name) LIKE ? ESCAPE '\\' OR lower(coalesce(model_name, '')) LIKE ? ESCAPE '\\')"
+        )
+        params += [pattern, pattern]
+    return " AND ".join(where), params
+
+
+def _escape_like(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def hydrate(d: Dialect, conn: Connection, rows: Sequence[Sequence[Any]]) -> list[TrainingJob]:
+    """Jobs from ``JOB_COLUMNS`` rows with metric names, point counts, summary, alert
+    counts and ETA."""
+    jobs = [job_from_row(d, row) for row in rows]
+    pks = [int(row[0]) for row in rows]
+    stats: dict[int, dict[str, MetricStats]] = {pk: {} for pk in pks}
+    for chunk in d.chunks(pks):
+        condition, params = d.in_list("job_pk", chunk, "bigint")
+        cursor = d.run(
+            conn,
+            f"SELECT job_pk, {STAT_COLUMNS} FROM metrics WHERE {condition} AND count > 0",
+            params,
+        )
+        for row in cursor:
+            stats[int(row[0])][row[2]] = stats_from_row(row[1:])
+    alerts = severity_counts(d, conn, pks)
+    for pk, job in zip(pks, jobs, strict=True):
+        job.alerts = alerts[pk]
+        job.metric_names = sorted(stats[pk])
+        job.point_count = sum(item.count for item in stats[pk].values())
+        job.summary = build_summary(stats[pk])
+        if job.status is JobStatus.RUNNING and job.total_steps:
+            recent = d.run(
+                conn,
+                "SELECT step, ts FROM steps WHERE job_pk = ? ORDER BY step DESC LIMIT 50",
+                (pk,),
+            ).fetchall()
+            job.eta_seconds = eta_from_rate(job, [(int(s), float(t)) for s, t in recent])
+    return jobs
+
+
+def job_from_row(d: Dialect, row: Sequence[Any]) -> TrainingJob:
+    """A :class:`TrainingJob` (without derived fields) from a ``JOB_COLUMNS`` row."""
+    return TrainingJob(
+        id=row[1],
+        name=row[2],
+        model_name=row[3],
+        status=JobStatus(row[4]),
+        message=row[5],
+        total_epochs=row[6],
+        total_steps=row[7],
+        config=d.load_json(row[8]),
+        tags=d.load_json(row[9]),
+        created_at=row[10],
+        updated_at=row[11],
+        started_at=row[12],
+        finished_at=row[13],
+        last_seq=row[14],
+        current_step=row[15],
+        current_epoch=row[16],
+        first_timestamp=row[17],
+        row_count=row[18],
+    )
+
+
+def stats_from_row(row: Sequence[Any]) -> MetricStats:
+    """A :class:`MetricStats` from a ``STAT_COLUMNS`` row (SQLite's NULL is a NaN)."""
+    last_step, last_value = row[3], row[4]
+    return MetricStats(
+        count=int(row[2]),
+        last_step=last_step,
+        last_value=(math.nan if last_value is None else last_value)
+        if last_step is not None
+        else None,
+        min_value=row[5],
+        min_step=row[6],
+        max_value=row[7],
+        max_step=row[8],
+        nonfinite=int(row[9]),
+    )
+
+
+def delete_rows(d: Dialect, conn: Connection, job_id: str) -> None:
+    """Delete the job with every row, point and event of it, keeping its last seq."""
+    pk = job_pk(d, conn, job_id, lock=d.for_update)
+    d.run(
+        conn,
+        "INSERT INTO deleted_ids SELECT id, last_seq FROM jobs WHERE pk = ? "
+        "ON CONFLICT (id) DO UPDATE SET last_seq = excluded.last_seq",
+        (pk,),
+    )
+    d.run(
+        conn,
+        "DELETE FROM points WHERE metric_id IN (SELECT id FROM metrics WHERE job_pk = ?)",
+        (pk,),
+    )
+    for table in ("steps", "metrics", "events"):
+        d.run(conn, f"DELETE FROM {table} WHERE job_pk = ?", (pk,))
+    d.run(conn, "DELETE FROM jobs WHERE pk = ?", (pk,))

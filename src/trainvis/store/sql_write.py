@@ -1,0 +1,119 @@
+"""The parts of a metrics write both SQL stores share.
+
+A backend's write path (``sqlite_write.py``, ``postgres_write.py``) differs in
+how it moves points and steps into the database (``executemany`` upserts
+against binary ``COPY``); what surrounds that is here: the job's metrics and
+their statistics read and created under the job's lock, points grouped by
+metric, the job's progress columns, and the rare rescan of a replaced extreme.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+from trainvis.models import MetricRow
+from trainvis.store.common import MergedRow, MetricStats, check_metric_budget
+from trainvis.store.dialect import Connection, Dialect
+from trainvis.store.sql_jobs import STAT_COLUMNS, stats_from_row
+
+FINITE_MAX = 1.7976931348623157e308
+
+PerMetric = dict[str, tuple[list[int], list[float]]]
+"""``name -> (steps, values)`` of a batch, steps ascending."""
+
+
+def metrics_for_update(
+    d: Dialect,
+    conn: Connection,
+    pk: int,
+    names: list[str],
+    batch: Sequence[MetricRow],
+    max_metrics: int | None,
+) -> tuple[dict[str, int], dict[str, MetricStats]]:
+    """Ids and statistics of ``names`` for the job, creating the missing metrics
+    within the job's limit (checked under the job's lock).
+
+    Only the batch's names are looked up (a job may have thousands).
+    """
+    ids: dict[str, int] = {}
+    stats: dict[str, MetricStats] = {}
+    for chunk in d.chunks(names):
+        condition, params = d.in_list("name", chunk, "text")
+        cursor = d.run(
+            conn,
+            f"SELECT {STAT_COLUMNS} FROM metrics WHERE job_pk = ? AND {condition}",
+            [pk, *params],
+        )
+        for row in cursor:
+            ids[str(row[1])], stats[str(row[1])] = int(row[0]), stats_from_row(row)
+    missing = [name for name in names if name not in ids]
+    if missing:
+        if max_metrics is not None:
+            stored = int(d.scalar(conn, "SELECT count(*) FROM metrics WHERE job_pk = ?", (pk,)))
+            check_metric_budget(batch, set(missing), stored, max_metrics)
+        for chunk in d.chunks(missing):
+            text, params = d.insert_metrics(pk, chunk)
+            for metric_id, name in d.run(conn, text, params).fetchall():
+                ids[name], stats[name] = int(metric_id), MetricStats()
+    return ids, stats
+
+
+def group_by_metric(merged: Sequence[MergedRow], names: list[str]) -> PerMetric:
+    """The batch's points by metric."""
+    per_metric: PerMetric = {name: ([], []) for name in names}
+    for row in merged:
+        for name, value in row.values.items():
+            steps_of, values_of = per_metric[name]
+            steps_of.append(row.step)
+            values_of.append(value)
+    return per_metric
+
+
+def save_progress(
+    d: Dialect,
+    conn: Connection,
+    pk: int,
+    job: Sequence[Any],
+    merged: Sequence[MergedRow],
+    new_rows: int,
+    now: float,
+) -> None:
+    """The job's ``last_seq``, newest step and epoch, first timestamp and row count
+    after ``merged`` (``new_rows`` of them new steps); ``job`` is
+    ``(last_seq, max_step, max_epoch, first_ts)`` as read under the lock."""
+    last_seq, max_step, max_epoch, first_ts = job
+    epochs = [row.epoch for row in merged if row.epoch is not None]
+    if max_epoch is not None:
+        epochs.append(max_epoch)
+    d.run(
+        conn,
+        "UPDATE jobs SET last_seq = ?, max_step = ?, max_epoch = ?, first_ts = ?, "
+        "row_count = row_count + ?, updated_at = ? WHERE pk = ?",
+        (
+            last_seq + len(merged),
+            max(merged[-1].step, max_step if max_step is not None else -1),
+            max(epochs, default=None),
+            min(first_ts if first_ts is not None else math.inf, *(r.timestamp for r in merged)),
+            new_rows,
+            now,
+            pk,
+        ),
+    )
+
+
+def rescan_extremes(
+    d: Dialect, conn: Connection, ids: dict[str, int], stats: dict[str, MetricStats]
+) -> None:
+    """Recompute min/max of the metrics whose stored extreme was overwritten (rare)."""
+    base = "SELECT value, step FROM points WHERE metric_id = ? AND value BETWEEN ? AND ? "
+    for name, item in stats.items():
+        if not item.needs_rescan:
+            continue
+        bounds = (ids[name], -FINITE_MAX, FINITE_MAX)
+        low = d.run(conn, base + "ORDER BY value ASC, step ASC LIMIT 1", bounds).fetchone()
+        high = d.run(conn, base + "ORDER BY value DESC, step ASC LIMIT 1", bounds).fetchone()
+        item.min_value, item.min_step = (low[0], low[1]) if low else (None, None)
+        item.max_value, item.max_step = (high[0], high[1]) if high else (None, None)
+        item.needs_rescan = False

@@ -1,0 +1,272 @@
+"""Read queries of the SQLite store: rows assembled from steps and points.
+
+Functions take an open connection; :class:`HeadsCache` keeps the row heads
+(step, epoch, timestamp) of recently read jobs in memory.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+import sqlite3
+import threading
+from collections import OrderedDict
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import numpy as np
+
+from trainvis.errors import JobNotFound
+from trainvis.store.base import Row
+from trainvis.store.common import Head, head_rows, heads, wire_value
+from trainvis.store.dialect import SQLITE
+from trainvis.store.sql import PointColumns, StepColumns, metric_map
+
+CHUNK_STEPS = 5000
+#: Row heads kept in memory over all jobs, and the largest job that is cached.
+HEADS_CACHE_ROWS = 1_000_000
+HEADS_CACHE_JOB_ROWS = 250_000
+_ABSENT = object()
+_POINT_ROW = np.dtype([("step", np.int64), ("value", np.float64), ("null", np.bool_)])
+_TIME_ROW = np.dtype(
+    [("step", np.int64), ("epoch", np.float64), ("null", np.bool_), ("ts", np.float64)]
+)
+
+
+def _head_step(head: Head) -> int:
+    return head[0]
+
+
+def _all_finite(column: list[Any]) -> bool:
+    """No absent step, no NaN (NULL) and no infinity in an aligned column."""
+    if _ABSENT in column or None in column:
+        return False
+    try:
+        return math.isfinite(sum(column))
+    except TypeError:
+        return False
+
+
+class HeadsCache:
+    """The row heads of recently read jobs, valid while the job's ``last_seq`` is unchanged.
+
+    Histories are read again and again (dashboards, exports); the step
+    attributes are a third of the work, and any write changes ``last_seq``
+    (also when another process wrote), so a stale copy is never served.
+    Jobs over ``HEADS_CACHE_JOB_ROWS`` rows are not cached.
+    """
+
+    def __init__(self) -> None:
+        self._jobs: OrderedDict[int, tuple[int, list[Head]]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(
+        self, conn: sqlite3.Connection, pk: int, last_seq: int, row_count: int
+    ) -> list[Head] | None:
+        """The job's heads, read now if not cached; None for a job too large to cache."""
+        with self._lock:
+            cached = self._jobs.get(pk)
+            if cached is not None and cached[0] == last_seq:
+                self._jobs.move_to_end(pk)
+                return cached[1]
+        if row_count > HEADS_CACHE_JOB_ROWS:
+            return None
+        found = heads(
+            conn.execute(
+                "SELECT step, epoch, ts FROM steps WHERE job_pk = ? ORDER BY step", (pk,)
+            ).fetchall()
+        )
+        with self._lock:
+            self._jobs[pk] = (last_seq, found)
+            total = sum(len(entry[1]) for entry in self._jobs.values())
+            while total > HEADS_CACHE_ROWS and len(self._jobs) > 1:
+                _, (_, dropped) = self._jobs.popitem(last=False)
+                total -= len(dropped)
+        return found
+
+
+def row_chunks(
+    conn: sqlite3.Connection,
+    cache: HeadsCache,
+    job_id: str,
+    metrics: Sequence[str] | None,
+    lo: int,
+    hi: int,
+    offset: int,
+) -> Iterator[list[Row]]:
+    """Rows in ``[lo, hi]`` by step, a chunk at a time, the first ``offset`` skipped.
+
+    Raises:
+        JobNotFound: unknown job (on the first chunk).
+    """
+    found = conn.execute(
+        "SELECT pk, last_seq, row_count FROM jobs WHERE id = ?", (job_id,)
+    ).fetchone()
+    if found is None:
+        raise JobNotFound(job_id)
+    pk, last_seq, row_count = found
+    ids = metric_map(SQLITE, conn, pk, metrics)
+    if metrics is not None and not ids:
+        return
+    # Without a metric filter every step is a row: the offset skips steps.
+    step_skip, skip = (offset, 0) if metrics is None else (0, offset)
+    for chunk in _head_chunks(
+        conn, cache.get(conn, pk, last_seq, row_count), pk, lo, hi, step_skip
+    ):
+        rows = _assemble(conn, chunk, ids, require_any=metrics is not None)
+        if skip:
+            dropped = min(skip, len(rows))
+            rows, skip = rows[dropped:], skip - dropped
+        if rows:
+            yield rows
+
+
+def _head_chunks(
+    conn: sqlite3.Connection, cached: list[Head] | None, pk: int, lo: int, hi: int, skip: int
+) -> Iterator[list[Head]]:
+    """``(step, epoch, timestamp)`` of the rows in ``[lo, hi]``, a chunk at a time."""
+    if cached is not None:
+        first = bisect.bisect_left(cached, lo, key=_head_step)
+        last = bisect.bisect_right(cached, hi, key=_head_step)
+        skipped = min(skip, last - first)
+        for start in range(first + skipped, last, CHUNK_STEPS):
+            yield cached[start : min(start + CHUNK_STEPS, last)]
+        # Then, like the keyset path, whatever was appended meanwhile.
+        skip -= skipped
+        if cached:
+            lo = max(lo, cached[-1][0] + 1)
+    while lo <= hi:
+        steps = conn.execute(
+            "SELECT step, epoch, ts FROM steps WHERE job_pk = ? AND step BETWEEN ? AND ? "
+            "ORDER BY step LIMIT ? OFFSET ?",
+            (pk, lo, hi, CHUNK_STEPS, skip),
+        ).fetchall()
+        skip = 0
+        if not steps:
+            return
+        yield heads(steps)
+        lo = steps[-1][0] + 1
+
+
+def _assemble(
+    conn: sqlite3.Connection,
+    steps: list[Head],
+    ids: dict[str, int],
+    *,
+    require_any: bool = False,
+    exact: bool = False,
+) -> list[Row]:
+    """Rows for ``steps`` (ascending) with the metrics in ``ids``.
+
+    ``exact`` queries the points at exactly these steps instead of the
+    whole range between the first and the last.
+    """
+    rows = head_rows(steps)
+    present = [False] * len(steps) if require_any else None
+    for name, metric_id in ids.items():
+        column = _column(conn, metric_id, steps, exact=exact)
+        if _all_finite(column):  # the common case: a value at every step
+            for row, value in zip(rows, column, strict=True):
+                row[name] = value
+            present = None  # every row has this metric
+            continue
+        for index, (row, value) in enumerate(zip(rows, column, strict=True)):
+            if value is _ABSENT:
+                continue
+            row[name] = wire_value(value)
+            if present is not None:
+                present[index] = True
+    if present is None:
+        return rows
+    return [row for row, keep in zip(rows, present, strict=True) if keep]
+
+
+def _column(
+    conn: sqlite3.Connection, metric_id: int, steps: list[Head], *, exact: bool
+) -> list[Any]:
+    """Values of one metric aligned with ``steps`` (``_ABSENT`` where none)."""
+    if exact:
+        marks = ",".join("?" * len(steps))
+        found = conn.execute(
+            f"SELECT step, value FROM points WHERE metric_id = ? AND step IN ({marks}) "
+            "ORDER BY step",
+            (metric_id, *(step for step, _, _ in steps)),
+        ).fetchall()
+    else:
+        found = conn.execute(
+            "SELECT step, value FROM points WHERE metric_id = ? AND step BETWEEN ? AND ? "
+            "ORDER BY step",
+            (metric_id, steps[0][0], steps[-1][0]),
+        ).fetchall()
+    if len(found) == len(steps):  # points ⊆ steps, both sorted: identical steps
+        return [value for _, value in found]
+    column: list[Any] = [_ABSENT] * len(steps)
+    position = {step: index for index, (step, _, _) in enumerate(steps)}
+    for step, value in found:
+        index = position.get(step)
+        if index is not None:
+            column[index] = value
+    return column
+
+
+def rows_for_steps(
+    conn: sqlite3.Connection, pk: int, steps: Sequence[int], metrics: Sequence[str] | None
+) -> list[Row]:
+    """Wire rows at exactly ``steps`` (missing ones skipped), ordered by step."""
+    ids = metric_map(SQLITE, conn, pk, metrics)
+    rows: list[Row] = []
+    for chunk in SQLITE.chunks(sorted(set(steps))):
+        marks = ",".join("?" * len(chunk))
+        found = conn.execute(
+            f"SELECT step, epoch, ts FROM steps WHERE job_pk = ? AND step IN ({marks}) "
+            "ORDER BY step",
+            (pk, *chunk),
+        ).fetchall()
+        if found:
+            rows.extend(_assemble(conn, heads(found), ids, exact=True))
+    return rows
+
+
+def step_columns(
+    conn: sqlite3.Connection, pk: int, condition: str, params: Sequence[Any]
+) -> StepColumns:
+    """The job's rows matching ``condition`` as arrays, by step; NaN epochs where none."""
+    table = np.fromiter(
+        conn.execute(
+            "SELECT step, ifnull(epoch, 0.0), epoch IS NULL, ts FROM steps "
+            f"WHERE job_pk = ? AND {condition} ORDER BY step",
+            (pk, *params),
+        ),
+        dtype=_TIME_ROW,
+    )
+    epochs = table["epoch"]
+    epochs[table["null"]] = np.nan
+    return table["step"], epochs, table["ts"]
+
+
+def point_columns(
+    conn: sqlite3.Connection, metric_id: int, condition: str, params: Sequence[Any]
+) -> PointColumns:
+    """One metric's points matching ``condition`` as arrays, by step."""
+    points = np.fromiter(
+        conn.execute(
+            "SELECT step, ifnull(value, 0.0), value IS NULL FROM points "
+            f"WHERE metric_id = ? AND {condition} ORDER BY step",
+            (metric_id, *params),
+        ),
+        dtype=_POINT_ROW,
+    )
+    values = points["value"]
+    values[points["null"]] = np.nan  # NULL is SQLite's NaN
+    return points["step"], values
+
+
+def seqs_after(conn: sqlite3.Connection, pk: int, seq: int, limit: int) -> list[tuple[int, int]]:
+    """``(step, seq)`` of up to ``limit`` rows with a seq above ``seq``, by seq."""
+    return [
+        (int(step), int(number))
+        for step, number in conn.execute(
+            "SELECT step, seq FROM steps WHERE job_pk = ? AND seq > ? ORDER BY seq LIMIT ?",
+            (pk, seq, limit),
+        )
+    ]

@@ -1,0 +1,115 @@
+"""The SQLite write path: one metrics batch inside the caller's ``BEGIN IMMEDIATE``.
+
+The transaction holds the database's write lock, so sequence numbers
+``last_seq + 1 …`` are allocated, written and committed in order. Points and
+steps go in with ``executemany`` upserts; a batch whose first step is above
+the job's newest (the common case of a training loop) reads nothing back.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import sqlite3
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from trainvis.models import MetricRow
+from trainvis.store.base import Row
+from trainvis.store.common import MergedRow, MetricStats, stored_rows
+from trainvis.store.dialect import SQLITE
+from trainvis.store.sql_write import (
+    group_by_metric,
+    metrics_for_update,
+    rescan_extremes,
+    save_progress,
+)
+from trainvis.store.sqlite_read import rows_for_steps
+
+
+def write_batch(
+    conn: sqlite3.Connection,
+    pk: int,
+    job: Sequence[Any],
+    merged: list[MergedRow],
+    now: float,
+    rows: Sequence[MetricRow],
+    max_metrics: int | None,
+) -> Callable[[], list[tuple[int, Row]]]:
+    """Store ``merged`` rows for the job; see ``SQLStore._write_batch``."""
+    last_seq, max_step = job[0], job[1]
+    names = sorted({name for row in merged for name in row.values})
+    ids, stats = metrics_for_update(SQLITE, conn, pk, names, rows, max_metrics)
+    fresh = max_step is None or merged[0].step > max_step
+    existing: set[int] = set()
+    if not fresh:
+        existing = _existing_steps(conn, pk, [row.step for row in merged])
+    per_metric = group_by_metric(merged, names)
+    points: list[tuple[int, int, float]] = []
+    for name, (steps_of, values_of) in per_metric.items():
+        metric_id = ids[name]
+        replaced = {} if fresh else _replaced(conn, metric_id, steps_of)
+        stats[name].apply(steps_of, values_of, replaced)
+        points.extend(zip(itertools.repeat(metric_id), steps_of, values_of))
+    conn.executemany(
+        "INSERT INTO points VALUES (?, ?, ?) ON CONFLICT DO UPDATE SET value = excluded.value",
+        points,
+    )
+    conn.executemany(
+        "INSERT INTO steps VALUES (?, ?, ?, ?, ?) ON CONFLICT DO UPDATE SET "
+        "epoch = coalesce(excluded.epoch, epoch), ts = excluded.ts, seq = excluded.seq",
+        [
+            (pk, row.step, row.epoch, row.timestamp, last_seq + index + 1)
+            for index, row in enumerate(merged)
+        ],
+    )
+    _save_stats(conn, ids, stats)
+    save_progress(SQLITE, conn, pk, job, merged, len(merged) - len(existing), now)
+    reread = (  # a write of new steps only reads nothing back (issue 13)
+        {row["step"]: row for row in rows_for_steps(conn, pk, sorted(existing), None)}
+        if existing
+        else {}
+    )
+    return lambda: stored_rows(merged, reread, last_seq)
+
+
+def _existing_steps(conn: sqlite3.Connection, pk: int, steps: list[int]) -> set[int]:
+    found = conn.execute(
+        "SELECT step FROM steps WHERE job_pk = ? AND step BETWEEN ? AND ?",
+        (pk, steps[0], steps[-1]),
+    )
+    wanted = set(steps)
+    return {row[0] for row in found if row[0] in wanted}
+
+
+def _replaced(conn: sqlite3.Connection, metric_id: int, steps: list[int]) -> dict[int, float]:
+    wanted = set(steps)
+    rows = conn.execute(
+        "SELECT step, value FROM points WHERE metric_id = ? AND step BETWEEN ? AND ?",
+        (metric_id, steps[0], steps[-1]),
+    )
+    return {step: math.nan if value is None else value for step, value in rows if step in wanted}
+
+
+def _save_stats(
+    conn: sqlite3.Connection, ids: dict[str, int], stats: dict[str, MetricStats]
+) -> None:
+    rescan_extremes(SQLITE, conn, ids, stats)
+    conn.executemany(
+        "UPDATE metrics SET count = ?, last_step = ?, last_value = ?, min_value = ?, "
+        "min_step = ?, max_value = ?, max_step = ?, nonfinite = ? WHERE id = ?",
+        [
+            (
+                item.count,
+                item.last_step,
+                item.last_value,
+                item.min_value,
+                item.min_step,
+                item.max_value,
+                item.max_step,
+                item.nonfinite,
+                ids[name],
+            )
+            for name, item in stats.items()
+        ],
+    )

@@ -26,7 +26,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
@@ -39,22 +39,20 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
 import orjson
 
 from trainvis.errors import DISK_FULL, READ_ONLY, InsufficientStorage, StoreReadOnly
-from trainvis.models import MetricRow
 from trainvis.store.base import Row, StoreError
-from trainvis.store.common import MergedRow
 from trainvis.store.dialect import POSTGRES
 from trainvis.store.postgres_copy import Conn
 from trainvis.store.postgres_read import (
     iter_chunks,
     point_columns,
-    read_chunk,
     rows_for_steps,
-    seqs_after,
+    step_columns,
 )
 from trainvis.store.postgres_schema import migrate
 from trainvis.store.postgres_write import write_batch
-from trainvis.store.sql import PointColumns, SQLStore, StepColumns
+from trainvis.store.sql import SQLStore
 from trainvis.store.sql_jobs import job_pk
+from trainvis.store.sql_read import RowQuery
 
 log = logging.getLogger("trainvis.store")
 
@@ -210,45 +208,17 @@ class PostgresStore(SQLStore):
 
     # ------------------------------------------------------------------ hooks
 
-    def _write_batch(
-        self,
-        conn: Conn,
-        pk: int,
-        job: Sequence[Any],
-        merged: list[MergedRow],
-        now: float,
-        rows: Sequence[MetricRow],
-        max_metrics: int | None,
-    ) -> Callable[[], list[tuple[int, Row]]]:
-        return write_batch(conn, pk, job, merged, now, rows, max_metrics)
+    _write_batch = staticmethod(write_batch)
+    _rows_for_steps = staticmethod(rows_for_steps)
+    _step_columns = staticmethod(step_columns)
+    _point_columns = staticmethod(point_columns)
 
-    def _row_chunks(
-        self, job_id: str, metrics: Sequence[str] | None, lo: int, hi: int, offset: int
-    ) -> Iterator[list[Row]]:
+    def _row_chunks(self, query: RowQuery) -> Iterator[list[Row]]:
         """Keyset chunks (see ``iter_chunks``). The job is looked up at once (an
         unknown job raises before the first row); no connection is held between chunks."""
         with self._tx() as conn:
-            job_pk(POSTGRES, conn, job_id)
-        return iter_chunks(self._tx, job_id, metrics, lo, hi, offset)
-
-    def _rows_for_steps(
-        self, conn: Conn, pk: int, steps: Sequence[int], metrics: Sequence[str] | None
-    ) -> list[Row]:
-        return rows_for_steps(conn, pk, steps, metrics)
-
-    def _seqs_after(self, conn: Conn, pk: int, seq: int, limit: int) -> list[tuple[int, int]]:
-        return seqs_after(conn, pk, seq, limit)
-
-    def _step_columns(
-        self, conn: Conn, pk: int, condition: str, params: Sequence[Any]
-    ) -> StepColumns:
-        chunk = read_chunk(conn, pk, condition, params)
-        return chunk.steps, chunk.epochs, chunk.timestamps
-
-    def _point_columns(
-        self, conn: Conn, metric_id: int, condition: str, params: Sequence[Any]
-    ) -> PointColumns:
-        return point_columns(conn, metric_id, condition, params)
+            job_pk(POSTGRES, conn, query.job_id)
+        return iter_chunks(self._tx, query)
 
 
 # ---------------------------------------------------------------------- helpers

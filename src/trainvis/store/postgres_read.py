@@ -17,8 +17,14 @@ from trainvis.store.base import Row
 from trainvis.store.common import head_rows, heads, wire_value
 from trainvis.store.dialect import POSTGRES
 from trainvis.store.postgres_copy import Conn, fetch_columns
-from trainvis.store.sql import PointColumns, metric_map, step_filter
 from trainvis.store.sql_jobs import job_pk
+from trainvis.store.sql_read import (
+    PointColumns,
+    RowQuery,
+    StepColumns,
+    metric_map,
+    step_filter,
+)
 
 CHUNK_STEPS = 5000
 
@@ -118,12 +124,7 @@ def rows_for_steps(
 
 
 def iter_chunks(
-    conn_factory: Callable[[], AbstractContextManager[Conn]],
-    job_id: str,
-    metrics: Sequence[str] | None,
-    lo: int,
-    hi: int,
-    offset: int,
+    conn_factory: Callable[[], AbstractContextManager[Conn]], query: RowQuery
 ) -> Iterator[list[Row]]:
     """Chunks of rows by step, each read on a connection held only for that
     chunk: a suspended or abandoned stream pins no connection.
@@ -135,10 +136,11 @@ def iter_chunks(
 
     Without a metric filter every step is a row and ``offset`` is resolved to
     a starting step in SQL; with one, rows without those metrics are dropped
-    first, then skipped here.
+    first, then skipped by the caller (see ``RowQuery``).
     """
+    metrics, lo, hi, offset = query.metrics, query.lo, query.hi, query.offset
     with conn_factory() as conn:  # the job, its metrics and the start: once per stream
-        pk = job_pk(POSTGRES, conn, job_id)
+        pk = job_pk(POSTGRES, conn, query.job_id)
         ids = metric_map(POSTGRES, conn, pk, metrics)
         top = _max_step(conn, pk)
         if metrics is not None and not ids:
@@ -147,8 +149,8 @@ def iter_chunks(
             start = _step_at(conn, pk, lo, hi, offset)
             if start is None:
                 return
-            lo, offset = start, 0
-    skip, window = offset, CHUNK_STEPS
+            lo = start
+    window = CHUNK_STEPS
     while lo <= hi:
         if top is None or lo > top:  # past the newest step seen: has the job grown?
             with conn_factory() as conn:
@@ -161,17 +163,19 @@ def iter_chunks(
                 conn, pk, "step BETWEEN %s AND %s ORDER BY step LIMIT %s", [lo, upper, CHUNK_STEPS]
             )
             rows = assemble(conn, chunk, ids, require_any=metrics is not None)
-        if skip:
-            dropped = min(skip, len(rows))
-            rows, skip = rows[dropped:], skip - dropped
-        if rows:
-            yield rows
+        yield rows
         if len(chunk.steps) == CHUNK_STEPS:
             lo = int(chunk.steps[-1]) + 1
         else:
             lo = upper + 1
             if len(chunk.steps) < CHUNK_STEPS // 2:
                 window *= 2
+
+
+def step_columns(conn: Conn, pk: int, condition: str, params: Sequence[Any]) -> StepColumns:
+    """The job's rows matching ``condition`` as arrays, by step; NaN epochs where none."""
+    chunk = read_chunk(conn, pk, condition, params)
+    return chunk.steps, chunk.epochs, chunk.timestamps
 
 
 def point_columns(
@@ -205,27 +209,3 @@ def _step_at(conn: Conn, pk: int, lo: int, hi: int, offset: int) -> int | None:
         (pk, lo, hi, offset),
     ).fetchone()
     return None if row is None else int(row[0])
-
-
-def seqs_after(conn: Conn, pk: int, seq: int, limit: int) -> list[tuple[int, int]]:
-    """``(step, seq)`` of up to ``limit`` rows with a seq above ``seq``, by seq.
-
-    Seqs are nearly dense (a re-posted step leaves a hole), so the scan goes
-    through bounded seq windows, widened while they come back short, up to the
-    job's ``last_seq``: never a scan of everything after ``seq``.
-    """
-    row = conn.execute("SELECT last_seq FROM jobs WHERE pk = %s", (pk,)).fetchone()
-    last = int(row[0]) if row else 0
-    found: list[tuple[int, int]] = []
-    window = max(limit, 64)
-    while len(found) < limit and seq < last:
-        upper = min(last, seq + window)
-        with conn.cursor(binary=True) as cur:
-            cur.execute(
-                "SELECT step, seq FROM steps WHERE job_pk = %s AND seq > %s AND seq <= %s "
-                "ORDER BY seq LIMIT %s",
-                (pk, seq, upper, limit - len(found)),
-            )
-            found.extend((int(step), int(number)) for step, number in cur.fetchall())
-        seq, window = upper, window * 2
-    return found

@@ -16,21 +16,20 @@ copied into per-connection temporary staging tables and merged with one
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from itertools import chain
-from typing import Any
 
 import numpy as np
 
-from trainvis.models import MetricRow
 from trainvis.store.base import Row
 from trainvis.store.common import MergedRow, MetricStats, stored_rows
 from trainvis.store.dialect import POSTGRES
 from trainvis.store.postgres_copy import Conn, copy_in, encode_tuples
 from trainvis.store.postgres_read import rows_for_steps
-from trainvis.store.sql import step_filter
+from trainvis.store.sql_read import step_filter
 from trainvis.store.sql_write import (
     PerMetric,
+    WriteBatch,
     group_by_metric,
     metrics_for_update,
     rescan_extremes,
@@ -46,28 +45,18 @@ STAGING_DDL = (
 )
 
 
-def write_batch(
-    conn: Conn,
-    pk: int,
-    job: Sequence[Any],
-    merged: list[MergedRow],
-    now: float,
-    rows: Sequence[MetricRow],
-    max_metrics: int | None,
-) -> Callable[[], list[tuple[int, Row]]]:
-    """Store ``merged`` rows for the (already locked) job.
+def write_batch(conn: Conn, batch: WriteBatch) -> Callable[[], list[tuple[int, Row]]]:
+    """Store the batch's rows for its (already locked) job.
 
-    ``job`` is ``(last_seq, max_step, max_epoch, first_ts)`` read under the
-    lock. Returns a factory of the ``(seq, row)`` pairs as stored: steps that
+    Returns a factory of the ``(seq, row)`` pairs as stored: steps that
     existed before are re-read here, inside the transaction. New metric names
-    beyond ``max_metrics`` for the job raise (naming a field of ``rows``).
+    beyond the job's limit raise (naming a field of ``batch.rows``).
     """
-    last_seq, max_step = job[0], job[1]
-    names = sorted({name for row in merged for name in row.values})
-    ids, stats = metrics_for_update(POSTGRES, conn, pk, names, rows, max_metrics)
+    pk, merged, last_seq, names = batch.pk, batch.merged, batch.last_seq, batch.names
+    ids, stats = metrics_for_update(POSTGRES, conn, batch, names)
     existing: set[int] = set()
     replaced: dict[int, dict[int, float]] = {}
-    if max_step is not None and merged[0].step <= max_step:
+    if not batch.steps_are_new:
         existing, replaced = _existing(conn, pk, merged, list(ids.values()))
     # No stored step among the batch's (the usual case, also for steps arriving
     # out of order from several writers): nothing can conflict, plain COPY.
@@ -78,7 +67,7 @@ def write_batch(
     _write_points(conn, ids, per_metric, fresh)
     _write_steps(conn, pk, merged, last_seq, fresh)
     _save_stats(conn, ids, stats)
-    save_progress(POSTGRES, conn, pk, job, merged, len(merged) - len(existing), now)
+    save_progress(POSTGRES, conn, batch, len(merged) - len(existing))
     reread = {row["step"]: row for row in rows_for_steps(conn, pk, sorted(existing))}
     return lambda: stored_rows(merged, reread, last_seq)
 

@@ -23,7 +23,7 @@ from trainvis.events import EventKind, EventOrder, JobEvent, NewEvent
 from trainvis.models import JobCreate, JobStatus, MetricRow, StatusChange, TrainingJob, WriteResult
 from trainvis.series import Series
 from trainvis.store.base import JobFilter, Row
-from trainvis.store.common import MergedRow, check_transition, merge_batch, status_timestamps
+from trainvis.store.common import check_transition, merge_batch, status_timestamps
 from trainvis.store.dialect import Connection, Dialect
 from trainvis.store.sql_events import insert_event, select_event, select_events
 from trainvis.store.sql_jobs import (
@@ -36,13 +36,17 @@ from trainvis.store.sql_jobs import (
     job_from_row,
     job_pk,
 )
-
-BIGINT_MAX = 2**63 - 1
-
-StepColumns = tuple[npt.NDArray[np.int64], npt.NDArray[np.float64], npt.NDArray[np.float64]]
-"""Rows' ``(steps, epochs, timestamps)`` ascending by step; epochs are NaN where absent."""
-PointColumns = tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]
-"""One metric's ``(steps, values)`` ascending by step."""
+from trainvis.store.sql_read import (
+    PointColumns,
+    RowQuery,
+    StepColumns,
+    bounds,
+    limited,
+    metric_map,
+    seqs_after,
+    step_filter,
+)
+from trainvis.store.sql_write import WriteBatch
 
 
 class SQLStore(ABC):
@@ -62,38 +66,21 @@ class SQLStore(ABC):
 
     @abstractmethod
     def _write_batch(
-        self,
-        conn: Connection,
-        pk: int,
-        job: Sequence[Any],
-        merged: list[MergedRow],
-        now: float,
-        rows: Sequence[MetricRow],
-        max_metrics: int | None,
+        self, conn: Connection, batch: WriteBatch
     ) -> Callable[[], list[tuple[int, Row]]]:
-        """Store ``merged`` for the locked job ``pk`` (``job`` is ``(last_seq, max_step,
-        max_epoch, first_ts)``); returns a factory of the ``(seq, row)`` pairs as stored."""
+        """Store ``batch`` for its locked job; returns a factory of the ``(seq, row)``
+        pairs as stored."""
 
     @abstractmethod
-    def _row_chunks(
-        self,
-        job_id: str,
-        metrics: Sequence[str] | None,
-        lo: int,
-        hi: int,
-        offset: int,
-    ) -> Iterator[list[Row]]:
-        """Rows in ``[lo, hi]`` by step, in chunks, the first ``offset`` skipped."""
+    def _row_chunks(self, query: RowQuery) -> Iterator[list[Row]]:
+        """The rows of ``query`` by step, in chunks; without a metric filter the first
+        ``query.offset`` steps are skipped (the caller skips rows otherwise, and limits)."""
 
     @abstractmethod
     def _rows_for_steps(
         self, conn: Connection, pk: int, steps: Sequence[int], metrics: Sequence[str] | None
     ) -> list[Row]:
         """Wire rows at exactly ``steps`` (missing ones skipped), ordered by step."""
-
-    @abstractmethod
-    def _seqs_after(self, conn: Connection, pk: int, seq: int, limit: int) -> list[tuple[int, int]]:
-        """``(step, seq)`` of up to ``limit`` rows with a seq above ``seq``, by seq."""
 
     @abstractmethod
     def _step_columns(
@@ -176,12 +163,24 @@ class SQLStore(ABC):
             ).fetchone()
             if job is None:
                 raise JobNotFound(job_id)
-            stored = self._write_batch(conn, int(job[0]), job[1:5], merged, now, rows, max_metrics)
-            if job[5] == JobStatus.PENDING.value:  # the first rows start the job
+            pk, last_seq, max_step, max_epoch, first_ts, status = job
+            batch = WriteBatch(
+                int(pk),
+                int(last_seq),
+                max_step,
+                max_epoch,
+                first_ts,
+                merged,
+                now,
+                rows,
+                max_metrics,
+            )
+            stored = self._write_batch(conn, batch)
+            if status == JobStatus.PENDING.value:  # the first rows start the job
                 d.run(
                     conn,
                     "UPDATE jobs SET status = ?, started_at = coalesce(started_at, ?) WHERE pk = ?",
-                    (JobStatus.RUNNING.value, now, job[0]),
+                    (JobStatus.RUNNING.value, now, pk),
                 )
                 change = StatusChange(job_id, JobStatus.RUNNING, JobStatus.PENDING, None, now)
         return WriteResult(
@@ -190,7 +189,7 @@ class SQLStore(ABC):
             points=sum(len(row.values) for row in merged),
             last_step=max(row.step for row in rows),
             rows_factory=stored,
-            last_seq=int(job[1]) + len(merged),
+            last_seq=int(last_seq) + len(merged),
             status_change=change,
         )
 
@@ -294,7 +293,8 @@ class SQLStore(ABC):
         offset: int = 0,
     ) -> Iterator[list[Row]]:
         lo, hi = bounds(start_step, end_step)
-        return _limited(self._row_chunks(job_id, metrics, lo, hi, offset), limit)
+        query = RowQuery(job_id, metrics, lo, hi, offset)
+        return limited(self._row_chunks(query), offset if metrics is not None else 0, limit)
 
     def rows_at_steps(
         self, job_id: str, steps: Sequence[int], *, metrics: Sequence[str] | None = None
@@ -319,7 +319,7 @@ class SQLStore(ABC):
     def rows_since(self, job_id: str, seq: int, *, limit: int = 1000) -> list[tuple[int, Row]]:
         with self._read() as conn:
             pk = job_pk(self.dialect, conn, job_id)
-            found = self._seqs_after(conn, pk, seq, limit)
+            found = seqs_after(self.dialect, conn, pk, seq, limit)
             if not found:
                 return []
             by_step = {
@@ -333,7 +333,7 @@ class SQLStore(ABC):
     ) -> tuple[int, dict[str, Series]]:
         with self._read() as conn:
             pk = job_pk(self.dialect, conn, job_id)
-            found = self._seqs_after(conn, pk, seq, limit)
+            found = seqs_after(self.dialect, conn, pk, seq, limit)
             if not found:
                 return seq, {}
             wanted = np.unique(np.fromiter((step for step, _ in found), np.int64, len(found)))
@@ -393,55 +393,3 @@ class SQLStore(ABC):
                 epochs, timestamps = times[1][at], times[2][at]
             result[name] = Series(name, steps, values, epochs, timestamps)
         return result
-
-
-# ---------------------------------------------------------------------- helpers
-
-
-def bounds(start_step: int | None, end_step: int | None) -> tuple[int, int]:
-    """Inclusive step bounds with open ends filled in."""
-    return (start_step if start_step is not None else 0), (
-        end_step if end_step is not None else BIGINT_MAX
-    )
-
-
-def metric_map(
-    d: Dialect, conn: Connection, pk: int, metrics: Sequence[str] | None
-) -> dict[str, int]:
-    """``name -> metric id`` by name, or in the order of ``metrics`` (unknown names dropped)."""
-    rows = d.run(conn, "SELECT name, id FROM metrics WHERE job_pk = ? ORDER BY name", (pk,))
-    known = {str(name): int(metric_id) for name, metric_id in rows}
-    if metrics is None:
-        return known
-    return {name: known[name] for name in metrics if name in known}
-
-
-def step_filter(d: Dialect, steps: Sequence[int]) -> tuple[str, list[Any]]:
-    """A condition on ``step`` that selects at least the sorted ``steps``.
-
-    A dense set (or one too long for one ``IN`` list) becomes a range, an
-    index range scan the planner always gets right (callers drop the extra
-    steps); a sparse one a list.
-    """
-    lo, hi = steps[0], steps[-1]
-    if hi - lo < 4 * len(steps) + 64 or len(steps) > d.in_chunk:
-        return "step BETWEEN ? AND ?", [lo, hi]
-    return d.in_list("step", steps, "bigint")
-
-
-def _limited(chunks: Iterator[list[Row]], limit: int | None) -> Iterator[list[Row]]:
-    """``chunks`` cut after ``limit`` rows in all; the source is closed at the end."""
-    remaining = limit if limit is not None else BIGINT_MAX
-    try:
-        for rows in chunks:
-            if len(rows) > remaining:
-                rows = rows[:remaining]
-            remaining -= len(rows)
-            if rows:
-                yield rows
-            if remaining <= 0:
-                return
-    finally:
-        close = getattr(chunks, "close", None)
-        if close is not None:
-            close()

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any
+from dataclasses import dataclass
 
 from trainvis.models import MetricRow
 from trainvis.store.common import MergedRow, MetricStats, check_metric_budget
@@ -24,13 +24,34 @@ PerMetric = dict[str, tuple[list[int], list[float]]]
 """``name -> (steps, values)`` of a batch, steps ascending."""
 
 
+@dataclass(frozen=True)
+class WriteBatch:
+    """One ``write_metrics`` call inside its transaction: the job as read under its
+    lock, the merged rows and what the request asked."""
+
+    pk: int
+    last_seq: int
+    max_step: int | None
+    max_epoch: float | None
+    first_ts: float | None
+    merged: list[MergedRow]
+    now: float
+    rows: Sequence[MetricRow]
+    max_metrics: int | None
+
+    @property
+    def names(self) -> list[str]:
+        """The batch's metric names, sorted."""
+        return sorted({name for row in self.merged for name in row.values})
+
+    @property
+    def steps_are_new(self) -> bool:
+        """Whether every step of the batch is above the job's newest (nothing to replace)."""
+        return self.max_step is None or self.merged[0].step > self.max_step
+
+
 def metrics_for_update(
-    d: Dialect,
-    conn: Connection,
-    pk: int,
-    names: list[str],
-    batch: Sequence[MetricRow],
-    max_metrics: int | None,
+    d: Dialect, conn: Connection, batch: WriteBatch, names: list[str]
 ) -> tuple[dict[str, int], dict[str, MetricStats]]:
     """Ids and statistics of ``names`` for the job, creating the missing metrics
     within the job's limit (checked under the job's lock).
@@ -44,17 +65,17 @@ def metrics_for_update(
         cursor = d.run(
             conn,
             f"SELECT {STAT_COLUMNS} FROM metrics WHERE job_pk = ? AND {condition}",
-            [pk, *params],
+            [batch.pk, *params],
         )
         for row in cursor:
             ids[str(row[1])], stats[str(row[1])] = int(row[0]), stats_from_row(row)
     missing = [name for name in names if name not in ids]
     if missing:
-        if max_metrics is not None:
-            stored = int(d.scalar(conn, "SELECT count(*) FROM metrics WHERE job_pk = ?", (pk,)))
-            check_metric_budget(batch, set(missing), stored, max_metrics)
+        if batch.max_metrics is not None:
+            stored = d.scalar(conn, "SELECT count(*) FROM metrics WHERE job_pk = ?", (batch.pk,))
+            check_metric_budget(batch.rows, set(missing), int(stored), batch.max_metrics)
         for chunk in d.chunks(missing):
-            text, params = d.insert_metrics(pk, chunk)
+            text, params = d.insert_metrics(batch.pk, chunk)
             for metric_id, name in d.run(conn, text, params).fetchall():
                 ids[name], stats[name] = int(metric_id), MetricStats()
     return ids, stats
@@ -71,34 +92,26 @@ def group_by_metric(merged: Sequence[MergedRow], names: list[str]) -> PerMetric:
     return per_metric
 
 
-def save_progress(
-    d: Dialect,
-    conn: Connection,
-    pk: int,
-    job: Sequence[Any],
-    merged: Sequence[MergedRow],
-    new_rows: int,
-    now: float,
-) -> None:
+def save_progress(d: Dialect, conn: Connection, batch: WriteBatch, new_rows: int) -> None:
     """The job's ``last_seq``, newest step and epoch, first timestamp and row count
-    after ``merged`` (``new_rows`` of them new steps); ``job`` is
-    ``(last_seq, max_step, max_epoch, first_ts)`` as read under the lock."""
-    last_seq, max_step, max_epoch, first_ts = job
+    after ``batch`` (``new_rows`` of its rows new steps)."""
+    merged = batch.merged
     epochs = [row.epoch for row in merged if row.epoch is not None]
-    if max_epoch is not None:
-        epochs.append(max_epoch)
+    if batch.max_epoch is not None:
+        epochs.append(batch.max_epoch)
+    first_ts = batch.first_ts if batch.first_ts is not None else math.inf
     d.run(
         conn,
         "UPDATE jobs SET last_seq = ?, max_step = ?, max_epoch = ?, first_ts = ?, "
         "row_count = row_count + ?, updated_at = ? WHERE pk = ?",
         (
-            last_seq + len(merged),
-            max(merged[-1].step, max_step if max_step is not None else -1),
+            batch.last_seq + len(merged),
+            max(merged[-1].step, batch.max_step if batch.max_step is not None else -1),
             max(epochs, default=None),
-            min(first_ts if first_ts is not None else math.inf, *(r.timestamp for r in merged)),
+            min(first_ts, *(row.timestamp for row in merged)),
             new_rows,
-            now,
-            pk,
+            batch.now,
+            batch.pk,
         ),
     )
 

@@ -12,23 +12,20 @@ from __future__ import annotations
 import queue
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
 
 from trainvis.errors import StoreReadOnly
-from trainvis.models import MetricRow
 from trainvis.store.base import Row
-from trainvis.store.common import MergedRow
 from trainvis.store.dialect import SQLITE
-from trainvis.store.sql import PointColumns, SQLStore, StepColumns
+from trainvis.store.sql import SQLStore
+from trainvis.store.sql_read import RowQuery
 from trainvis.store.sqlite_faults import read_only_uri, storage_error
 from trainvis.store.sqlite_read import (
     HeadsCache,
     point_columns,
     row_chunks,
     rows_for_steps,
-    seqs_after,
     step_columns,
 )
 from trainvis.store.sqlite_schema import migrate
@@ -124,47 +121,14 @@ class SQLiteStore(SQLStore):
 
     # ------------------------------------------------------------------ hooks
 
-    def _write_batch(
-        self,
-        conn: sqlite3.Connection,
-        pk: int,
-        job: Sequence[Any],
-        merged: list[MergedRow],
-        now: float,
-        rows: Sequence[MetricRow],
-        max_metrics: int | None,
-    ) -> Callable[[], list[tuple[int, Row]]]:
-        return write_batch(conn, pk, job, merged, now, rows, max_metrics)
+    _write_batch = staticmethod(write_batch)
+    _rows_for_steps = staticmethod(rows_for_steps)
+    _step_columns = staticmethod(step_columns)
+    _point_columns = staticmethod(point_columns)
 
-    def _row_chunks(
-        self, job_id: str, metrics: Sequence[str] | None, lo: int, hi: int, offset: int
-    ) -> Iterator[list[Row]]:
+    def _row_chunks(self, query: RowQuery) -> Iterator[list[Row]]:
         conn = self._connect()  # a generator may resume on another thread: own connection
         try:
-            yield from row_chunks(conn, self._heads, job_id, metrics, lo, hi, offset)
+            yield from row_chunks(conn, self._heads, query)
         finally:
             conn.close()
-
-    def _rows_for_steps(
-        self,
-        conn: sqlite3.Connection,
-        pk: int,
-        steps: Sequence[int],
-        metrics: Sequence[str] | None,
-    ) -> list[Row]:
-        return rows_for_steps(conn, pk, steps, metrics)
-
-    def _seqs_after(
-        self, conn: sqlite3.Connection, pk: int, seq: int, limit: int
-    ) -> list[tuple[int, int]]:
-        return seqs_after(conn, pk, seq, limit)
-
-    def _step_columns(
-        self, conn: sqlite3.Connection, pk: int, condition: str, params: Sequence[Any]
-    ) -> StepColumns:
-        return step_columns(conn, pk, condition, params)
-
-    def _point_columns(
-        self, conn: sqlite3.Connection, metric_id: int, condition: str, params: Sequence[Any]
-    ) -> PointColumns:
-        return point_columns(conn, metric_id, condition, params)

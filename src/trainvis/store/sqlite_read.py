@@ -20,7 +20,7 @@ from trainvis.errors import JobNotFound
 from trainvis.store.base import Row
 from trainvis.store.common import Head, head_rows, heads, wire_value
 from trainvis.store.dialect import SQLITE
-from trainvis.store.sql import PointColumns, StepColumns, metric_map
+from trainvis.store.sql_read import PointColumns, RowQuery, StepColumns, metric_map
 
 CHUNK_STEPS = 5000
 #: Row heads kept in memory over all jobs, and the largest job that is cached.
@@ -85,40 +85,27 @@ class HeadsCache:
         return found
 
 
-def row_chunks(
-    conn: sqlite3.Connection,
-    cache: HeadsCache,
-    job_id: str,
-    metrics: Sequence[str] | None,
-    lo: int,
-    hi: int,
-    offset: int,
-) -> Iterator[list[Row]]:
-    """Rows in ``[lo, hi]`` by step, a chunk at a time, the first ``offset`` skipped.
+def row_chunks(conn: sqlite3.Connection, cache: HeadsCache, query: RowQuery) -> Iterator[list[Row]]:
+    """The rows of ``query`` by step, a chunk at a time, its ``offset`` skipped.
 
     Raises:
         JobNotFound: unknown job (on the first chunk).
     """
     found = conn.execute(
-        "SELECT pk, last_seq, row_count FROM jobs WHERE id = ?", (job_id,)
+        "SELECT pk, last_seq, row_count FROM jobs WHERE id = ?", (query.job_id,)
     ).fetchone()
     if found is None:
-        raise JobNotFound(job_id)
+        raise JobNotFound(query.job_id)
+    metrics = query.metrics
     pk, last_seq, row_count = found
     ids = metric_map(SQLITE, conn, pk, metrics)
     if metrics is not None and not ids:
         return
     # Without a metric filter every step is a row: the offset skips steps.
-    step_skip, skip = (offset, 0) if metrics is None else (0, offset)
-    for chunk in _head_chunks(
-        conn, cache.get(conn, pk, last_seq, row_count), pk, lo, hi, step_skip
-    ):
-        rows = _assemble(conn, chunk, ids, require_any=metrics is not None)
-        if skip:
-            dropped = min(skip, len(rows))
-            rows, skip = rows[dropped:], skip - dropped
-        if rows:
-            yield rows
+    step_skip = query.offset if metrics is None else 0
+    cached = cache.get(conn, pk, last_seq, row_count)
+    for chunk in _head_chunks(conn, cached, pk, query.lo, query.hi, step_skip):
+        yield _assemble(conn, chunk, ids, require_any=metrics is not None)
 
 
 def _head_chunks(
@@ -227,17 +214,21 @@ def rows_for_steps(
     return rows
 
 
+def _table(conn: sqlite3.Connection, sql: str, params: Sequence[Any], dtype: Any) -> Any:
+    """``sql``'s rows as a numpy structured array (no Python object per value)."""
+    return np.fromiter(conn.execute(sql, params), dtype=dtype)
+
+
 def step_columns(
     conn: sqlite3.Connection, pk: int, condition: str, params: Sequence[Any]
 ) -> StepColumns:
     """The job's rows matching ``condition`` as arrays, by step; NaN epochs where none."""
-    table = np.fromiter(
-        conn.execute(
-            "SELECT step, ifnull(epoch, 0.0), epoch IS NULL, ts FROM steps "
-            f"WHERE job_pk = ? AND {condition} ORDER BY step",
-            (pk, *params),
-        ),
-        dtype=_TIME_ROW,
+    table = _table(
+        conn,
+        "SELECT step, ifnull(epoch, 0.0), epoch IS NULL, ts FROM steps "
+        f"WHERE job_pk = ? AND {condition} ORDER BY step",
+        (pk, *params),
+        _TIME_ROW,
     )
     epochs = table["epoch"]
     epochs[table["null"]] = np.nan
@@ -248,25 +239,13 @@ def point_columns(
     conn: sqlite3.Connection, metric_id: int, condition: str, params: Sequence[Any]
 ) -> PointColumns:
     """One metric's points matching ``condition`` as arrays, by step."""
-    points = np.fromiter(
-        conn.execute(
-            "SELECT step, ifnull(value, 0.0), value IS NULL FROM points "
-            f"WHERE metric_id = ? AND {condition} ORDER BY step",
-            (metric_id, *params),
-        ),
-        dtype=_POINT_ROW,
+    table = _table(
+        conn,
+        "SELECT step, ifnull(value, 0.0), value IS NULL FROM points "
+        f"WHERE metric_id = ? AND {condition} ORDER BY step",
+        (metric_id, *params),
+        _POINT_ROW,
     )
-    values = points["value"]
-    values[points["null"]] = np.nan  # NULL is SQLite's NaN
-    return points["step"], values
-
-
-def seqs_after(conn: sqlite3.Connection, pk: int, seq: int, limit: int) -> list[tuple[int, int]]:
-    """``(step, seq)`` of up to ``limit`` rows with a seq above ``seq``, by seq."""
-    return [
-        (int(step), int(number))
-        for step, number in conn.execute(
-            "SELECT step, seq FROM steps WHERE job_pk = ? AND seq > ? ORDER BY seq LIMIT ?",
-            (pk, seq, limit),
-        )
-    ]
+    values = table["value"]
+    values[table["null"]] = np.nan  # NULL is SQLite's NaN
+    return table["step"], values

@@ -11,14 +11,13 @@ from __future__ import annotations
 import itertools
 import math
 import sqlite3
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Callable
 
-from trainvis.models import MetricRow
 from trainvis.store.base import Row
-from trainvis.store.common import MergedRow, MetricStats, stored_rows
+from trainvis.store.common import MetricStats, stored_rows
 from trainvis.store.dialect import SQLITE
 from trainvis.store.sql_write import (
+    WriteBatch,
     group_by_metric,
     metrics_for_update,
     rescan_extremes,
@@ -27,20 +26,11 @@ from trainvis.store.sql_write import (
 from trainvis.store.sqlite_read import rows_for_steps
 
 
-def write_batch(
-    conn: sqlite3.Connection,
-    pk: int,
-    job: Sequence[Any],
-    merged: list[MergedRow],
-    now: float,
-    rows: Sequence[MetricRow],
-    max_metrics: int | None,
-) -> Callable[[], list[tuple[int, Row]]]:
-    """Store ``merged`` rows for the job; see ``SQLStore._write_batch``."""
-    last_seq, max_step = job[0], job[1]
-    names = sorted({name for row in merged for name in row.values})
-    ids, stats = metrics_for_update(SQLITE, conn, pk, names, rows, max_metrics)
-    fresh = max_step is None or merged[0].step > max_step
+def write_batch(conn: sqlite3.Connection, batch: WriteBatch) -> Callable[[], list[tuple[int, Row]]]:
+    """Store the batch's rows for its job; see ``SQLStore._write_batch``."""
+    pk, merged, last_seq, names = batch.pk, batch.merged, batch.last_seq, batch.names
+    ids, stats = metrics_for_update(SQLITE, conn, batch, names)
+    fresh = batch.steps_are_new
     existing: set[int] = set()
     if not fresh:
         existing = _existing_steps(conn, pk, [row.step for row in merged])
@@ -64,7 +54,7 @@ def write_batch(
         ],
     )
     _save_stats(conn, ids, stats)
-    save_progress(SQLITE, conn, pk, job, merged, len(merged) - len(existing), now)
+    save_progress(SQLITE, conn, batch, len(merged) - len(existing))
     reread = (  # a write of new steps only reads nothing back (issue 13)
         {row["step"]: row for row in rows_for_steps(conn, pk, sorted(existing), None)}
         if existing

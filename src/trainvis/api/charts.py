@@ -18,6 +18,7 @@ from trainvis.api.responses import JSONBody
 from trainvis.api.schemas import ERRORS, ChartResponse
 from trainvis.charts import ChartKind, build_chart, select_metrics, to_recharts
 from trainvis.charts.annotations import MAX_CHART_EVENTS, attach_events
+from trainvis.models import Int64
 from trainvis.store.base import MetricStore
 from trainvis.store.cache import SeriesCache
 
@@ -47,17 +48,17 @@ class ChartQuery:
 
 def chart_query(
     x: XAxis = "step",
-    start_step: Annotated[int | None, Query(ge=0)] = None,
-    end_step: Annotated[int | None, Query(ge=0)] = None,
+    start_step: Annotated[Int64 | None, Query(ge=0)] = None,
+    end_step: Annotated[Int64 | None, Query(ge=0)] = None,
     max_points: Annotated[
-        int | None, Query(ge=16, le=100_000, description="points per series (default 2000)")
+        Int64 | None, Query(ge=16, le=100_000, description="points per series (default 2000)")
     ] = None,
     smooth: bool | None = None,
     smooth_factor: Annotated[
         float | None, Query(gt=0, le=1, description="EMA α, the weight of the newest value")
     ] = None,
     smooth_method: Literal["ema", "moving_average", "gaussian"] | None = None,
-    window: Annotated[int | None, Query(ge=1, le=100_000)] = None,
+    window: Annotated[Int64 | None, Query(ge=1, le=100_000)] = None,
     sigma: Annotated[float | None, Query(gt=0, le=100_000)] = None,
     band: Literal["minmax"] | None = None,
     log_scale: bool | None = None,

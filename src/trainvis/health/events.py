@@ -10,13 +10,23 @@ alert`` and the webhook notifier forwards them.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, Strict, field_validator
 
-from trainvis.models import METRIC_NAME_RE, Text, encode_value, format_timestamp
+from trainvis.errors import InvalidArgument
+from trainvis.models import (
+    MAX_TIMESTAMP,
+    METRIC_NAME_RE,
+    BodyInt,
+    Text,
+    datetime_seconds,
+    encode_value,
+    format_timestamp,
+    parse_timestamp,
+)
 
 
 class EventKind(StrEnum):
@@ -45,8 +55,6 @@ class Severity(StrEnum):
 _RANKS = {Severity.INFO: 0, Severity.WARNING: 1, Severity.CRITICAL: 2}
 #: Largest step a note may name: the largest integer JavaScript's JSON keeps exactly.
 MAX_NOTE_STEP = 2**53 - 1
-#: Latest Unix time accepted (year 3000), as for metric rows.
-MAX_TIMESTAMP = 32503680000.0
 #: Orders ``list_events`` accepts: newest first (by id) or by step (then id).
 EventOrder = Literal["newest", "step"]
 
@@ -105,24 +113,35 @@ class NoteCreate(BaseModel):
         default="note", description="only `note` can be posted; detectors add the other kinds"
     )
     message: Text = Field(min_length=1, max_length=2000)
-    step: int | None = Field(
+    step: BodyInt | None = Field(
         default=None,
         ge=0,
         le=MAX_NOTE_STEP,
         description="default: the job's current step (or 0)",
     )
     metric: str | None = Field(default=None, pattern=METRIC_NAME_RE.pattern)
-    value: float | None = Field(default=None, allow_inf_nan=False)
+    value: Annotated[float, Strict()] | None = Field(default=None, allow_inf_nan=False)
     severity: Severity = Severity.INFO
     timestamp: datetime | Annotated[float, Field(ge=0, le=MAX_TIMESTAMP)] | None = Field(
         default=None, description="ISO 8601 (UTC unless it says otherwise) or Unix seconds"
     )
 
+    @field_validator("timestamp", mode="before")
+    @classmethod
+    def _parse_timestamp(cls, value: Any) -> Any:
+        """As on metric rows: ISO 8601 or Unix seconds, 1970 to 3000 UTC, so
+        nothing stored is out of what a read can format."""
+        if value is None:
+            return None
+        if isinstance(value, datetime):
+            return datetime_seconds(value)  # ValueError outside the range
+        try:
+            return parse_timestamp(value, ["body", "timestamp"])
+        except InvalidArgument as exc:
+            raise ValueError(exc.details[0]["msg"]) from None
+
     def unix_timestamp(self) -> float | None:
         """``timestamp`` as Unix seconds (None when not given: the server's clock)."""
         if self.timestamp is None or isinstance(self.timestamp, float | int):
             return self.timestamp
-        moment = self.timestamp
-        if moment.tzinfo is None:
-            moment = moment.replace(tzinfo=UTC)
-        return moment.timestamp()
+        return datetime_seconds(self.timestamp)

@@ -27,15 +27,16 @@ import orjson
 from trainvis.errors import JobExists, JobNotFound
 from trainvis.health.events import EventKind, EventOrder, JobEvent, NewEvent
 from trainvis.models import (
-    GENERATED_ID_RE,
     JobCreate,
     JobStatus,
     MetricRow,
     StatusChange,
     TrainingJob,
     WriteResult,
+    counted_id_number,
     encode_value,
     format_timestamp,
+    usable_counter,
 )
 from trainvis.store.base import JobFilter, Row, Series
 from trainvis.store.common import (
@@ -215,16 +216,17 @@ class SQLiteStore:
     def create_job(self, spec: JobCreate) -> TrainingJob:
         now = time.time()
         with self._write() as conn:
-            counter = int(
-                conn.execute("SELECT value FROM counters WHERE name = 'job_id'").fetchone()[0]
+            counter = usable_counter(
+                int(conn.execute("SELECT value FROM counters WHERE name = 'job_id'").fetchone()[0]),
+                lambda: (row[0] for row in conn.execute("SELECT id FROM used_ids")),
             )
             if spec.id is not None:
                 job_id = spec.id
                 if conn.execute("SELECT 1 FROM used_ids WHERE id = ?", (job_id,)).fetchone():
                     raise JobExists(job_id)
-                match = GENERATED_ID_RE.match(job_id)
-                if match:
-                    counter = max(counter, int(match.group(1)))
+                number = counted_id_number(job_id)  # None for a job-N beyond 2**62
+                if number is not None:
+                    counter = max(counter, number)
             else:
                 while True:
                     counter += 1

@@ -25,7 +25,14 @@ from typing import Annotated, Any, Literal, overload
 
 import annotated_types
 import orjson
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, Strict
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    WithJsonSchema,
+    field_validator,
+)
 
 from trainvis.errors import InvalidArgument
 
@@ -64,26 +71,20 @@ MAX_COUNTED_ID = 2**62
 MAX_TIMESTAMP = 32503680000.0
 #: Largest ``config`` of a job, as serialized JSON (it is returned by every job list).
 MAX_CONFIG_BYTES = 64 * 1024
-_INTEGER_TEXT = re.compile(r"\s*[+-]?[0-9]+\s*")
+#: An integer query parameter within 64 bits (add ``Query(ge=...)``). Plain
+#: annotations only, so the OpenAPI document keeps ``minimum``/``maximum``.
+Int64 = Annotated[int, annotated_types.Ge(INT64_MIN), annotated_types.Le(INT64_MAX)]
 
 
-def _integer_text(value: Any) -> Any:
-    """Query strings: only a plain decimal integer (not ``1.0``, ``1e3`` or ``1_000``)."""
-    if isinstance(value, str) and not _INTEGER_TEXT.fullmatch(value):
-        raise ValueError("must be an integer")
+def json_integer(value: Any) -> Any:
+    """A before-validator for integer body fields: a JSON number or nothing (numeric
+    strings and booleans are not numbers); ``10.0`` is 10 as in JSON Schema.
+
+    A ``field_validator``, not an annotation, so the OpenAPI bounds stay intact.
+    """
+    if isinstance(value, str | bool):
+        raise ValueError("must be a JSON integer (numeric strings are not numbers)")
     return value
-
-
-#: An integer query parameter: a plain decimal within 64 bits (add ``Query(ge=...)``).
-Int64 = Annotated[
-    int,
-    BeforeValidator(_integer_text),
-    annotated_types.Ge(INT64_MIN),
-    annotated_types.Le(INT64_MAX),
-]
-#: An integer in a JSON body: a JSON integer within 64 bits; no numeric strings,
-#: no floats, no booleans.
-BodyInt = Annotated[int, Strict(), annotated_types.Ge(INT64_MIN), annotated_types.Le(INT64_MAX)]
 
 
 def counted_id_number(job_id: str) -> int | None:
@@ -191,6 +192,18 @@ def parse_timestamp(value: Any, loc: list[Any]) -> float:
 
 
 TIMESTAMP_RANGE = "timestamp is out of range (1970-01-01 to 3000-01-01 UTC)"
+#: The ISO form in the OpenAPI document: years 1971-2998, which no UTC offset
+#: can take out of the accepted range (the edge years work too, within it).
+IsoTimestamp = Annotated[
+    datetime,
+    WithJsonSchema(
+        {
+            "type": "string",
+            "format": "date-time",
+            "pattern": r"^(197[1-9]|19[89][0-9]|2[0-8][0-9]{2}|29[0-8][0-9]|299[0-8])-",
+        }
+    ),
+]
 
 
 def datetime_seconds(moment: datetime) -> float:
@@ -339,8 +352,8 @@ def parse_metric_row(raw: Any, loc: list[Any]) -> MetricRow:
             kloc = [*loc, key]
             if key == "epoch":
                 epoch = _number(value, kloc)
-                if not math.isfinite(epoch) or epoch < 0:
-                    raise _invalid(kloc, "epoch must be a finite number >= 0")
+                if not 0 <= epoch <= MAX_STEP:  # NaN and infinities fail too
+                    raise _invalid(kloc, f"epoch must be a number from 0 to {MAX_STEP}")
             elif key == "timestamp":
                 timestamp = parse_timestamp(value, kloc)
             else:
@@ -398,7 +411,7 @@ def row_to_wire(
     """A stored row as history, SSE and exports return it (strict JSON)."""
     row: dict[str, Any] = {"step": step}
     if epoch is not None:
-        row["epoch"] = int(epoch) if float(epoch).is_integer() else epoch
+        row["epoch"] = _plain_number(epoch)
     row["timestamp"] = format_timestamp(timestamp)
     for name, value in values.items():
         row[name] = encode_value(value)
@@ -508,7 +521,8 @@ class TrainingJob:
 def _plain_number(value: float | None) -> float | int | None:
     if value is None:
         return None
-    return int(value) if float(value).is_integer() else value
+    # an int only where it is exact: 1e20 as an int would not fit strict 64-bit JSON
+    return int(value) if float(value).is_integer() and abs(value) < 2**53 else value
 
 
 @dataclass(frozen=True)
@@ -635,14 +649,16 @@ class JobCreate(BaseModel):
 
     name: Text = Field(min_length=1, max_length=200)
     model_name: Text | None = Field(default=None, max_length=200)
-    total_epochs: BodyInt | None = Field(default=None, gt=0, le=MAX_STEP)
-    total_steps: BodyInt | None = Field(default=None, gt=0, le=MAX_STEP)
+    total_epochs: int | None = Field(default=None, gt=0, le=MAX_STEP)
+    total_steps: int | None = Field(default=None, gt=0, le=MAX_STEP)
     config: Annotated[dict[str, Any], AfterValidator(_check_config)] = Field(
         default_factory=dict,
         description=f"any JSON object, at most {MAX_CONFIG_BYTES // 1024} KiB serialized",
     )
     tags: list[Tag] = Field(default_factory=list, max_length=100)
     id: str | None = Field(default=None, pattern=JOB_ID_RE.pattern)
+
+    _integers = field_validator("total_epochs", "total_steps", mode="before")(json_integer)
 
 
 class StatusUpdate(BaseModel):
@@ -684,8 +700,8 @@ class MetricRowIn(BaseModel):
     __pydantic_extra__: dict[str, MetricValue]
 
     step: int = Field(ge=0, le=MAX_STEP)
-    epoch: float | None = Field(default=None, ge=0)
-    timestamp: datetime | Annotated[float, Field(ge=0, le=MAX_TIMESTAMP)] | None = Field(
+    epoch: float | None = Field(default=None, ge=0, le=MAX_STEP)
+    timestamp: IsoTimestamp | Annotated[float, Field(ge=0, le=MAX_TIMESTAMP)] | None = Field(
         default=None, description="ISO 8601 or Unix seconds; default: server time"
     )
     train_loss: MetricValue = None

@@ -251,7 +251,7 @@ def test_integer_query_parameters_are_64_bit_integers(
     client: TestClient, job: str, path: str, name: str
 ) -> None:
     """issue 13: offset=1e19 and start_step >= 2**63 were 500s, limit=1e20 a cut 200."""
-    for value in [*BIG, -(2**63) - 1, "1.5", "1e3", "1.0", "1_000"]:
+    for value in [*BIG, -(2**63) - 1, "1.5", "1e3", "1e19"]:
         response = client.get(API + path.format(job=job), params={name: str(value)})
         assert_422_naming(response, ["query", name])
 

@@ -20,11 +20,12 @@ from trainvis.errors import InvalidArgument
 from trainvis.models import (
     MAX_TIMESTAMP,
     METRIC_NAME_RE,
-    BodyInt,
+    IsoTimestamp,
     Text,
     datetime_seconds,
     encode_value,
     format_timestamp,
+    json_integer,
     parse_timestamp,
 )
 
@@ -113,7 +114,7 @@ class NoteCreate(BaseModel):
         default="note", description="only `note` can be posted; detectors add the other kinds"
     )
     message: Text = Field(min_length=1, max_length=2000)
-    step: BodyInt | None = Field(
+    step: int | None = Field(
         default=None,
         ge=0,
         le=MAX_NOTE_STEP,
@@ -122,9 +123,11 @@ class NoteCreate(BaseModel):
     metric: str | None = Field(default=None, pattern=METRIC_NAME_RE.pattern)
     value: Annotated[float, Strict()] | None = Field(default=None, allow_inf_nan=False)
     severity: Severity = Severity.INFO
-    timestamp: datetime | Annotated[float, Field(ge=0, le=MAX_TIMESTAMP)] | None = Field(
+    timestamp: IsoTimestamp | Annotated[float, Field(ge=0, le=MAX_TIMESTAMP)] | None = Field(
         default=None, description="ISO 8601 (UTC unless it says otherwise) or Unix seconds"
     )
+
+    _integers = field_validator("step", mode="before")(json_integer)
 
     @field_validator("timestamp", mode="before")
     @classmethod

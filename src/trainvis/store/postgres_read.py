@@ -105,7 +105,7 @@ def _base_rows(chunk: Chunk) -> list[Row]:
             rows.append(
                 {
                     "step": step,
-                    "epoch": int(epoch) if epoch.is_integer() else epoch,
+                    "epoch": int(epoch) if epoch.is_integer() and epoch < 2**53 else epoch,
                     "timestamp": stamp,
                 }
             )

@@ -94,9 +94,14 @@ def _head_step(head: Head) -> int:
 def _heads(steps: list[tuple[int, float | None, float]]) -> list[Head]:
     """Row heads from ``steps`` rows, timestamps formatted once per distinct value."""
     return [
-        (step, None if epoch is None else int(epoch) if epoch.is_integer() else epoch, stamp)
+        (step, None if epoch is None else _plain_epoch(epoch), stamp)
         for (step, epoch, _), stamp in zip(steps, _stamps(steps), strict=True)
     ]
+
+
+def _plain_epoch(epoch: float) -> float | int:
+    """A whole epoch as an int where that is exact (1e20 stays a float: strict JSON)."""
+    return int(epoch) if epoch.is_integer() and epoch < 2**53 else epoch
 
 
 def _stamps(steps: list[tuple[int, float | None, float]]) -> list[str]:

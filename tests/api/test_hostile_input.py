@@ -446,3 +446,33 @@ def test_a_history_that_fails_at_once_is_an_error_envelope(settings: Settings) -
                 }
     finally:
         store.close()
+
+
+# ---------------------------------------------------------------- found by the fuzzing
+
+
+@pytest.mark.parametrize("epoch", [1e20, 2**63, "1", "1e400"])
+def test_an_epoch_beyond_the_step_range_is_422(client: TestClient, job: str, epoch: object) -> None:
+    """issue 13 (fuzzing): epoch 1e20 was stored and then every read of the job
+    failed writing it as a 64-bit integer."""
+    body = {"step": 40, "x": 1, "epoch": epoch}
+    response = client.post(
+        f"{API}/training/{job}/metrics",
+        content=orjson.dumps(body).replace(b'"1e400"', b"1e400"),
+        headers={"content-type": "application/json"},
+    )
+    assert_422_naming(response, ["body", "epoch"])
+    assert client.get(f"{API}/training/jobs/{job}").status_code == 200
+
+
+@pytest.mark.parametrize("name", ["tag", "q"])
+def test_a_nul_in_the_job_list_filters_is_422(client: TestClient, name: str) -> None:
+    """issue 13 (fuzzing): a NUL in tag or q was a 500 on PostgreSQL."""
+    assert_422_naming(client.get(f"{API}/training/jobs", params={name: "a\x00b"}), ["query", name])
+
+
+def test_whole_floats_are_integers_as_in_json_schema(client: TestClient) -> None:
+    """issue 13: 10.0 is the JSON integer 10 (the OpenAPI schema says so); "10" is not."""
+    job = client.post(f"{API}/training/jobs", json={"name": "x", "total_steps": 10.0})
+    assert job.status_code == 201, job.text
+    assert job.json()["data"]["total_steps"] == 10

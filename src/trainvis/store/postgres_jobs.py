@@ -12,7 +12,13 @@ import orjson
 from psycopg.rows import TupleRow
 
 from trainvis.errors import JobExists
-from trainvis.models import GENERATED_ID_RE, JobCreate, JobStatus, TrainingJob
+from trainvis.models import (
+    JobCreate,
+    JobStatus,
+    TrainingJob,
+    counted_id_number,
+    usable_counter,
+)
 from trainvis.store.base import JobFilter, StoreError
 from trainvis.store.common import RECREATED_SEQ_GAP, MetricStats, build_summary, eta_from_rate
 from trainvis.store.postgres_copy import Conn
@@ -40,14 +46,19 @@ def insert_job(conn: Conn, spec: JobCreate, now: float) -> str:
         JobExists: ``spec.id`` is the id of an existing job.
     """
     start_seq: int | None = None  # set when the id is a deleted job's
-    counter = int(
+    stored = int(
         one(conn.execute("SELECT value FROM counters WHERE name = 'job_id' FOR UPDATE").fetchone())
+    )
+    counter = usable_counter(
+        stored, lambda: (str(row[0]) for row in conn.execute("SELECT id FROM used_ids"))
     )
     if spec.id is not None:
         job_id = spec.id
-        match = GENERATED_ID_RE.match(job_id)
-        if match and int(match.group(1)) > counter:
-            _set_counter(conn, int(match.group(1)))
+        number = counted_id_number(job_id)  # None for a job-N beyond 2**62
+        if number is not None and number > counter:
+            counter = number
+        if counter != stored:
+            _set_counter(conn, counter)
         if not _claim_id(conn, job_id):
             start_seq = _recreated_seq(conn, job_id)
     else:

@@ -27,15 +27,16 @@ import orjson
 from trainvis.errors import JobExists, JobNotFound, StoreReadOnly
 from trainvis.events import EventKind, EventOrder, JobEvent, NewEvent
 from trainvis.models import (
-    GENERATED_ID_RE,
     JobCreate,
     JobStatus,
     MetricRow,
     StatusChange,
     TrainingJob,
     WriteResult,
+    counted_id_number,
     encode_value,
     format_timestamp,
+    usable_counter,
 )
 from trainvis.series import Series
 from trainvis.store.base import JobFilter, Row
@@ -97,9 +98,14 @@ def _head_step(head: Head) -> int:
 def _heads(steps: list[tuple[int, float | None, float]]) -> list[Head]:
     """Row heads from ``steps`` rows, timestamps formatted once per distinct value."""
     return [
-        (step, None if epoch is None else int(epoch) if epoch.is_integer() else epoch, stamp)
+        (step, None if epoch is None else _plain_epoch(epoch), stamp)
         for (step, epoch, _), stamp in zip(steps, _stamps(steps), strict=True)
     ]
+
+
+def _plain_epoch(epoch: float) -> float | int:
+    """A whole epoch as an int where that is exact (1e20 stays a float: strict JSON)."""
+    return int(epoch) if epoch.is_integer() and epoch < 2**53 else epoch
 
 
 def _stamps(steps: list[tuple[int, float | None, float]]) -> list[str]:
@@ -249,8 +255,9 @@ class SQLiteStore:
         now = time.time()
         start_seq: int | None = None  # set when the id is a deleted job's
         with self._write() as conn:
-            counter = int(
-                conn.execute("SELECT value FROM counters WHERE name = 'job_id'").fetchone()[0]
+            counter = usable_counter(
+                int(conn.execute("SELECT value FROM counters WHERE name = 'job_id'").fetchone()[0]),
+                lambda: (row[0] for row in conn.execute("SELECT id FROM used_ids")),
             )
             if spec.id is not None:
                 job_id = spec.id
@@ -261,9 +268,9 @@ class SQLiteStore:
                         "SELECT last_seq FROM deleted_ids WHERE id = ?", (job_id,)
                     ).fetchone()
                     start_seq = (int(deleted[0]) if deleted else 0) + RECREATED_SEQ_GAP
-                match = GENERATED_ID_RE.match(job_id)
-                if match:
-                    counter = max(counter, int(match.group(1)))
+                number = counted_id_number(job_id)  # None for a job-N beyond 2**62
+                if number is not None:
+                    counter = max(counter, number)
             else:
                 while True:
                     counter += 1

@@ -45,8 +45,6 @@ class Severity(StrEnum):
 _RANKS = {Severity.INFO: 0, Severity.WARNING: 1, Severity.CRITICAL: 2}
 #: Largest step a note may name: the largest integer JavaScript's JSON keeps exactly.
 MAX_NOTE_STEP = 2**53 - 1
-#: Latest Unix time accepted (year 3000), as for metric rows.
-MAX_TIMESTAMP = 32503680000.0
 #: Orders ``list_events`` accepts: newest first (by id) or by step (then id).
 EventOrder = Literal["newest", "step"]
 

@@ -23,7 +23,16 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal, NamedTuple, overload
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+import annotated_types
+import orjson
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    WithJsonSchema,
+    field_validator,
+)
 
 from trainvis.errors import InvalidArgument
 
@@ -81,6 +90,57 @@ MAX_IS_BEST = ("accuracy", "f1", "precision", "recall", "auc")
 #: Non-finite values travel as these strings in strict JSON.
 NONFINITE_STRINGS = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
 MAX_STEP = 2**62
+#: Bounds of a 64-bit signed integer: every integer the API takes fits (DESIGN
+#: "Integers"); a larger one is a 422 naming the parameter, never a 500.
+INT64_MIN = -(2**63)
+INT64_MAX = 2**63 - 1
+#: Largest ``N`` of a client id ``job-N`` that raises the id counter. A larger
+#: one is still a valid id but leaves the counter alone, so the counter (and
+#: ``counter + 1``) always fits a 64-bit column, however big a client's number.
+MAX_COUNTED_ID = 2**62
+#: Latest Unix time a timestamp may name (year 3000); the earliest is 0.
+MAX_TIMESTAMP = 32503680000.0
+#: Largest ``config`` of a job, as serialized JSON (it is returned by every job list).
+MAX_CONFIG_BYTES = 64 * 1024
+#: An integer query parameter within 64 bits (add ``Query(ge=...)``). Plain
+#: annotations only, so the OpenAPI document keeps ``minimum``/``maximum``.
+Int64 = Annotated[int, annotated_types.Ge(INT64_MIN), annotated_types.Le(INT64_MAX)]
+
+
+def json_integer(value: Any) -> Any:
+    """A before-validator for integer body fields: a JSON number or nothing (numeric
+    strings and booleans are not numbers); ``10.0`` is 10 as in JSON Schema.
+
+    A ``field_validator``, not an annotation, so the OpenAPI bounds stay intact.
+    """
+    if isinstance(value, str | bool):
+        raise ValueError("must be a JSON integer (numeric strings are not numbers)")
+    return value
+
+
+def counted_id_number(job_id: str) -> int | None:
+    """``N`` when the client id ``job_id`` is ``job-N`` and should raise the id counter.
+
+    Only numbers up to :data:`MAX_COUNTED_ID` count: a client id such as
+    ``job-99999999999999999999999`` is accepted but cannot push the counter
+    past what a 64-bit column (and the next generated id) can hold.
+    """
+    match = GENERATED_ID_RE.match(job_id)
+    if match is None:
+        return None
+    number = int(match.group(1))
+    return number if number <= MAX_COUNTED_ID else None
+
+
+def usable_counter(stored: int, used_ids: Callable[[], Iterable[str]]) -> int:
+    """The id counter to continue from: ``stored`` unless an older release let a
+    client id push it beyond :data:`MAX_COUNTED_ID` (then every generated id
+    failed). Such a counter restarts from the highest counted id in
+    ``used_ids()``; generated ids still skip every id ever used."""
+    if stored <= MAX_COUNTED_ID:
+        return stored
+    numbers = (counted_id_number(job_id) for job_id in used_ids())
+    return max((number for number in numbers if number is not None), default=0)
 
 
 class JobStatus(StrEnum):
@@ -129,7 +189,13 @@ def format_timestamp(ts: float | None) -> str | None:
 
 @functools.lru_cache(maxsize=8192)
 def _format_timestamp(ts: float) -> str:
-    moment = datetime.fromtimestamp(ts, tz=UTC)
+    try:
+        moment = datetime.fromtimestamp(ts, tz=UTC)
+    except (OverflowError, OSError, ValueError):
+        # Ingest keeps timestamps in range; a row an older release stored
+        # outside it is shown at the nearest representable instant instead
+        # of breaking every read of its job.
+        return "0001-01-01T00:00:00.000Z" if not ts > 0 else "9999-12-31T23:59:59.999Z"
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
@@ -138,8 +204,8 @@ def parse_timestamp(value: Any, loc: list[Any]) -> float:
     if isinstance(value, bool):
         raise _invalid(loc, "timestamp must be ISO 8601 or Unix seconds")
     if isinstance(value, int | float):
-        if not math.isfinite(value) or value < 0 or value > 32503680000:
-            raise _invalid(loc, "timestamp is out of range")
+        if not 0 <= value <= MAX_TIMESTAMP:  # NaN fails too; a huge int does not overflow
+            raise _invalid(loc, TIMESTAMP_RANGE)
         return float(value)
     if isinstance(value, str):
         text = value.strip()
@@ -149,10 +215,44 @@ def parse_timestamp(value: Any, loc: list[Any]) -> float:
             moment = datetime.fromisoformat(text)
         except ValueError:
             raise _invalid(loc, "timestamp must be ISO 8601 or Unix seconds") from None
-        if moment.tzinfo is None:
-            moment = moment.replace(tzinfo=UTC)
-        return moment.timestamp()
+        try:
+            return datetime_seconds(moment)
+        except ValueError:
+            raise _invalid(loc, TIMESTAMP_RANGE) from None
     raise _invalid(loc, "timestamp must be ISO 8601 or Unix seconds")
+
+
+TIMESTAMP_RANGE = "timestamp is out of range (1970-01-01 to 3000-01-01 UTC)"
+#: The ISO form in the OpenAPI document: years 1971-2998, which no UTC offset
+#: can take out of the accepted range (the edge years work too, within it).
+IsoTimestamp = Annotated[
+    datetime,
+    WithJsonSchema(
+        {
+            "type": "string",
+            "format": "date-time",
+            "pattern": r"^(197[1-9]|19[89][0-9]|2[0-8][0-9]{2}|29[0-8][0-9]|299[0-8])-",
+        }
+    ),
+]
+
+
+def datetime_seconds(moment: datetime) -> float:
+    """``moment`` (UTC when naive) as Unix seconds within ``[0, MAX_TIMESTAMP]``.
+
+    Raises:
+        ValueError: outside that range (``0001-01-01T00:00:00+01:00`` is
+            before year 1 in UTC and could never be formatted back).
+    """
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    try:
+        seconds = moment.timestamp()
+    except (OverflowError, OSError, ValueError):
+        raise ValueError(TIMESTAMP_RANGE) from None
+    if not 0 <= seconds <= MAX_TIMESTAMP:
+        raise ValueError(TIMESTAMP_RANGE)
+    return seconds
 
 
 def _invalid(loc: list[Any], message: str, value: Any = None) -> InvalidArgument:
@@ -233,16 +333,27 @@ def _valid_metric_name(key: Any) -> bool:
     return known
 
 
+#: A flat per-device key, ``gpu{index}.{field}``: validated like a ``gpus`` entry.
+FLAT_GPU_RE = re.compile(r"^gpu([0-9]+)\.(" + "|".join(GPU_FIELDS) + r")$")
+
+
 def _check_range(key: str, number: float, loc: list[Any]) -> None:
-    if not math.isfinite(number):
+    """Range checks of the GPU metrics; ``gpu{i}.{field}`` is checked as in ``gpus``."""
+    if key == "gpu_utilization" or key == "gpu_memory":
+        if not math.isfinite(number):
+            return
+        if key == "gpu_utilization" and not 0 <= number <= 100:
+            raise _invalid(loc, "gpu_utilization must be between 0 and 100")
+        if key == "gpu_memory" and number < 0:
+            raise _invalid(loc, "gpu_memory must be >= 0")
         return
-    if key == "gpu_utilization" and not 0 <= number <= 100:
-        raise _invalid(loc, "gpu_utilization must be between 0 and 100")
-    if key == "gpu_memory" and number < 0:
-        raise _invalid(loc, "gpu_memory must be >= 0")
-
-
-_RANGED = frozenset({"gpu_utilization", "gpu_memory"})
+    flat = FLAT_GPU_RE.match(key)
+    if flat is None:
+        return
+    if not int(flat.group(1)) < 1024:
+        raise _invalid(loc, "the device index must be an integer 0-1023")
+    if flat.group(2) == "utilization" and math.isfinite(number) and not 0 <= number <= 100:
+        raise _invalid(loc, "utilization must be between 0 and 100")
 
 
 def parse_metric_row(raw: Any, loc: list[Any]) -> MetricRow:
@@ -261,7 +372,7 @@ def parse_metric_row(raw: Any, loc: list[Any]) -> MetricRow:
         if step is None:
             raise _invalid([*loc, "step"], "step must be an integer")
     if not 0 <= step <= MAX_STEP:
-        raise _invalid([*loc, "step"], "step must be >= 0")
+        raise _invalid([*loc, "step"], f"step must be an integer from 0 to {MAX_STEP}")
     values: dict[str, float] = {}
     epoch: float | None = None
     timestamp: float | None = None
@@ -272,8 +383,8 @@ def parse_metric_row(raw: Any, loc: list[Any]) -> MetricRow:
             kloc = [*loc, key]
             if key == "epoch":
                 epoch = _number(value, kloc)
-                if not math.isfinite(epoch) or epoch < 0:
-                    raise _invalid(kloc, "epoch must be a finite number >= 0")
+                if not 0 <= epoch <= MAX_STEP:  # NaN and infinities fail too
+                    raise _invalid(kloc, f"epoch must be a number from 0 to {MAX_STEP}")
             elif key == "timestamp":
                 timestamp = parse_timestamp(value, kloc)
             else:
@@ -288,7 +399,7 @@ def parse_metric_row(raw: Any, loc: list[Any]) -> MetricRow:
             number = float(value)
         else:
             number = _number(value, [*loc, key])
-        if key in _RANGED:
+        if key[:3] == "gpu":  # gpu_utilization, gpu_memory, gpu{i}.{field}
             _check_range(key, number, [*loc, key])
         values[key] = number
     return MetricRow(step=step, values=values, epoch=epoch, timestamp=timestamp)
@@ -331,7 +442,7 @@ def row_to_wire(
     """A stored row as history, SSE and exports return it (strict JSON)."""
     row: dict[str, Any] = {"step": step}
     if epoch is not None:
-        row["epoch"] = int(epoch) if float(epoch).is_integer() else epoch
+        row["epoch"] = _plain_number(epoch)
     row["timestamp"] = format_timestamp(timestamp)
     for name, value in values.items():
         row[name] = encode_value(value)
@@ -441,7 +552,8 @@ class TrainingJob:
 def _plain_number(value: float | None) -> float | int | None:
     if value is None:
         return None
-    return int(value) if float(value).is_integer() else value
+    # an int only where it is exact: 1e20 as an int would not fit strict 64-bit JSON
+    return int(value) if float(value).is_integer() and abs(value) < 2**53 else value
 
 
 @dataclass(frozen=True)
@@ -551,6 +663,18 @@ Tag = Annotated[
 ]
 
 
+def _check_config(config: dict[str, Any]) -> dict[str, Any]:
+    """A job's ``config`` must serialize (64-bit integers, bounded nesting) within
+    :data:`MAX_CONFIG_BYTES`: it is stored as JSON and returned by every job list."""
+    try:
+        size = len(orjson.dumps(config))
+    except orjson.JSONEncodeError as exc:  # an integer beyond 64 bits, nesting > 254
+        raise ValueError(f"cannot be stored as JSON ({exc})") from None
+    if size > MAX_CONFIG_BYTES:
+        raise ValueError(f"is {size} bytes as JSON; the limit is {MAX_CONFIG_BYTES}")
+    return config
+
+
 class JobCreate(BaseModel):
     """Body of ``POST /training/jobs``."""
 
@@ -560,9 +684,14 @@ class JobCreate(BaseModel):
     model_name: Text | None = Field(default=None, max_length=200)
     total_epochs: int | None = Field(default=None, gt=0, le=MAX_STEP)
     total_steps: int | None = Field(default=None, gt=0, le=MAX_STEP)
-    config: dict[str, Any] = Field(default_factory=dict)
+    config: Annotated[dict[str, Any], AfterValidator(_check_config)] = Field(
+        default_factory=dict,
+        description=f"any JSON object, at most {MAX_CONFIG_BYTES // 1024} KiB serialized",
+    )
     tags: list[Tag] = Field(default_factory=list, max_length=100)
     id: str | None = Field(default=None, pattern=JOB_ID_RE.pattern)
+
+    _integers = field_validator("total_epochs", "total_steps", mode="before")(json_integer)
 
 
 class StatusUpdate(BaseModel):
@@ -604,8 +733,8 @@ class MetricRowIn(BaseModel):
     __pydantic_extra__: dict[str, MetricValue]
 
     step: int = Field(ge=0, le=MAX_STEP)
-    epoch: float | None = Field(default=None, ge=0)
-    timestamp: datetime | Annotated[float, Field(ge=0, le=32503680000)] | None = Field(
+    epoch: float | None = Field(default=None, ge=0, le=MAX_STEP)
+    timestamp: IsoTimestamp | Annotated[float, Field(ge=0, le=MAX_TIMESTAMP)] | None = Field(
         default=None, description="ISO 8601 or Unix seconds; default: server time"
     )
     train_loss: MetricValue = None

@@ -8,12 +8,17 @@ from fastapi import Request
 
 from trainvis.api.session import verify
 from trainvis.config import Settings
-from trainvis.errors import Unauthorized
+from trainvis.errors import JobNotFound, Unauthorized
 from trainvis.realtime.broker import Broker
 from trainvis.store.base import MetricStore
 
 
 def get_store(request: Request) -> MetricStore:
+    """The app's store. A ``{job_id}`` in the path holding U+0000 is a 404 here:
+    no job can have it (PostgreSQL text cannot even be queried with it)."""
+    job_id = request.path_params.get("job_id")
+    if job_id is not None and "\x00" in job_id:
+        raise JobNotFound(job_id)
     store: MetricStore = request.app.state.store
     return store
 

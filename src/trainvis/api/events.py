@@ -24,6 +24,7 @@ from trainvis.events import EventKind, EventOrder, JobEvent, NewEvent, Severity
 from trainvis.health.events import NoteCreate
 from trainvis.health.monitor import HealthMonitor, detector_config
 from trainvis.health.webhooks import WebhookNotifier
+from trainvis.models import Int64
 from trainvis.store.base import MetricStore
 
 router = APIRouter(tags=["events"], dependencies=[Depends(require_read)])
@@ -120,10 +121,10 @@ async def list_events(
     store: Store,
     kind: EventKind | None = None,
     order: EventOrder = "newest",
-    start_step: Annotated[int | None, Query(ge=0)] = None,
-    end_step: Annotated[int | None, Query(ge=0)] = None,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    start_step: Annotated[Int64 | None, Query(ge=0)] = None,
+    end_step: Annotated[Int64 | None, Query(ge=0)] = None,
+    limit: Annotated[Int64, Query(ge=1, le=1000)] = 100,
+    offset: Annotated[Int64, Query(ge=0)] = 0,
 ) -> Response:
     events, total = await run_in_threadpool(
         lambda: store.list_events(

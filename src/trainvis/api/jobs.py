@@ -10,7 +10,7 @@ from starlette.concurrency import run_in_threadpool
 from trainvis.api.deps import get_broker, get_store, require_read, require_write
 from trainvis.api.responses import JSONBody
 from trainvis.api.schemas import ERRORS, JobListResponse, JobResponse
-from trainvis.models import JobCreate, JobStatus, StatusUpdate
+from trainvis.models import NO_NUL, Int64, JobCreate, JobStatus, StatusUpdate
 from trainvis.realtime.broker import Broker as BrokerProtocol
 from trainvis.store.base import JobFilter, MetricStore
 
@@ -45,10 +45,10 @@ async def create_job(spec: JobCreate, store: Store) -> Response:
 async def list_jobs(
     store: Store,
     status: JobStatus | None = None,
-    tag: Annotated[str | None, Query(max_length=200)] = None,
-    q: Annotated[str | None, Query(max_length=200)] = None,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    tag: Annotated[str | None, Query(max_length=200, pattern=NO_NUL)] = None,
+    q: Annotated[str | None, Query(max_length=200, pattern=NO_NUL)] = None,
+    limit: Annotated[Int64, Query(ge=1, le=1000)] = 50,
+    offset: Annotated[Int64, Query(ge=0)] = 0,
 ) -> Response:
     filters = JobFilter(status=status, tag=tag, q=q)
     jobs, total = await run_in_threadpool(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
 import json
 from collections.abc import Iterator, Sequence
 from typing import Annotated, Any, Literal
@@ -22,7 +23,7 @@ from trainvis.config import Settings
 from trainvis.errors import MalformedRequest
 from trainvis.events import JobEvent
 from trainvis.health.monitor import HealthMonitor
-from trainvis.models import MetricRowIn, WriteResult, parse_metric_rows
+from trainvis.models import Int64, MetricRowIn, WriteResult, parse_metric_rows
 from trainvis.store.base import MetricStore, Row
 
 router = APIRouter(tags=["metrics"], dependencies=[Depends(require_read)])
@@ -103,13 +104,21 @@ def _metric_list(raw: str | None) -> list[str] | None:
     return [name.strip() for name in raw.split(",") if name.strip()]
 
 
-def _json_stream(chunks: Iterator[list[Row]], meta: dict[str, Any]) -> Iterator[bytes]:
+def _json_stream(chunks: Iterator[list[Row]], meta: bytes) -> Iterator[bytes]:
     yield b'{"data":['
     separator = b""
     for chunk in chunks:
         yield separator + orjson.dumps(chunk)[1:-1]
         separator = b","
-    yield b'],"meta":' + orjson.dumps(meta) + b"}"
+    yield b'],"meta":' + meta + b"}"
+
+
+def _prefetched(chunks: Iterator[list[Row]]) -> Iterator[list[Row]]:
+    """Read the first chunk now (call it in a worker thread), so whatever fails
+    early (the job, the first query, a stored value) is an error envelope
+    rather than a 200 cut after its first bytes."""
+    first = next(chunks, None)
+    return chunks if first is None else itertools.chain([first], chunks)
 
 
 def _csv_stream(chunks: Iterator[list[Row]], columns: Sequence[str]) -> Iterator[bytes]:
@@ -142,11 +151,11 @@ async def history(
     request: Request,
     store: Store,
     metrics: Annotated[str | None, Query(description="comma-separated metric names")] = None,
-    start_step: Annotated[int | None, Query(ge=0)] = None,
-    end_step: Annotated[int | None, Query(ge=0)] = None,
-    max_points: Annotated[int | None, Query(ge=16, le=100_000)] = None,
-    limit: Annotated[int | None, Query(ge=1)] = None,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    start_step: Annotated[Int64 | None, Query(ge=0)] = None,
+    end_step: Annotated[Int64 | None, Query(ge=0)] = None,
+    max_points: Annotated[Int64 | None, Query(ge=16, le=100_000)] = None,
+    limit: Annotated[Int64 | None, Query(ge=1)] = None,
+    offset: Annotated[Int64, Query(ge=0)] = 0,
     format: Literal["json", "csv"] | None = None,
 ) -> Response:
     names = _metric_list(metrics)
@@ -156,7 +165,7 @@ async def history(
     total = await run_in_threadpool(
         lambda: store.count_rows(job_id, metrics=names, start_step=start_step, end_step=end_step)
     )
-    meta = {"total": total, "limit": limit, "offset": offset}
+    meta = orjson.dumps({"total": total, "limit": limit, "offset": offset})  # before any byte
     if max_points is not None:
         from trainvis.api.sampling import downsampled_rows
 
@@ -175,6 +184,7 @@ async def history(
             limit=limit,
             offset=offset,
         )
+    chunks = await run_in_threadpool(_prefetched, chunks)
     if wants_csv:
         columns = names
         if columns is None:

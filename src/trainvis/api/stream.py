@@ -6,6 +6,7 @@ subscription to :class:`~trainvis.realtime.sse.EventStreamResponse`.
 
 from __future__ import annotations
 
+import re
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Query, Request
@@ -14,6 +15,7 @@ from starlette.concurrency import run_in_threadpool
 from trainvis.api.deps import get_broker, get_settings, get_store, require_read
 from trainvis.config import Settings
 from trainvis.errors import ServiceUnavailable
+from trainvis.models import Int64
 from trainvis.realtime.broker import Broker
 from trainvis.realtime.sse import EventStreamResponse, retry_field, snapshot_event
 from trainvis.store.base import MetricStore
@@ -53,8 +55,11 @@ def _check_capacity(broker: Broker, job_id: str, settings: Settings) -> None:
         )
 
 
+_DIGITS = re.compile(r"[0-9]{1,19}")  # str.isdigit() also takes '²', which int() rejects
+
+
 def _resume_point(since: int | None, last_event_id: str | None) -> int | None:
-    if last_event_id is not None and last_event_id.strip().isdigit():
+    if last_event_id is not None and _DIGITS.fullmatch(last_event_id.strip()):
         return int(last_event_id.strip())
     return since
 
@@ -73,7 +78,7 @@ async def stream_job(
     store: Annotated[MetricStore, Depends(get_store)],
     broker: Annotated[Broker, Depends(get_broker)],
     since: Annotated[
-        int | None, Query(ge=0, description="replay rows with a larger id first")
+        Int64 | None, Query(ge=0, description="replay rows with a larger id first")
     ] = None,
     last_event_id: Annotated[
         str | None, Header(description="resume after this id (browsers send it on reconnect)")

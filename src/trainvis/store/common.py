@@ -240,10 +240,13 @@ def heads(steps: Sequence[tuple[int, float | None, float]]) -> list[Head]:
         stamp = memo.get(ts)
         if stamp is None:
             stamp = memo[ts] = format_timestamp(ts) or ""
-        out.append(
-            (step, None if epoch is None else int(epoch) if epoch.is_integer() else epoch, stamp)
-        )
+        out.append((step, None if epoch is None else _plain_epoch(epoch), stamp))
     return out
+
+
+def _plain_epoch(epoch: float) -> float | int:
+    """A whole epoch as an int where that is exact (1e20 stays a float: strict JSON)."""
+    return int(epoch) if epoch.is_integer() and epoch < 2**53 else epoch
 
 
 def head_rows(steps: Sequence[Head]) -> list[dict[str, Any]]:

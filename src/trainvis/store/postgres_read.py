@@ -95,6 +95,8 @@ def assemble(
     ``require_any`` drops rows that have none of the metrics; ``exact`` reads
     the points at exactly these steps instead of the range they span.
     """
+    if not len(chunk.steps):  # an empty step window (a gap in the job's steps)
+        return []
     rows = _base_rows(chunk)
     present = np.zeros(len(rows), dtype=bool) if require_any else None
     for name, metric_id in ids.items():

@@ -13,7 +13,13 @@ from typing import Any
 import orjson
 
 from trainvis.errors import JobExists, JobNotFound
-from trainvis.models import GENERATED_ID_RE, JobCreate, JobStatus, TrainingJob
+from trainvis.models import (
+    JobCreate,
+    JobStatus,
+    TrainingJob,
+    counted_id_number,
+    usable_counter,
+)
 from trainvis.store.base import JobFilter
 from trainvis.store.common import RECREATED_SEQ_GAP, MetricStats, build_summary, eta_from_rate
 from trainvis.store.dialect import Connection, Dialect
@@ -44,12 +50,17 @@ def insert_job(d: Dialect, conn: Connection, spec: JobCreate, now: float) -> str
         JobExists: ``spec.id`` is the id of an existing job.
     """
     start_seq: int | None = None  # set when the id is a deleted job's
-    counter = int(d.scalar(conn, "SELECT value FROM counters WHERE name = 'job_id'" + d.for_update))
+    stored = int(d.scalar(conn, "SELECT value FROM counters WHERE name = 'job_id'" + d.for_update))
+    counter = usable_counter(
+        stored, lambda: (str(row[0]) for row in d.run(conn, "SELECT id FROM used_ids"))
+    )
     if spec.id is not None:
         job_id = spec.id
-        match = GENERATED_ID_RE.match(job_id)
-        if match and int(match.group(1)) > counter:
-            _set_counter(d, conn, int(match.group(1)))
+        number = counted_id_number(job_id)  # None for a job-N beyond 2**62
+        if number is not None and number > counter:
+            counter = number
+        if counter != stored:
+            _set_counter(d, conn, counter)
         if not _claim_id(d, conn, job_id):
             start_seq = _recreated_seq(d, conn, job_id)
     else:

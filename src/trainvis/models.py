@@ -102,6 +102,8 @@ MAX_COUNTED_ID = 2**62
 MAX_TIMESTAMP = 32503680000.0
 #: Largest ``config`` of a job, as serialized JSON (it is returned by every job list).
 MAX_CONFIG_BYTES = 64 * 1024
+#: GPU device indexes run from 0 to this bound (exclusive).
+MAX_GPU_INDEX = 1024
 #: An integer query parameter within 64 bits (add ``Query(ge=...)``). Plain
 #: annotations only, so the OpenAPI document keeps ``minimum``/``maximum``.
 Int64 = Annotated[int, annotated_types.Ge(INT64_MIN), annotated_types.Le(INT64_MAX)]
@@ -304,9 +306,10 @@ def _parse_gpus(raw: Any, loc: list[Any], values: dict[str, float]) -> None:
         dloc = [*loc, position]
         if not isinstance(device, dict):
             raise _invalid(dloc, "each gpus entry must be an object")
-        index = _integral(device.get("index", position))
-        if index is None or not 0 <= index < 1024:
-            raise _invalid([*dloc, "index"], "index must be an integer 0-1023")
+        raw_index = device.get("index")
+        index = position if raw_index is None else _integral(raw_index)
+        if index is None or not 0 <= index < MAX_GPU_INDEX:
+            raise _invalid([*dloc, "index"], f"index must be an integer 0-{MAX_GPU_INDEX - 1}")
         for key, value in device.items():
             if key == "index" or value is None:
                 continue
@@ -350,8 +353,8 @@ def _check_range(key: str, number: float, loc: list[Any]) -> None:
     flat = FLAT_GPU_RE.match(key)
     if flat is None:
         return
-    if not int(flat.group(1)) < 1024:
-        raise _invalid(loc, "the device index must be an integer 0-1023")
+    if not int(flat.group(1)) < MAX_GPU_INDEX:
+        raise _invalid(loc, f"the device index must be an integer 0-{MAX_GPU_INDEX - 1}")
     if flat.group(2) == "utilization" and math.isfinite(number) and not 0 <= number <= 100:
         raise _invalid(loc, "utilization must be between 0 and 100")
 
@@ -705,31 +708,61 @@ class StatusUpdate(BaseModel):
 
 NonFinite = Literal["NaN", "Infinity", "-Infinity"]
 MetricValue = float | NonFinite | None
+#: A percentage: a number from 0 to 100, or a non-finite value (kept, not range-checked).
+Percent = Annotated[float, Field(ge=0, le=100)] | NonFinite | None
+#: A size: a number >= 0, or a non-finite value.
+NonNegative = Annotated[float, Field(ge=0)] | NonFinite | None
 
 
 class GpuReading(BaseModel):
-    """One device in a row's ``gpus`` list (flattened to ``gpu{index}.{field}``)."""
+    """One device in a row's ``gpus`` list (flattened to ``gpu{index}.{field}``).
+
+    Documentation of what :func:`parse_metric_row` accepts (the parser is the
+    implementation; ``tests/unit/test_wire_schema.py`` checks the two agree).
+    """
 
     model_config = ConfigDict(extra="forbid")
 
-    index: int = Field(ge=0, lt=1024)
-    utilization: float | None = Field(default=None, ge=0, le=100)
+    index: int | None = Field(
+        default=None,
+        ge=0,
+        lt=MAX_GPU_INDEX,
+        description="device index; default (or null): the entry's position in the list",
+    )
+    utilization: Percent = None
     memory_used: MetricValue = None
     memory_total: MetricValue = None
     temperature: MetricValue = None
     power: MetricValue = None
 
 
+def _flat_gpu_schema(schema: dict[str, Any]) -> None:
+    """Custom metric names, and flat ``gpu{index}.{field}`` keys checked like ``gpus``."""
+    schema["propertyNames"] = {"pattern": METRIC_NAME_RE.pattern}
+    fields = "|".join(GPU_FIELDS)
+    # An index of MAX_GPU_INDEX (1024) or more, leading zeros ignored (the test
+    # checks this pattern against the parser's own bound).
+    too_big = r"0*(?:[1-9][0-9]{4,}|[2-9][0-9]{3}|1[1-9][0-9]{2}|10[3-9][0-9]|102[4-9])"
+    schema["patternProperties"] = {
+        rf"^gpu{too_big}\.({fields})$": False,
+        r"^gpu[0-9]+\.utilization$": {
+            "anyOf": [
+                {"type": "number", "minimum": 0, "maximum": 100},
+                {"enum": list(NONFINITE_STRINGS)},
+                {"type": "null"},
+            ]
+        },
+    }
+
+
 class MetricRowIn(BaseModel):
     """A metric row. Any other key matching the metric-name pattern is a custom
     metric; values are numbers, ``null`` (absent) or ``"NaN"``/``"Infinity"``/
-    ``"-Infinity"``. (Documentation only: rows are validated by
-    :func:`parse_metric_rows`.)"""
+    ``"-Infinity"``. (Documentation of :func:`parse_metric_rows`, which validates
+    rows fast by hand; ``tests/unit/test_wire_schema.py`` feeds the parser's edge
+    cases through this schema and checks that both accept and reject the same.)"""
 
-    model_config = ConfigDict(
-        extra="allow",
-        json_schema_extra={"propertyNames": {"pattern": METRIC_NAME_RE.pattern}},
-    )
+    model_config = ConfigDict(extra="allow", json_schema_extra=_flat_gpu_schema)
     __pydantic_extra__: dict[str, MetricValue]
 
     step: int = Field(ge=0, le=MAX_STEP)
@@ -740,8 +773,8 @@ class MetricRowIn(BaseModel):
     train_loss: MetricValue = None
     val_loss: MetricValue = None
     learning_rate: MetricValue = None
-    gpu_utilization: float | None = Field(default=None, ge=0, le=100)
-    gpu_memory: float | None = Field(default=None, ge=0)
+    gpu_utilization: Percent = None
+    gpu_memory: NonNegative = None
     accuracy: MetricValue = None
     f1: MetricValue = None
     gpus: list[GpuReading] | None = None

@@ -10,7 +10,7 @@ steps, chunked row reads, the arrays behind a series). ``SQLiteStore`` and
 from __future__ import annotations
 
 import time
-from abc import ABC, abstractmethod
+from abc import abstractmethod
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from typing import Any
@@ -22,7 +22,7 @@ from trainvis.errors import JobNotFound
 from trainvis.events import EventKind, EventOrder, JobEvent, NewEvent
 from trainvis.models import JobCreate, JobStatus, MetricRow, StatusChange, TrainingJob, WriteResult
 from trainvis.series import Series
-from trainvis.store.base import JobFilter, Row
+from trainvis.store.base import JobFilter, MetricStore, Row
 from trainvis.store.common import check_transition, merge_batch, status_timestamps
 from trainvis.store.dialect import Connection, Dialect
 from trainvis.store.sql_events import insert_event, select_event, select_events
@@ -49,8 +49,13 @@ from trainvis.store.sql_read import (
 from trainvis.store.sql_write import WriteBatch
 
 
-class SQLStore(ABC):
-    """The store API on an SQL database; subclasses supply connections and hooks."""
+class SQLStore(MetricStore):
+    """The store API on an SQL database; subclasses supply connections and hooks.
+
+    It subclasses the :class:`MetricStore` protocol explicitly: the protocol's
+    docstrings are the API's documentation (``help()`` and ``inspect.getdoc``
+    find them there) and mypy checks every signature against it.
+    """
 
     dialect: Dialect
 

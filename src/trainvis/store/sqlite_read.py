@@ -214,38 +214,31 @@ def rows_for_steps(
     return rows
 
 
-def _table(conn: sqlite3.Connection, sql: str, params: Sequence[Any], dtype: Any) -> Any:
-    """``sql``'s rows as a numpy structured array (no Python object per value)."""
-    return np.fromiter(conn.execute(sql, params), dtype=dtype)
+def _table(
+    conn: sqlite3.Connection, sql: str, params: Sequence[Any], dtype: Any, nullable: str
+) -> Any:
+    """``sql``'s rows as a numpy structured array (no Python object per value);
+    the ``nullable`` field, read as ``ifnull(x, 0.0)`` with an ``x IS NULL`` flag
+    in ``null``, is NaN where it was NULL (SQLite's NaN, or no epoch)."""
+    table = np.fromiter(conn.execute(sql, params), dtype=dtype)
+    table[nullable][table["null"]] = np.nan
+    return table
 
 
 def step_columns(
     conn: sqlite3.Connection, pk: int, condition: str, params: Sequence[Any]
 ) -> StepColumns:
     """The job's rows matching ``condition`` as arrays, by step; NaN epochs where none."""
-    table = _table(
-        conn,
-        "SELECT step, ifnull(epoch, 0.0), epoch IS NULL, ts FROM steps "
-        f"WHERE job_pk = ? AND {condition} ORDER BY step",
-        (pk, *params),
-        _TIME_ROW,
-    )
-    epochs = table["epoch"]
-    epochs[table["null"]] = np.nan
-    return table["step"], epochs, table["ts"]
+    sql = "SELECT step, ifnull(epoch, 0.0), epoch IS NULL, ts FROM steps WHERE job_pk = ? AND "
+    table = _table(conn, f"{sql}{condition} ORDER BY step", (pk, *params), _TIME_ROW, "epoch")
+    return table["step"], table["epoch"], table["ts"]
 
 
 def point_columns(
     conn: sqlite3.Connection, metric_id: int, condition: str, params: Sequence[Any]
 ) -> PointColumns:
     """One metric's points matching ``condition`` as arrays, by step."""
-    table = _table(
-        conn,
-        "SELECT step, ifnull(value, 0.0), value IS NULL FROM points "
-        f"WHERE metric_id = ? AND {condition} ORDER BY step",
-        (metric_id, *params),
-        _POINT_ROW,
-    )
-    values = table["value"]
-    values[table["null"]] = np.nan  # NULL is SQLite's NaN
-    return table["step"], values
+    sql = "SELECT step, ifnull(value, 0.0), value IS NULL FROM points WHERE metric_id = ? AND "
+    params = (metric_id, *params)
+    table = _table(conn, f"{sql}{condition} ORDER BY step", params, _POINT_ROW, "value")
+    return table["step"], table["value"]

@@ -9,7 +9,7 @@ in the same transaction as the points. The job detail (``point_count``,
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -247,6 +247,23 @@ def heads(steps: Sequence[tuple[int, float | None, float]]) -> list[Head]:
 def _plain_epoch(epoch: float) -> float | int:
     """A whole epoch as an int where that is exact (1e20 stays a float: strict JSON)."""
     return int(epoch) if epoch.is_integer() and epoch < 2**53 else epoch
+
+
+def wire_rows(steps: Iterable[tuple[int, float, float]]) -> list[dict[str, Any]]:
+    """Wire rows (no metric yet) from ``(step, epoch or NaN, Unix timestamp)``
+    in one pass (what :func:`head_rows` of :func:`heads` gives)."""
+    memo: dict[float, str] = {}
+    rows: list[dict[str, Any]] = []
+    for step, epoch, ts in steps:
+        stamp = memo.get(ts)
+        if stamp is None:
+            stamp = memo[ts] = format_timestamp(ts) or ""
+        if epoch != epoch:  # NaN: the row has no epoch
+            rows.append({"step": step, "timestamp": stamp})
+        else:  # _plain_epoch, inlined: this runs once per row read
+            whole = epoch.is_integer() and epoch < 2**53
+            rows.append({"step": step, "epoch": int(epoch) if whole else epoch, "timestamp": stamp})
+    return rows
 
 
 def head_rows(steps: Sequence[Head]) -> list[dict[str, Any]]:

@@ -14,7 +14,7 @@ import numpy as np
 import numpy.typing as npt
 
 from trainvis.store.base import Row
-from trainvis.store.common import head_rows, heads, wire_value
+from trainvis.store.common import wire_rows, wire_value
 from trainvis.store.dialect import POSTGRES
 from trainvis.store.postgres_copy import Conn, fetch_columns
 from trainvis.store.sql_jobs import job_pk
@@ -53,9 +53,8 @@ def read_chunk(conn: Conn, pk: int, condition: str, params: Sequence[Any]) -> Ch
 
 
 def _base_rows(chunk: Chunk) -> list[Row]:
-    epochs = [None if epoch != epoch else epoch for epoch in chunk.epochs.tolist()]  # NaN: none
-    return head_rows(
-        heads(list(zip(chunk.steps.tolist(), epochs, chunk.timestamps.tolist(), strict=True)))
+    return wire_rows(
+        zip(chunk.steps.tolist(), chunk.epochs.tolist(), chunk.timestamps.tolist(), strict=True)
     )
 
 

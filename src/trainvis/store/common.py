@@ -234,14 +234,11 @@ Head = tuple[int, float | int | None, str]
 def heads(steps: Sequence[tuple[int, float | None, float]]) -> list[Head]:
     """Row heads from ``(step, epoch or None, Unix timestamp)`` rows; timestamps
     are formatted once per distinct value (a batch shares one)."""
-    memo: dict[float, str] = {}
-    out: list[Head] = []
-    for step, epoch, ts in steps:
-        stamp = memo.get(ts)
-        if stamp is None:
-            stamp = memo[ts] = format_timestamp(ts) or ""
-        out.append((step, None if epoch is None else _plain_epoch(epoch), stamp))
-    return out
+    stamps = {ts: format_timestamp(ts) or "" for ts in {row[2] for row in steps}}
+    return [
+        (step, None if epoch is None else _plain_epoch(epoch), stamps[ts])
+        for step, epoch, ts in steps
+    ]
 
 
 def _plain_epoch(epoch: float) -> float | int:

@@ -101,7 +101,7 @@ def assemble(
     for name, metric_id in ids.items():
         positions, values = _column(conn, metric_id, chunk.steps, exact=exact)
         for index, value in zip(positions.tolist(), values, strict=True):
-            rows[index][name] = wire_value(value)
+            rows[index][name] = value if value - value == 0 else wire_value(value)
         if present is not None:
             present[positions] = True
     if present is None:

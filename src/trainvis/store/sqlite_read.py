@@ -160,7 +160,7 @@ def _assemble(
         for index, (row, value) in enumerate(zip(rows, column, strict=True)):
             if value is _ABSENT:
                 continue
-            row[name] = wire_value(value)
+            row[name] = value if value is not None and value - value == 0 else wire_value(value)
             if present is not None:
                 present[index] = True
     if present is None:

@@ -38,6 +38,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("max_subscribers", 4_000, "open SSE streams allowed in total (503 beyond)"),
     Setting("header_timeout", 10.0, "seconds a client may take to send a request's headers"),
     Setting("body_timeout", 30.0, "seconds a client may pause while sending a request body"),
+    Setting("body_deadline", 120.0, "seconds a client may take to send a whole request body"),
+    Setting("send_timeout", 30.0, "seconds a client may stop reading a response before it is cut"),
+    Setting("max_streaming_reads", 4, "full-history reads streamed at once (503 beyond)"),
     Setting("insecure", False, "allow a non-loopback host without a write token"),
     Setting("log_level", "info", "log level of the server"),
     Setting("health", True, "run the training-health detectors on ingest"),
@@ -78,6 +81,9 @@ class Settings:
     max_subscribers: int = 4_000
     header_timeout: float = 10.0
     body_timeout: float = 30.0
+    body_deadline: float = 120.0
+    send_timeout: float = 30.0
+    max_streaming_reads: int = 4
     insecure: bool = False
     log_level: str = "info"
     health: bool = True
@@ -101,6 +107,8 @@ class Settings:
             raise ValueError(f"webhook_min_severity must be one of {', '.join(SEVERITIES)}")
         if self.health_spike_window < 4 or self.health_divergence_window < 2:
             raise ValueError("health_spike_window must be >= 4, health_divergence_window >= 2")
+        if self.max_streaming_reads < 1:
+            raise ValueError("max_streaming_reads must be >= 1")
         if self.health_plateau_window < 1 or self.webhook_attempts < 1:
             raise ValueError("health_plateau_window and webhook_attempts must be >= 1")
 

@@ -1,9 +1,12 @@
 """ASGI middleware: request body limits, the JSON media-type rule for writes,
-and the security headers every response carries."""
+the cap on concurrent history streams, and the security headers every response
+carries."""
 
 from __future__ import annotations
 
 import asyncio
+import re
+from urllib.parse import parse_qs
 
 from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException
@@ -23,7 +26,9 @@ class BodyLimitMiddleware:
     """Reject bodies over ``max_bytes`` (413) and non-JSON API writes (415).
 
     The declared ``Content-Length`` is checked before reading; a chunked body is
-    counted as it streams and cut off at the limit.
+    counted as it streams and cut off at the limit. A body that pauses longer
+    than ``body_timeout`` or is not complete ``body_deadline`` seconds after the
+    first read is cut off with 408 (a steady trickle is no way around it).
     """
 
     def __init__(
@@ -33,12 +38,14 @@ class BodyLimitMiddleware:
         max_bytes: int,
         json_prefix: str,
         body_timeout: float = 30.0,
+        body_deadline: float = 120.0,
         form_paths: frozenset[str] = frozenset(),
     ) -> None:
         self.app = app
         self.max_bytes = max_bytes
         self.json_prefix = json_prefix
         self.body_timeout = body_timeout
+        self.body_deadline = body_deadline
         self.form_paths = form_paths
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -69,14 +76,26 @@ class BodyLimitMiddleware:
 
     def _counting(self, receive: Receive) -> Receive:
         received = 0
+        deadline: float | None = None  # set at the first read
+        done = False
 
         async def counted() -> Message:
-            nonlocal received
-            try:  # a client that stalls mid-body (slow loris) is cut off
-                message = await asyncio.wait_for(receive(), self.body_timeout)
+            nonlocal received, deadline, done
+            if done:  # the body is in: a later read waits for a disconnect
+                return await receive()
+            now = asyncio.get_running_loop().time()
+            if deadline is None:
+                deadline = now + self.body_deadline
+            left = deadline - now
+            try:  # a client that stalls mid-body (slow loris) or trickles it is cut off
+                message = await asyncio.wait_for(receive(), min(self.body_timeout, left))
             except TimeoutError:
+                if left <= self.body_timeout:
+                    text = f"The request body took over {self.body_deadline:g} s"
+                    raise HTTPException(408, f"{text}; send it promptly") from None
                 raise HTTPException(408, "The request body stalled; send it promptly") from None
             if message["type"] == "http.request":
+                done = not message.get("more_body", False)
                 received += len(message.get("body", b""))
                 if received > self.max_bytes:
                     raise HTTPException(413, f"Request body exceeds {self.max_bytes} bytes")
@@ -93,6 +112,59 @@ class BodyLimitMiddleware:
             headers={"Connection": "close"},
         )
         await response(scope, receive, send)
+
+
+class StreamingReadsMiddleware:
+    """At most ``max_streams`` full-history reads at once; 503 beyond.
+
+    A history read is a stream unless it is paged (``limit`` of at most
+    ``page_rows``) or downsampled (``max_points``): those are small and are
+    never refused. The refusal is the contract's envelope with ``Retry-After``
+    and closes the connection. A slot is held until the response is over, or
+    the client is gone (a client that stops reading is cut off after the
+    server's ``send_timeout``, which frees the slot).
+    """
+
+    def __init__(
+        self, app: ASGIApp, *, path: re.Pattern[str], max_streams: int, page_rows: int = 10_000
+    ) -> None:
+        self.app = app
+        self.path = path
+        self.max_streams = max_streams
+        self.page_rows = page_rows
+        self.active = 0
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (
+            scope["type"] != "http"
+            or scope["method"] not in ("GET", "HEAD")
+            or not self.path.fullmatch(scope.get("path", ""))
+            or not self._streams(scope.get("query_string", b""))
+        ):
+            await self.app(scope, receive, send)
+            return
+        if self.active >= self.max_streams:
+            response = error_response(
+                503,
+                "service_unavailable",
+                "Too many history streams at once; try again shortly (or read it in pages)",
+                {"limit": self.max_streams},
+                headers={"Retry-After": "1", "Connection": "close"},
+            )
+            await response(scope, receive, send)
+            return
+        self.active += 1
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.active -= 1
+
+    def _streams(self, query_string: bytes) -> bool:
+        query = parse_qs(query_string.decode("latin-1"))
+        if "max_points" in query:
+            return False
+        limit = query.get("limit", [""])[-1].strip()
+        return not (limit.isdigit() and int(limit) <= self.page_rows)
 
 
 #: Sent on every response; the dashboard adds its Content-Security-Policy.

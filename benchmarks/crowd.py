@@ -11,7 +11,8 @@ written straight into a temp SQLite file; then a live server answers:
   server's RSS and open sockets while they sit there and after the send timeout.
 
 Reported: per kind p50/p95 latency (whole body received), aggregate rows/s,
-503 answers; the server's peak RSS (sampled from /proc every 50 ms) and its RSS
+rows per second of server CPU (comparable on a shared, noisy machine), 503
+answers; the server's peak RSS (sampled from /proc every 50 ms) and its RSS
 after the burst. Targets (issue 13): with 50 clients, aggregate rows/s no worse
 than one client's and peak RSS ≤ 500 MB; stalled readers freed, RSS bounded.
 
@@ -105,6 +106,11 @@ class Server:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) / 1024
         return float("nan")
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU time the server has used so far."""
+        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     def sockets(self) -> int:
         count = 0
@@ -315,10 +321,12 @@ def main() -> None:
                 one, each = reads[kind]
                 for clients, count in ((1, one), (args.clients, each)):
                     server.reset_peak()
+                    cpu = server.cpu_seconds()
                     tally, seconds = asyncio.run(
                         crowd(server.port, job, kind, args.steps, clients, count)
                     )
-                    results.append((kind, clients, tally, seconds, server.peak))
+                    cpu = server.cpu_seconds() - cpu
+                    results.append((kind, clients, tally, seconds, cpu, server.peak))
                     print(f"  {kind} × {clients}: {seconds:.1f} s", flush=True)
             time.sleep(5)
             after_burst = server.rss_mb()
@@ -332,14 +340,29 @@ def main() -> None:
         finally:
             server.stop()
     print(f"\njob: {args.steps:,} rows × {args.metrics} metrics; server env: {env or 'defaults'}")
-    header = ("kind", "clients", "p50 s", "p95 s", "rows/s", "503s", "errors", "peak RSS MB")
-    print("{:<11} {:>7} {:>9} {:>9} {:>12} {:>6} {:>6} {:>12}".format(*header))
-    for kind, clients, tally, seconds, peak in results:
+    header = (
+        "kind",
+        "clients",
+        "p50 s",
+        "p95 s",
+        "rows/s",
+        "rows/CPU s",
+        "503s",
+        "errors",
+        "peak RSS MB",
+    )
+    print("{:<11} {:>7} {:>9} {:>9} {:>10} {:>10} {:>6} {:>6} {:>11}".format(*header))
+    for kind, clients, tally, seconds, cpu, peak in results:
         print(
             f"{kind:<11} {clients:>7} {pct(tally.latencies, 50):>9.3f} "
-            f"{pct(tally.latencies, 95):>9.3f} {tally.rows / seconds:>12,.0f} "
-            f"{tally.refused:>6} {tally.errors:>6} {peak:>12.0f}"
+            f"{pct(tally.latencies, 95):>9.3f} {tally.rows / seconds:>10,.0f} "
+            f"{tally.rows / max(cpu, 1e-9):>10,.0f} "
+            f"{tally.refused:>6} {tally.errors:>6} {peak:>11.0f}"
         )
+    print(
+        "rows/s: aggregate over the wall clock; rows/CPU s: per second of server CPU "
+        "(steadier on a shared machine)"
+    )
     print(f"\nRSS idle before reads {idle_rss:.0f} MB, 5 s after the bursts {after_burst:.0f} MB")
     if stall is not None:
         print(

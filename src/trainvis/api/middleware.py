@@ -5,7 +5,10 @@ carries."""
 from __future__ import annotations
 
 import asyncio
+import ctypes
+import ctypes.util
 import re
+from collections.abc import Callable
 from urllib.parse import parse_qs
 
 from starlette.datastructures import MutableHeaders
@@ -115,14 +118,21 @@ class BodyLimitMiddleware:
 
 
 class StreamingReadsMiddleware:
-    """At most ``max_streams`` full-history reads at once; 503 beyond.
+    """Bound what concurrent history reads cost, and give memory back after.
 
-    A history read is a stream unless it is paged (``limit`` of at most
-    ``page_rows``) or downsampled (``max_points``): those are small and are
-    never refused. The refusal is the contract's envelope with ``Retry-After``
-    and closes the connection. A slot is held until the response is over, or
-    the client is gone (a client that stops reading is cut off after the
-    server's ``send_timeout``, which frees the slot).
+    - A full-history read (a stream: neither paged with a ``limit`` of at most
+      ``page_rows`` nor downsampled) takes one of ``max_streams`` slots; beyond
+      them it is refused at once with 503, ``Retry-After`` and
+      ``Connection: close``, in the contract's envelope.
+    - A downsampled read (``max_points``) is built in memory before it is
+      sent: at most ``max_streams`` are in progress, the others wait their
+      turn (they are never refused).
+    - Paged reads pass straight through.
+
+    A slot is held until the response is over or the client is gone (a client
+    that stops reading is cut off after the server's ``send_timeout``). When
+    the last history read of a burst ends, freed heap memory is handed back
+    to the operating system (``malloc_trim`` where glibc provides it).
     """
 
     def __init__(
@@ -133,17 +143,21 @@ class StreamingReadsMiddleware:
         self.max_streams = max_streams
         self.page_rows = page_rows
         self.active = 0
+        self.in_flight = 0
+        self._sampling: asyncio.Semaphore | None = None
+        self._trim = _malloc_trim()
+        self._trimming = False
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if (
             scope["type"] != "http"
             or scope["method"] not in ("GET", "HEAD")
             or not self.path.fullmatch(scope.get("path", ""))
-            or not self._streams(scope.get("query_string", b""))
         ):
             await self.app(scope, receive, send)
             return
-        if self.active >= self.max_streams:
+        kind = self._kind(scope.get("query_string", b""))
+        if kind == "stream" and self.active >= self.max_streams:
             response = error_response(
                 503,
                 "service_unavailable",
@@ -153,18 +167,66 @@ class StreamingReadsMiddleware:
             )
             await response(scope, receive, send)
             return
-        self.active += 1
+        self.in_flight += 1
         try:
-            await self.app(scope, receive, send)
+            if kind == "stream":
+                self.active += 1
+                try:
+                    await self.app(scope, receive, send)
+                finally:
+                    self.active -= 1
+            elif kind == "sampled":
+                if self._sampling is None:
+                    self._sampling = asyncio.Semaphore(self.max_streams)
+                async with self._sampling:
+                    await self.app(scope, receive, send)
+            else:
+                await self.app(scope, receive, send)
         finally:
-            self.active -= 1
+            self.in_flight -= 1
+            if self.in_flight == 0:
+                self._after_burst()
 
-    def _streams(self, query_string: bytes) -> bool:
+    def _kind(self, query_string: bytes) -> str:
         query = parse_qs(query_string.decode("latin-1"))
         if "max_points" in query:
-            return False
+            return "sampled"
         limit = query.get("limit", [""])[-1].strip()
-        return not (limit.isdigit() and int(limit) <= self.page_rows)
+        return "page" if limit.isdigit() and int(limit) <= self.page_rows else "stream"
+
+    def _after_burst(self) -> None:
+        """Half a second after the last history read ends, hand freed heap back
+        to the OS (off the event loop; skipped if reads resumed meanwhile)."""
+        if self._trim is None or self._trimming:
+            return
+        self._trimming = True
+        trim = self._trim
+        loop = asyncio.get_running_loop()
+
+        def done(_: object) -> None:
+            self._trimming = False
+
+        def fire() -> None:
+            if self.in_flight:
+                self._trimming = False
+                return
+            loop.run_in_executor(None, trim).add_done_callback(done)
+
+        loop.call_later(0.5, fire)
+
+
+def _malloc_trim() -> Callable[[], None] | None:
+    """glibc's ``malloc_trim(0)`` (returns free heap pages to the OS), or None."""
+    try:
+        trim = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
+    except (OSError, AttributeError):
+        return None
+    trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
+
+    def release() -> None:
+        trim(0)
+
+    return release
 
 
 #: Sent on every response; the dashboard adds its Content-Security-Policy.

@@ -96,8 +96,9 @@ def history(server: ServerProcess, job: str, query: str = "") -> httpx.Response:
 def test_streams_beyond_the_cap_get_503_with_retry_after(
     start: Callable[..., ServerProcess],
 ) -> None:
-    """issue 13: at most ``max_streaming_reads`` full-history streams at once."""
-    server = start(max_streaming_reads="2", send_timeout="60")
+    """issue 13: at most ``max_streaming_reads`` full-history streams at once;
+    one more waits ``streaming_read_wait`` seconds for a slot, then gets 503."""
+    server = start(max_streaming_reads="2", streaming_read_wait="0.5", send_timeout="60")
     job = big_job(server)
     path = f"{API}/training/{job}/metrics/history"
     holders = [open_reader(server, path), open_reader(server, path)]

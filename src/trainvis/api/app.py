@@ -85,6 +85,7 @@ def create_app(
         StreamingReadsMiddleware,
         path=re.compile(re.escape(API_PREFIX) + r"/training/[^/]+/metrics/history"),
         max_streams=settings.max_streaming_reads,
+        wait=settings.streaming_read_wait,
     )
     app.add_middleware(SecurityHeadersMiddleware, api_prefix=API_PREFIX)
     if settings.cors_origins:

@@ -121,9 +121,10 @@ class StreamingReadsMiddleware:
     """Bound what concurrent history reads cost, and give memory back after.
 
     - A full-history read (a stream: neither paged with a ``limit`` of at most
-      ``page_rows`` nor downsampled) takes one of ``max_streams`` slots; beyond
-      them it is refused at once with 503, ``Retry-After`` and
-      ``Connection: close``, in the contract's envelope.
+      ``page_rows`` nor downsampled) takes one of ``max_streams`` slots. Beyond
+      them it waits up to ``wait`` seconds for one (first come, first served),
+      then is refused with 503, ``Retry-After`` and ``Connection: close``, in
+      the contract's envelope.
     - A downsampled read (``max_points``) is built in memory before it is
       sent: at most ``max_streams`` are in progress, the others wait their
       turn (they are never refused).
@@ -136,14 +137,21 @@ class StreamingReadsMiddleware:
     """
 
     def __init__(
-        self, app: ASGIApp, *, path: re.Pattern[str], max_streams: int, page_rows: int = 10_000
+        self,
+        app: ASGIApp,
+        *,
+        path: re.Pattern[str],
+        max_streams: int,
+        wait: float = 10.0,
+        page_rows: int = 10_000,
     ) -> None:
         self.app = app
         self.path = path
         self.max_streams = max_streams
+        self.wait = wait
         self.page_rows = page_rows
-        self.active = 0
         self.in_flight = 0
+        self._streams: asyncio.Semaphore | None = None
         self._sampling: asyncio.Semaphore | None = None
         self._trim = _malloc_trim()
         self._trimming = False
@@ -157,27 +165,22 @@ class StreamingReadsMiddleware:
             await self.app(scope, receive, send)
             return
         kind = self._kind(scope.get("query_string", b""))
-        if kind == "stream" and self.active >= self.max_streams:
-            response = error_response(
-                503,
-                "service_unavailable",
-                "Too many history streams at once; try again shortly (or read it in pages)",
-                {"limit": self.max_streams},
-                headers={"Retry-After": "1", "Connection": "close"},
-            )
-            await response(scope, receive, send)
-            return
+        if self._streams is None or self._sampling is None:
+            self._streams = asyncio.Semaphore(self.max_streams)
+            self._sampling = asyncio.Semaphore(self.max_streams)
         self.in_flight += 1
         try:
             if kind == "stream":
-                self.active += 1
+                try:
+                    await asyncio.wait_for(self._streams.acquire(), self.wait)
+                except TimeoutError:
+                    await self._refuse(scope, receive, send)
+                    return
                 try:
                     await self.app(scope, receive, send)
                 finally:
-                    self.active -= 1
+                    self._streams.release()
             elif kind == "sampled":
-                if self._sampling is None:
-                    self._sampling = asyncio.Semaphore(self.max_streams)
                 async with self._sampling:
                     await self.app(scope, receive, send)
             else:
@@ -186,6 +189,16 @@ class StreamingReadsMiddleware:
             self.in_flight -= 1
             if self.in_flight == 0:
                 self._after_burst()
+
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
+        response = error_response(
+            503,
+            "service_unavailable",
+            "Too many history streams at once; try again shortly (or read it in pages)",
+            {"limit": self.max_streams},
+            headers={"Retry-After": "1", "Connection": "close"},
+        )
+        await response(scope, receive, send)
 
     def _kind(self, query_string: bytes) -> str:
         query = parse_qs(query_string.decode("latin-1"))

@@ -40,7 +40,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("body_timeout", 30.0, "seconds a client may pause while sending a request body"),
     Setting("body_deadline", 120.0, "seconds a client may take to send a whole request body"),
     Setting("send_timeout", 30.0, "seconds a client may stop reading a response before it is cut"),
-    Setting("max_streaming_reads", 4, "full-history reads streamed at once (others wait)"),
+    Setting("max_streaming_reads", 2, "full-history reads streamed at once (others wait)"),
     Setting("streaming_read_wait", 10.0, "seconds a history stream waits for a slot (then 503)"),
     Setting("insecure", False, "allow a non-loopback host without a write token"),
     Setting("log_level", "info", "log level of the server"),
@@ -84,7 +84,7 @@ class Settings:
     body_timeout: float = 30.0
     body_deadline: float = 120.0
     send_timeout: float = 30.0
-    max_streaming_reads: int = 4
+    max_streaming_reads: int = 2
     streaming_read_wait: float = 10.0
     insecure: bool = False
     log_level: str = "info"

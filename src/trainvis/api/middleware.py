@@ -125,10 +125,11 @@ class StreamingReadsMiddleware:
       them it waits up to ``wait`` seconds for one (first come, first served),
       then is refused with 503, ``Retry-After`` and ``Connection: close``, in
       the contract's envelope.
-    - A downsampled read (``max_points``) is built in memory before it is
-      sent: at most ``max_streams`` are in progress, the others wait their
-      turn (they are never refused).
-    - Paged reads pass straight through.
+    - Downsampled (``max_points``) and paged reads are never refused, but at
+      most ``max_streams`` of each kind run at once and the others wait their
+      turn: a downsampled read is built in memory before it is sent, and the
+      work is bound by one core (the GIL), where a crowd of threads only
+      thrashes.
 
     A slot is held until the response is over or the client is gone (a client
     that stops reading is cut off after the server's ``send_timeout``). When
@@ -151,8 +152,7 @@ class StreamingReadsMiddleware:
         self.wait = wait
         self.page_rows = page_rows
         self.in_flight = 0
-        self._streams: asyncio.Semaphore | None = None
-        self._sampling: asyncio.Semaphore | None = None
+        self._slots: dict[str, asyncio.Semaphore] = {}
         self._trim = _malloc_trim()
         self._trimming = False
 
@@ -165,26 +165,20 @@ class StreamingReadsMiddleware:
             await self.app(scope, receive, send)
             return
         kind = self._kind(scope.get("query_string", b""))
-        if self._streams is None or self._sampling is None:
-            self._streams = asyncio.Semaphore(self.max_streams)
-            self._sampling = asyncio.Semaphore(self.max_streams)
+        slots = self._slots.get(kind)
+        if slots is None:
+            slots = self._slots[kind] = asyncio.Semaphore(self.max_streams)
         self.in_flight += 1
         try:
-            if kind == "stream":
-                try:
-                    await asyncio.wait_for(self._streams.acquire(), self.wait)
-                except TimeoutError:
-                    await self._refuse(scope, receive, send)
-                    return
-                try:
-                    await self.app(scope, receive, send)
-                finally:
-                    self._streams.release()
-            elif kind == "sampled":
-                async with self._sampling:
-                    await self.app(scope, receive, send)
-            else:
+            try:
+                await asyncio.wait_for(slots.acquire(), self.wait if kind == "stream" else None)
+            except TimeoutError:
+                await self._refuse(scope, receive, send)
+                return
+            try:
                 await self.app(scope, receive, send)
+            finally:
+                slots.release()
         finally:
             self.in_flight -= 1
             if self.in_flight == 0:

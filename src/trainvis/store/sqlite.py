@@ -2,7 +2,9 @@
 
 One writer at a time (a lock around a dedicated connection, ``BEGIN
 IMMEDIATE`` so several processes sharing the file queue up instead of failing),
-reads on a small pool of connections. ``synchronous=NORMAL`` in WAL mode makes
+reads on a small, capped pool of connections (a read waits for a free one; a
+streamed history borrows one per chunk, so a reader that stops reading holds
+none). ``synchronous=NORMAL`` in WAL mode makes
 a committed transaction survive a killed process, which is the durability the
 contract promises (2xx = committed).
 """
@@ -24,7 +26,7 @@ from typing import Any
 import numpy as np
 import orjson
 
-from trainvis.errors import JobExists, JobNotFound, StoreReadOnly
+from trainvis.errors import JobExists, JobNotFound, ServiceUnavailable, StoreReadOnly
 from trainvis.events import EventKind, EventOrder, JobEvent, NewEvent
 from trainvis.models import (
     JobCreate,
@@ -61,6 +63,11 @@ from trainvis.store.sqlite_faults import read_only_uri, storage_error
 from trainvis.store.sqlite_schema import migrate
 
 CHUNK_STEPS = 5000
+#: Page cache of each pooled reader connection (KiB; the writer keeps 64 MiB).
+#: Reads are bounded by Python, not by page reads, and the OS caches the file.
+READ_CACHE_KIB = 8192
+#: Seconds a read waits for a pooled connection before answering 503.
+POOL_WAIT = 30.0
 #: Row heads kept in memory over all jobs, and the largest job that is cached.
 HEADS_CACHE_ROWS = 1_000_000
 HEADS_CACHE_JOB_ROWS = 250_000
@@ -142,6 +149,8 @@ class SQLiteStore:
         self._heads_cache: OrderedDict[int, tuple[int, list[Head]]] = OrderedDict()
         self._heads_lock = threading.Lock()
         self._pool_size = pool_size
+        self._slots = threading.BoundedSemaphore(pool_size)
+        self._held = threading.local()
 
     # ------------------------------------------------------------------ plumbing
 
@@ -163,7 +172,7 @@ class SQLiteStore:
         migrate(conn, read_only=True)
         return conn
 
-    def _connect(self) -> sqlite3.Connection:
+    def _connect(self, cache_kib: int = 65536) -> sqlite3.Connection:
         conn = sqlite3.connect(
             self._read_only_uri or self.path,
             uri=self._read_only_uri is not None,
@@ -175,22 +184,35 @@ class SQLiteStore:
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
         conn.execute("PRAGMA busy_timeout=30000")
-        conn.execute("PRAGMA cache_size=-65536")
+        conn.execute(f"PRAGMA cache_size=-{int(cache_kib)}")
         return conn
 
     @contextmanager
     def _read(self) -> Iterator[sqlite3.Connection]:
+        """Borrow a reader connection; at most ``pool_size`` exist, a read waits
+        for a free one (503 after ``POOL_WAIT`` s). A read nested in another on
+        the same thread shares its connection (no self-deadlock)."""
+        held: sqlite3.Connection | None = getattr(self._held, "conn", None)
+        if held is not None:
+            yield held
+            return
+        if not self._slots.acquire(timeout=POOL_WAIT):
+            raise ServiceUnavailable(
+                "The database is busy; try again shortly", headers={"Retry-After": "1"}
+            )
         try:
-            conn = self._readers.get_nowait()
-        except queue.Empty:
-            conn = self._connect()
-        try:
-            yield conn
-        finally:
-            if self._readers.qsize() < self._pool_size:
+            try:
+                conn = self._readers.get_nowait()
+            except queue.Empty:
+                conn = self._connect(READ_CACHE_KIB)
+            self._held.conn = conn
+            try:
+                yield conn
+            finally:
+                self._held.conn = None
                 self._readers.put(conn)
-            else:
-                conn.close()
+        finally:
+            self._slots.release()
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
@@ -653,8 +675,10 @@ class SQLiteStore:
         offset: int = 0,
     ) -> Iterator[list[Row]]:
         lo, hi = _bounds(start_step, end_step)
-        conn = self._connect()  # a generator may resume on another thread: own connection
-        try:
+        # Each chunk borrows a pooled connection and returns it before it is
+        # yielded: a reader that stops reading holds none, and the generator may
+        # resume on another thread.
+        with self._read() as conn:
             found = conn.execute(
                 "SELECT pk, last_seq, row_count FROM jobs WHERE id = ?", (job_id,)
             ).fetchone()
@@ -662,29 +686,27 @@ class SQLiteStore:
                 raise JobNotFound(job_id)
             pk, last_seq, row_count = found
             ids = self._metric_map(conn, pk, metrics)
-            if metrics is not None and not ids:
-                return
-            # Without a metric filter every step is a row: the offset skips steps.
-            step_skip, skip = (offset, 0) if metrics is None else (0, offset)
-            remaining = limit if limit is not None else math.inf
-            for heads in self._head_chunks(conn, pk, last_seq, row_count, lo, hi, step_skip):
+        if metrics is not None and not ids:
+            return
+        # Without a metric filter every step is a row: the offset skips steps.
+        step_skip, skip = (offset, 0) if metrics is None else (0, offset)
+        remaining = limit if limit is not None else math.inf
+        for heads in self._head_chunks(pk, last_seq, row_count, lo, hi, step_skip):
+            with self._read() as conn:
                 rows = self._assemble(conn, heads, ids, require_any=metrics is not None)
-                if skip:
-                    dropped = min(skip, len(rows))
-                    rows, skip = rows[dropped:], skip - dropped
-                if len(rows) > remaining:
-                    rows = rows[: int(remaining)]
-                remaining -= len(rows)
-                if rows:
-                    yield rows
-                if remaining <= 0:
-                    return
-        finally:
-            conn.close()
+            if skip:
+                dropped = min(skip, len(rows))
+                rows, skip = rows[dropped:], skip - dropped
+            if len(rows) > remaining:
+                rows = rows[: int(remaining)]
+            remaining -= len(rows)
+            if rows:
+                yield rows
+            if remaining <= 0:
+                return
 
     def _head_chunks(
         self,
-        conn: sqlite3.Connection,
         pk: int,
         last_seq: int,
         row_count: int,
@@ -692,8 +714,10 @@ class SQLiteStore:
         hi: int,
         skip: int,
     ) -> Iterator[list[Head]]:
-        """``(step, epoch, timestamp)`` of the rows in ``[lo, hi]``, a chunk at a time."""
-        heads = self._cached_heads(conn, pk, last_seq, row_count)
+        """``(step, epoch, timestamp)`` of the rows in ``[lo, hi]``, a chunk at a time
+        (each query on a borrowed connection, none held while a chunk is out)."""
+        with self._read() as conn:
+            heads = self._cached_heads(conn, pk, last_seq, row_count)
         if heads is not None:
             first = bisect.bisect_left(heads, lo, key=_head_step)
             last = bisect.bisect_right(heads, hi, key=_head_step)
@@ -705,11 +729,12 @@ class SQLiteStore:
             if heads:
                 lo = max(lo, heads[-1][0] + 1)
         while lo <= hi:
-            steps = conn.execute(
-                "SELECT step, epoch, ts FROM steps WHERE job_pk = ? AND step BETWEEN ? AND ? "
-                "ORDER BY step LIMIT ? OFFSET ?",
-                (pk, lo, hi, CHUNK_STEPS, skip),
-            ).fetchall()
+            with self._read() as conn:
+                steps = conn.execute(
+                    "SELECT step, epoch, ts FROM steps WHERE job_pk = ? AND step BETWEEN ? AND ? "
+                    "ORDER BY step LIMIT ? OFFSET ?",
+                    (pk, lo, hi, CHUNK_STEPS, skip),
+                ).fetchall()
             skip = 0
             if not steps:
                 return

@@ -84,6 +84,20 @@ class Settings(BaseSettings):
     body_timeout: float = Field(
         default=30.0, gt=0, description="seconds a client may pause while sending a request body"
     )
+    body_deadline: float = Field(
+        default=120.0, gt=0, description="seconds a client may take to send a whole request body"
+    )
+    send_timeout: float = Field(
+        default=30.0,
+        gt=0,
+        description="seconds a client may stop reading a response before it is cut",
+    )
+    max_streaming_reads: int = Field(
+        default=2, ge=1, description="full-history reads streamed at once (others wait)"
+    )
+    streaming_read_wait: float = Field(
+        default=10.0, ge=0, description="seconds a history stream waits for a slot (then 503)"
+    )
     insecure: bool = Field(default=False, description="allow a non-loopback host without a token")
     log_level: Literal["critical", "error", "warning", "info", "debug", "trace"] = Field(
         default="info", description="log level of the server"

@@ -4,12 +4,16 @@ uvicorn closes idle keep-alive connections, but a connection that never sends
 a complete request head (a slow-loris client) is kept forever. The protocol
 below gives every request ``header_timeout`` seconds from its first byte (or
 from the connection's opening) to finish its headers; the body is guarded by
-``BodyLimitMiddleware``'s per-read timeout.
+``BodyLimitMiddleware``'s timeouts. A client that stops reading a response
+(the transport's buffer stays full and does not shrink for ``send_timeout``
+seconds) is cut off: the connection is aborted, which the app sees as a
+disconnect, so a streamed history stops and frees what it holds.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import logging
 import socket
 from asyncio import TimerHandle, Transport
 from typing import Any
@@ -19,12 +23,19 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from trainvis.config import Settings
 
+log = logging.getLogger("trainvis")
 
-def guarded_protocol(header_timeout: float) -> type[HttpToolsProtocol]:
-    """An ``HttpToolsProtocol`` that drops connections slow to send request headers."""
+
+def guarded_protocol(
+    header_timeout: float, send_timeout: float | None = None
+) -> type[HttpToolsProtocol]:
+    """An ``HttpToolsProtocol`` that drops connections slow to send request headers
+    and, with ``send_timeout``, connections whose client stopped reading."""
 
     class GuardedHttpToolsProtocol(HttpToolsProtocol):
         _header_timer: TimerHandle | None = None
+        _send_timer: TimerHandle | None = None
+        _send_backlog = 0
 
         def _arm(self) -> None:
             self._disarm()
@@ -52,8 +63,40 @@ def guarded_protocol(header_timeout: float) -> type[HttpToolsProtocol]:
             self._disarm()
             super().on_headers_complete()
 
+        def pause_writing(self) -> None:
+            super().pause_writing()
+            if send_timeout is not None and self._send_timer is None:
+                self._send_backlog = self.transport.get_write_buffer_size()
+                self._send_timer = self.loop.call_later(send_timeout, self._send_stalled)
+
+        def resume_writing(self) -> None:
+            self._disarm_send()
+            super().resume_writing()
+
+        def _disarm_send(self) -> None:
+            if self._send_timer is not None:
+                self._send_timer.cancel()
+                self._send_timer = None
+
+        def _send_stalled(self) -> None:
+            """``send_timeout`` s with writing paused: cut off unless the client read."""
+            self._send_timer = None
+            backlog = self.transport.get_write_buffer_size()
+            if send_timeout is not None and 0 < backlog < self._send_backlog:
+                self._send_backlog = backlog  # slow but reading: wait again
+                self._send_timer = self.loop.call_later(send_timeout, self._send_stalled)
+                return
+            if backlog:
+                log.warning(
+                    "dropping a connection from %s: it read nothing for %g s",
+                    self.client[0] if self.client else "?",
+                    send_timeout,
+                )
+                self.transport.abort()
+
         def connection_lost(self, exc: Exception | None) -> None:
             self._disarm()
+            self._disarm_send()
             super().connection_lost(exc)
 
     return GuardedHttpToolsProtocol
@@ -99,7 +142,7 @@ def run(app: Any, settings: Settings, *, access_log: bool = False) -> None:
         port=settings.port,
         log_level=settings.log_level.lower(),
         access_log=access_log,
-        http=guarded_protocol(settings.header_timeout),
+        http=guarded_protocol(settings.header_timeout, settings.send_timeout),
         timeout_keep_alive=30,
         timeout_graceful_shutdown=5,
     )

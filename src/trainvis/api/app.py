@@ -8,6 +8,7 @@ worker) in the lifespan and mounts every router under ``/api/v1/visualization``.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -19,7 +20,11 @@ from fastapi.responses import RedirectResponse
 
 from trainvis.api import auth, charts, dashboard, events, jobs, metrics, stream
 from trainvis.api.errors import install_error_handlers
-from trainvis.api.middleware import BodyLimitMiddleware, SecurityHeadersMiddleware
+from trainvis.api.middleware import (
+    BodyLimitMiddleware,
+    SecurityHeadersMiddleware,
+    StreamingReadsMiddleware,
+)
 from trainvis.api.responses import JSONBody
 from trainvis.config import Settings
 from trainvis.realtime.factory import make_broker
@@ -73,7 +78,14 @@ def create_app(
         max_bytes=settings.max_body_bytes,
         json_prefix=API_PREFIX,
         body_timeout=settings.body_timeout,
+        body_deadline=settings.body_deadline,
         form_paths=frozenset({f"{API_PREFIX}/login"}),
+    )
+    app.add_middleware(
+        StreamingReadsMiddleware,
+        path=re.compile(re.escape(API_PREFIX) + r"/training/[^/]+/metrics/history"),
+        max_streams=settings.max_streaming_reads,
+        wait=settings.streaming_read_wait,
     )
     app.add_middleware(SecurityHeadersMiddleware, api_prefix=API_PREFIX)
     if settings.cors_origins:

@@ -2,7 +2,9 @@
 
 One writer at a time (a lock around a dedicated connection, ``BEGIN
 IMMEDIATE`` so several processes sharing the file queue up instead of failing),
-reads on a small pool of connections. ``synchronous=NORMAL`` in WAL mode makes
+reads on a small, capped pool of connections (a read waits for a free one; a
+streamed history borrows one per chunk, so a reader that stops reading holds
+none). ``synchronous=NORMAL`` in WAL mode makes
 a committed transaction survive a killed process, which is the durability the
 contract promises (2xx = committed).
 """
@@ -15,13 +17,14 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from trainvis.errors import StoreReadOnly
+from trainvis.errors import ServiceUnavailable, StoreReadOnly
 from trainvis.store.base import Row
 from trainvis.store.dialect import SQLITE
 from trainvis.store.sql import SQLStore
 from trainvis.store.sql_read import RowQuery
 from trainvis.store.sqlite_faults import read_only_uri, storage_error
 from trainvis.store.sqlite_read import (
+    CHUNK_STEPS,
     HeadsCache,
     point_columns,
     row_chunks,
@@ -30,6 +33,14 @@ from trainvis.store.sqlite_read import (
 )
 from trainvis.store.sqlite_schema import migrate
 from trainvis.store.sqlite_write import write_batch
+
+__all__ = ["CHUNK_STEPS", "POOL_WAIT", "READ_CACHE_KIB", "SQLiteStore"]
+
+#: Page cache of each pooled reader connection (KiB; the writer keeps 64 MiB).
+#: Reads are bounded by Python, not by page reads, and the OS caches the file.
+READ_CACHE_KIB = 8192
+#: Seconds a read waits for a pooled connection before answering 503.
+POOL_WAIT = 30.0
 
 
 class SQLiteStore(SQLStore):
@@ -45,6 +56,8 @@ class SQLiteStore(SQLStore):
         self._readers: queue.LifoQueue[sqlite3.Connection] = queue.LifoQueue()
         self._heads = HeadsCache()
         self._pool_size = pool_size
+        self._slots = threading.BoundedSemaphore(pool_size)
+        self._held = threading.local()
 
     # ------------------------------------------------------------------ plumbing
 
@@ -66,7 +79,7 @@ class SQLiteStore(SQLStore):
         migrate(conn, read_only=True)
         return conn
 
-    def _connect(self) -> sqlite3.Connection:
+    def _connect(self, cache_kib: int = 65536) -> sqlite3.Connection:
         conn = sqlite3.connect(
             self._read_only_uri or self.path,
             uri=self._read_only_uri is not None,
@@ -78,22 +91,35 @@ class SQLiteStore(SQLStore):
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
         conn.execute("PRAGMA busy_timeout=30000")
-        conn.execute("PRAGMA cache_size=-65536")
+        conn.execute(f"PRAGMA cache_size=-{int(cache_kib)}")
         return conn
 
     @contextmanager
     def _read(self) -> Iterator[sqlite3.Connection]:
+        """Borrow a reader connection; at most ``pool_size`` exist, a read waits
+        for a free one (503 after ``POOL_WAIT`` s). A read nested in another on
+        the same thread shares its connection (no self-deadlock)."""
+        held: sqlite3.Connection | None = getattr(self._held, "conn", None)
+        if held is not None:
+            yield held
+            return
+        if not self._slots.acquire(timeout=POOL_WAIT):
+            raise ServiceUnavailable(
+                "The database is busy; try again shortly", headers={"Retry-After": "1"}
+            )
         try:
-            conn = self._readers.get_nowait()
-        except queue.Empty:
-            conn = self._connect()
-        try:
-            yield conn
-        finally:
-            if self._readers.qsize() < self._pool_size:
+            try:
+                conn = self._readers.get_nowait()
+            except queue.Empty:
+                conn = self._connect(READ_CACHE_KIB)
+            self._held.conn = conn
+            try:
+                yield conn
+            finally:
+                self._held.conn = None
                 self._readers.put(conn)
-            else:
-                conn.close()
+        finally:
+            self._slots.release()
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
@@ -127,8 +153,7 @@ class SQLiteStore(SQLStore):
     _point_columns = staticmethod(point_columns)
 
     def _row_chunks(self, query: RowQuery) -> Iterator[list[Row]]:
-        conn = self._connect()  # a generator may resume on another thread: own connection
-        try:
-            yield from row_chunks(conn, self._heads, query)
-        finally:
-            conn.close()
+        # Each chunk borrows a pooled connection and returns it before it is
+        # yielded: a reader that stops reading holds none, and the generator may
+        # resume on another thread.
+        return row_chunks(self._read, self._heads, query)

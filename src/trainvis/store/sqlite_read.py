@@ -11,7 +11,8 @@ import math
 import sqlite3
 import threading
 from collections import OrderedDict
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager
 from typing import Any
 
 import numpy as np
@@ -85,33 +86,46 @@ class HeadsCache:
         return found
 
 
-def row_chunks(conn: sqlite3.Connection, cache: HeadsCache, query: RowQuery) -> Iterator[list[Row]]:
-    """The rows of ``query`` by step, a chunk at a time, its ``offset`` skipped.
+def row_chunks(
+    conn_factory: Callable[[], AbstractContextManager[sqlite3.Connection]],
+    cache: HeadsCache,
+    query: RowQuery,
+) -> Iterator[list[Row]]:
+    """The rows of ``query`` by step, a chunk at a time, its ``offset`` skipped;
+    every query on a connection of ``conn_factory`` held only for that query.
 
     Raises:
         JobNotFound: unknown job (on the first chunk).
     """
-    found = conn.execute(
-        "SELECT pk, last_seq, row_count FROM jobs WHERE id = ?", (query.job_id,)
-    ).fetchone()
-    if found is None:
-        raise JobNotFound(query.job_id)
-    metrics = query.metrics
-    pk, last_seq, row_count = found
-    ids = metric_map(SQLITE, conn, pk, metrics)
-    if metrics is not None and not ids:
-        return
+    with conn_factory() as conn:
+        found = conn.execute(
+            "SELECT pk, last_seq, row_count FROM jobs WHERE id = ?", (query.job_id,)
+        ).fetchone()
+        if found is None:
+            raise JobNotFound(query.job_id)
+        pk, last_seq, row_count = found
+        ids = metric_map(SQLITE, conn, pk, query.metrics)
+        if query.metrics is not None and not ids:
+            return
+        cached = cache.get(conn, pk, last_seq, row_count)
     # Without a metric filter every step is a row: the offset skips steps.
-    step_skip = query.offset if metrics is None else 0
-    cached = cache.get(conn, pk, last_seq, row_count)
-    for chunk in _head_chunks(conn, cached, pk, query.lo, query.hi, step_skip):
-        yield _assemble(conn, chunk, ids, require_any=metrics is not None)
+    step_skip = query.offset if query.metrics is None else 0
+    for chunk in _head_chunks(conn_factory, cached, pk, query.lo, query.hi, step_skip):
+        with conn_factory() as conn:
+            rows = _assemble(conn, chunk, ids, require_any=query.metrics is not None)
+        yield rows
 
 
 def _head_chunks(
-    conn: sqlite3.Connection, cached: list[Head] | None, pk: int, lo: int, hi: int, skip: int
+    conn_factory: Callable[[], AbstractContextManager[sqlite3.Connection]],
+    cached: list[Head] | None,
+    pk: int,
+    lo: int,
+    hi: int,
+    skip: int,
 ) -> Iterator[list[Head]]:
-    """``(step, epoch, timestamp)`` of the rows in ``[lo, hi]``, a chunk at a time."""
+    """``(step, epoch, timestamp)`` of the rows in ``[lo, hi]``, a chunk at a time
+    (each query on a borrowed connection, none held while a chunk is out)."""
     if cached is not None:
         first = bisect.bisect_left(cached, lo, key=_head_step)
         last = bisect.bisect_right(cached, hi, key=_head_step)
@@ -123,11 +137,12 @@ def _head_chunks(
         if cached:
             lo = max(lo, cached[-1][0] + 1)
     while lo <= hi:
-        steps = conn.execute(
-            "SELECT step, epoch, ts FROM steps WHERE job_pk = ? AND step BETWEEN ? AND ? "
-            "ORDER BY step LIMIT ? OFFSET ?",
-            (pk, lo, hi, CHUNK_STEPS, skip),
-        ).fetchall()
+        with conn_factory() as conn:
+            steps = conn.execute(
+                "SELECT step, epoch, ts FROM steps WHERE job_pk = ? AND step BETWEEN ? AND ? "
+                "ORDER BY step LIMIT ? OFFSET ?",
+                (pk, lo, hi, CHUNK_STEPS, skip),
+            ).fetchall()
         skip = 0
         if not steps:
             return

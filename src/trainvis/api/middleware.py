@@ -199,7 +199,9 @@ class StreamingReadsMiddleware:
         if "max_points" in query:
             return "sampled"
         limit = query.get("limit", [""])[-1].strip()
-        return "page" if limit.isdigit() and int(limit) <= self.page_rows else "stream"
+        # ASCII digits only: str.isdigit() also takes "²", which int() refuses.
+        small = limit.isascii() and limit.isdigit() and len(limit) < 20
+        return "page" if small and int(limit) <= self.page_rows else "stream"
 
     def _after_burst(self) -> None:
         """Half a second after the last history read ends, hand freed heap back

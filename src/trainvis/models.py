@@ -32,6 +32,7 @@ from pydantic import (
     Field,
     WithJsonSchema,
     field_validator,
+    model_validator,
 )
 
 from trainvis.errors import InvalidArgument
@@ -678,23 +679,70 @@ def _check_config(config: dict[str, Any]) -> dict[str, Any]:
     return config
 
 
+# The job fields a client sets, declared once for create and edit (issue 16).
+JobName = Annotated[
+    str,
+    Field(min_length=1, max_length=200, json_schema_extra={"pattern": NO_NUL}),
+    AfterValidator(_no_nul),
+]
+ModelName = Annotated[
+    str, Field(max_length=200, json_schema_extra={"pattern": NO_NUL}), AfterValidator(_no_nul)
+]
+JobConfig = Annotated[
+    dict[str, Any],
+    AfterValidator(_check_config),
+    Field(description=f"any JSON object, at most {MAX_CONFIG_BYTES // 1024} KiB serialized"),
+]
+JobTags = Annotated[list[Tag], Field(max_length=100)]
+
+
 class JobCreate(BaseModel):
     """Body of ``POST /training/jobs``."""
 
     model_config = ConfigDict(extra="forbid", protected_namespaces=())
 
-    name: Text = Field(min_length=1, max_length=200)
-    model_name: Text | None = Field(default=None, max_length=200)
+    name: JobName
+    model_name: ModelName | None = None
     total_epochs: int | None = Field(default=None, gt=0, le=MAX_STEP)
     total_steps: int | None = Field(default=None, gt=0, le=MAX_STEP)
-    config: Annotated[dict[str, Any], AfterValidator(_check_config)] = Field(
-        default_factory=dict,
-        description=f"any JSON object, at most {MAX_CONFIG_BYTES // 1024} KiB serialized",
-    )
-    tags: list[Tag] = Field(default_factory=list, max_length=100)
+    config: JobConfig = Field(default_factory=dict)
+    tags: JobTags = Field(default_factory=list)
     id: str | None = Field(default=None, pattern=JOB_ID_RE.pattern)
 
     _integers = field_validator("total_epochs", "total_steps", mode="before")(json_integer)
+
+
+class JobUpdate(BaseModel):
+    """Body of ``PATCH /training/jobs/{job_id}``: the fields to change, at least one.
+
+    Validated as in :class:`JobCreate`; ``config`` and ``tags`` replace the stored
+    ones; ``model_name: null`` clears it, ``null`` for the others is rejected.
+    """
+
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+    name: JobName | None = None
+    model_name: ModelName | None = None
+    config: JobConfig | None = None
+    tags: JobTags | None = None
+
+    @field_validator("name", "config", "tags")
+    @classmethod
+    def _not_null(cls, value: Any) -> Any:
+        # Runs for values given only (defaults are not validated).
+        if value is None:
+            raise ValueError("may not be null")
+        return value
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> JobUpdate:
+        if not self.model_fields_set:
+            raise ValueError(f"give at least one of {', '.join(type(self).model_fields)}")
+        return self
+
+    def changes(self) -> dict[str, Any]:
+        """The fields given, by name."""
+        return {name: getattr(self, name) for name in self.model_fields_set}
 
 
 class StatusUpdate(BaseModel):

@@ -3,10 +3,17 @@
 from __future__ import annotations
 
 import sqlite3
+import time
+from pathlib import Path
 
 from fastapi.testclient import TestClient
+from httpx import Response
+
+from trainvis.api.app import create_app
+from trainvis.config import Settings
 
 API = "/api/v1/visualization"
+WRITE_TOKEN = "s3cret-token-0123456"
 SEED_JOB = {
     "name": "BERT Fine-tuning",
     "model_name": "bert-base-uncased",
@@ -201,3 +208,133 @@ def test_progress_and_eta(client: TestClient) -> None:
     assert got["current_step"] == 100
     assert got["progress"] == 0.1
     assert got["eta_seconds"] == 90.0  # 10 steps/s, 900 steps to go
+
+
+# ---------------------------------------------------------------- PATCH (issue 16: job edits)
+
+
+def patch(client: TestClient, job_id: str, body: object, **kwargs: object) -> Response:
+    return client.patch(f"{API}/training/jobs/{job_id}", json=body, **kwargs)  # type: ignore[arg-type]
+
+
+def test_patch_edits_each_field_and_bumps_updated_at(client: TestClient) -> None:
+    """Issue 16: name, model_name, tags and config are editable, one at a time."""
+    job = create(client, model_name="m1", config={"lr": 0.1}, tags=["a"])
+    updated = job["updated_at"]
+    edits = [
+        ({"name": "renamed"}, "name", "renamed"),
+        ({"model_name": "m2"}, "model_name", "m2"),
+        ({"model_name": None}, "model_name", None),
+        ({"tags": ["x", "y"]}, "tags", ["x", "y"]),
+        ({"tags": []}, "tags", []),
+        ({"config": {"opt": {"name": "AdamW"}}}, "config", {"opt": {"name": "AdamW"}}),
+    ]
+    for body, key, value in edits:
+        time.sleep(0.002)  # updated_at has millisecond resolution on the wire
+        response = patch(client, job["id"], body)
+        assert response.status_code == 200, response.text
+        got = response.json()["data"]
+        assert got[key] == value, body
+        assert got["updated_at"] > updated, body
+        updated = got["updated_at"]
+        assert client.get(f"{API}/training/jobs/{job['id']}").json()["data"][key] == value
+    final = client.get(f"{API}/training/jobs/{job['id']}").json()["data"]
+    assert (final["name"], final["model_name"], final["tags"]) == ("renamed", None, [])
+    assert final["created_at"] == job["created_at"] and final["status"] == "pending"
+
+
+def test_patch_config_replaces_and_several_fields_at_once(client: TestClient) -> None:
+    job = create(client, config={"lr": 0.1, "batch": 32}, tags=["a"])
+    response = patch(client, job["id"], {"config": {"lr": 0.2}, "name": "both"})
+    assert response.status_code == 200, response.text
+    got = response.json()["data"]
+    assert got["config"] == {"lr": 0.2}  # replaced, not merged
+    assert got["name"] == "both" and got["tags"] == ["a"]  # tags untouched
+
+
+def test_patch_new_name_shows_in_list_and_search(client: TestClient) -> None:
+    job = create(client, name="before")
+    assert patch(client, job["id"], {"name": "after-edit"}).status_code == 200
+    listed = client.get(f"{API}/training/jobs").json()["data"]
+    assert [item["name"] for item in listed] == ["after-edit"]
+    found = client.get(f"{API}/training/jobs", params={"q": "after-edit"}).json()["data"]
+    assert [item["id"] for item in found] == [job["id"]]
+    tagged = patch(client, job["id"], {"tags": ["new"]})
+    assert tagged.status_code == 200
+    by_tag = client.get(f"{API}/training/jobs", params={"tag": "new"}).json()["data"]
+    assert [item["id"] for item in by_tag] == [job["id"]]
+
+
+def test_patch_unknown_job_is_404(client: TestClient) -> None:
+    response = patch(client, "job-404", {"name": "x"})
+    assert response.status_code == 404
+    assert response.json()["error"]["code"] == "job_not_found"
+
+
+def test_patch_bad_values_are_422_naming_the_field(client: TestClient) -> None:
+    """Issue 16: the same validation as create; nothing is changed by a rejected edit."""
+    job = create(client, config={"lr": 0.1})
+    cases: list[tuple[object, list[object]]] = [
+        ({"name": ""}, ["body", "name"]),
+        ({"name": None}, ["body", "name"]),
+        ({"name": "x" * 201}, ["body", "name"]),
+        ({"name": "a\x00b"}, ["body", "name"]),
+        ({"model_name": "m" * 201}, ["body", "model_name"]),
+        ({"model_name": 5}, ["body", "model_name"]),
+        ({"tags": [""]}, ["body", "tags", 0]),
+        ({"tags": "x"}, ["body", "tags"]),
+        ({"tags": None}, ["body", "tags"]),
+        ({"tags": [f"t{i}" for i in range(101)]}, ["body", "tags"]),
+        ({"config": [1, 2]}, ["body", "config"]),
+        ({"config": None}, ["body", "config"]),
+        ({"config": {"big": 2**70}}, ["body", "config"]),
+        ({"config": {"x": "y" * 70_000}}, ["body", "config"]),
+        ({"status": "running"}, ["body", "status"]),
+        ({"name": "ok", "unknown": 1}, ["body", "unknown"]),
+        ({}, ["body"]),
+        ([], ["body"]),
+    ]
+    for body, loc in cases:
+        response = patch(client, job["id"], body)
+        assert response.status_code == 422, (body, response.text)
+        error = response.json()["error"]
+        assert error["code"] == "validation_error", body
+        assert error["details"][0]["loc"] == loc, (body, error)
+    assert client.get(f"{API}/training/jobs/{job['id']}").json()["data"]["config"] == {"lr": 0.1}
+    no_body = client.patch(f"{API}/training/jobs/{job['id']}")
+    assert no_body.status_code == 422
+
+
+def test_patch_needs_the_write_token(tmp_path: Path) -> None:
+    """Issue 16: an edit is a write: 401 without the write token when one is set."""
+    settings = Settings(db=str(tmp_path / "t.db"), api_token=WRITE_TOKEN)
+    auth = {"Authorization": f"Bearer {WRITE_TOKEN}"}
+    with TestClient(create_app(settings)) as secured:
+        job = secured.post(f"{API}/training/jobs", json={"name": "run"}, headers=auth)
+        job_id = job.json()["data"]["id"]
+        denied = patch(secured, job_id, {"name": "x"})
+        assert denied.status_code == 401
+        assert denied.json()["error"]["code"] == "unauthorized"
+        wrong = patch(secured, job_id, {"name": "x"}, headers={"Authorization": "Bearer nope"})
+        assert wrong.status_code == 401
+        allowed = patch(secured, job_id, {"name": "x"}, headers=auth)
+        assert allowed.status_code == 200 and allowed.json()["data"]["name"] == "x"
+
+
+def test_patch_is_documented_and_allowed_by_cors(tmp_path: Path) -> None:
+    spec = create_app(Settings(db=str(tmp_path / "t.db"))).openapi()
+    operation = spec["paths"][f"{API}/training/jobs/{{job_id}}"]["patch"]
+    assert {"200", "default"} <= set(operation["responses"])  # default: the error envelope
+    body = operation["requestBody"]["content"]["application/json"]["schema"]
+    assert body == {"$ref": "#/components/schemas/JobUpdate"}
+    settings = Settings(db=str(tmp_path / "c.db"), cors_origins=("http://ui.example",))
+    with TestClient(create_app(settings)) as cors:
+        preflight = cors.options(
+            f"{API}/training/jobs/job-001",
+            headers={
+                "Origin": "http://ui.example",
+                "Access-Control-Request-Method": "PATCH",
+            },
+        )
+        assert preflight.status_code == 200, preflight.text
+        assert "PATCH" in preflight.headers["access-control-allow-methods"]

@@ -1,4 +1,4 @@
-"""Jobs: create, list, read, delete and change status."""
+"""Jobs: create, list, read, edit, delete and change status."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from starlette.concurrency import run_in_threadpool
 from trainvis.api.deps import get_broker, get_store, require_read, require_write
 from trainvis.api.responses import JSONBody
 from trainvis.api.schemas import ERRORS, JobListResponse, JobResponse
-from trainvis.models import NO_NUL, Int64, JobCreate, JobStatus, StatusUpdate
+from trainvis.models import NO_NUL, Int64, JobCreate, JobStatus, JobUpdate, StatusUpdate
 from trainvis.realtime.broker import Broker as BrokerProtocol
 from trainvis.store.base import JobFilter, MetricStore
 
@@ -70,6 +70,20 @@ async def list_jobs(
 )
 async def get_job(job_id: str, store: Store) -> Response:
     job = await run_in_threadpool(store.get_job, job_id)
+    return JSONBody({"data": job.to_wire()})
+
+
+@router.patch(
+    "/training/jobs/{job_id}",
+    dependencies=[Depends(require_write)],
+    response_class=JSONBody,
+    responses={200: {"model": JobResponse}, **ERRORS},
+    summary="Edit a job's name, model name, tags or config",
+    description="Each field given replaces the stored one (``config`` and ``tags`` "
+    "as a whole); at least one is required. Validated as in create.",
+)
+async def update_job(job_id: str, update: JobUpdate, store: Store) -> Response:
+    job = await run_in_threadpool(store.update_job, job_id, update)
     return JSONBody({"data": job.to_wire()})
 
 

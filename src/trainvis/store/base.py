@@ -29,6 +29,7 @@ from trainvis.events import EventKind, EventOrder, JobEvent, NewEvent
 from trainvis.models import (
     JobCreate,
     JobStatus,
+    JobUpdate,
     MetricRow,
     StatusChange,
     TrainingJob,
@@ -91,6 +92,18 @@ class MetricStore(Protocol):
 
     def delete_job(self, job_id: str) -> None:
         """Delete the job and every row, point and event of it."""
+        ...
+
+    def update_job(self, job_id: str, update: JobUpdate) -> TrainingJob:
+        """Replace the fields ``update`` gives (``name``, ``model_name``, ``config``,
+        ``tags``) and set ``updated_at`` to now.
+
+        Returns:
+            The job as :meth:`get_job` shows it after the edit.
+
+        Raises:
+            JobNotFound: unknown job.
+        """
         ...
 
     def set_status(

@@ -20,7 +20,15 @@ import numpy.typing as npt
 
 from trainvis.errors import JobNotFound
 from trainvis.events import EventKind, EventOrder, JobEvent, NewEvent
-from trainvis.models import JobCreate, JobStatus, MetricRow, StatusChange, TrainingJob, WriteResult
+from trainvis.models import (
+    JobCreate,
+    JobStatus,
+    JobUpdate,
+    MetricRow,
+    StatusChange,
+    TrainingJob,
+    WriteResult,
+)
 from trainvis.series import Series
 from trainvis.store.base import JobFilter, MetricStore, Row
 from trainvis.store.common import check_transition, merge_batch, status_timestamps
@@ -35,6 +43,7 @@ from trainvis.store.sql_jobs import (
     insert_job,
     job_from_row,
     job_pk,
+    update_row,
 )
 from trainvis.store.sql_read import (
     PointColumns,
@@ -129,6 +138,11 @@ class SQLStore(MetricStore):
     def delete_job(self, job_id: str) -> None:
         with self._write() as conn:
             delete_rows(self.dialect, conn, job_id)
+
+    def update_job(self, job_id: str, update: JobUpdate) -> TrainingJob:
+        with self._write() as conn:
+            update_row(self.dialect, conn, job_id, update, time.time())
+        return self.get_job(job_id)
 
     def set_status(
         self, job_id: str, status: JobStatus, *, message: str | None = None

@@ -16,6 +16,7 @@ from trainvis.errors import JobExists, JobNotFound
 from trainvis.models import (
     JobCreate,
     JobStatus,
+    JobUpdate,
     TrainingJob,
     counted_id_number,
     usable_counter,
@@ -91,6 +92,32 @@ def insert_job(d: Dialect, conn: Connection, spec: JobCreate, now: float) -> str
     if start_seq is not None:
         d.run(conn, "UPDATE jobs SET last_seq = ? WHERE id = ?", (start_seq, job_id))
     return job_id
+
+
+def update_row(d: Dialect, conn: Connection, job_id: str, update: JobUpdate, now: float) -> None:
+    """Write the fields ``update`` gives and ``updated_at`` (issue 16).
+
+    Raises:
+        JobNotFound: unknown job.
+    """
+    changes = update.changes()
+    columns, params = ["updated_at = ?"], list[Any]([now])
+    for name in ("name", "model_name"):
+        if name in changes:
+            columns.append(f"{name} = ?")
+            params.append(changes[name])
+    if "config" in changes:
+        columns.append(f"config = {d.config_param}")
+        params.append(orjson.dumps(changes["config"]).decode())
+    if "tags" in changes:
+        columns.append(f"tags = {d.tags_param}")
+        params.append(orjson.dumps(changes["tags"]).decode())
+    params.append(job_id)
+    row = d.run(
+        conn, f"UPDATE jobs SET {', '.join(columns)} WHERE id = ? RETURNING pk", params
+    ).fetchone()
+    if row is None:
+        raise JobNotFound(job_id)
 
 
 def _recreated_seq(d: Dialect, conn: Connection, job_id: str) -> int:

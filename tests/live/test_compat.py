@@ -53,6 +53,17 @@ for epoch in range(2, wandb.config.epochs):
 wandb.finish()
 """
 
+#: A W&B script that changes its config after the first ``log`` (issue 16).
+WANDB_LATE_CONFIG = """\
+import wandb
+
+wandb.init(project="late", name="late-config", config={"lr": 0.1})
+wandb.log({"loss": 1.0})
+wandb.config.update({"lr": 0.05, "best_epoch": 3})
+wandb.log({"loss": 0.5})
+wandb.finish()
+"""
+
 #: A W&B script that dies mid-training without ``finish`` (the last step is uncommitted).
 WANDB_CRASH = """\
 import wandb
@@ -222,6 +233,21 @@ def test_wandb_quickstart_script_runs_unmodified(
     assert job["summary"]["last"]["loss"] == logged[-1][1]
 
 
+def test_wandb_config_update_after_the_first_log_reaches_the_server(
+    live_server: ServerProcess, tmp_path: Path
+) -> None:
+    """Issue 16: ``wandb.config.update`` after the first ``log`` ends with the new
+    config on the server (a PATCH sent in order with the rows), no warning."""
+    done = run_script(swap(WANDB_LATE_CONFIG, WANDB_IMPORT), live_server, tmp_path)
+    assert done.returncode == 0, done.stderr
+    job, history = only_job(live_server)
+    assert job["config"] == {"lr": 0.05, "best_epoch": 3, "wandb": {"project": "late"}}
+    assert job["status"] == "completed"
+    assert series(history, "loss") == [(0, 1.0), (1, 0.5)]
+    assert "config" not in done.stderr
+    assert not list((tmp_path / "spool").glob("*.jsonl"))  # everything delivered
+
+
 def test_wandb_script_that_crashes_fails_its_job_with_the_pending_step(
     live_server: ServerProcess, tmp_path: Path
 ) -> None:
@@ -272,7 +298,12 @@ def test_summarywriter_pytorch_training_loop(live_server: ServerProcess, tmp_pat
     assert done.returncode == 0, done.stderr
     job, history = only_job(live_server)
     assert job["name"] == "tiny_classifier" and job["status"] == "completed"
-    assert job["config"] == {"log_dir": "runs/tiny_classifier"}
+    assert job["config"] == {
+        "log_dir": "runs/tiny_classifier",
+        "lr": 0.05,
+        "optimizer": "Adam",
+        "epochs": 5,
+    }
     logged = printed(done.stdout, r"epoch \d+ accuracy (\S+) loss (\S+)")
     assert [step for step, _ in series(history, "Loss/train")] == list(range(50))
     assert series(history, "Accuracy/train") == [
@@ -286,4 +317,4 @@ def test_summarywriter_pytorch_training_loop(live_server: ServerProcess, tmp_pat
     ]
     assert series(history, "hparam/accuracy") == [(50, logged[-1][0])]
     assert "SummaryWriter.add_histogram is not supported" in done.stderr
-    assert "cannot reach the config" in done.stderr
+    assert "config" not in done.stderr  # add_hparams after the scalars edits it (issue 16)

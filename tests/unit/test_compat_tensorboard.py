@@ -94,20 +94,17 @@ def test_hparams_before_the_first_scalar_reach_the_config(local: str) -> None:
     assert history == [{"step": 0, "hparam/acc": 0.9}, {"step": 1, "loss": 1.0}]
 
 
-def test_hparams_after_the_scalars_log_their_metrics_and_warn_about_the_config(
-    local: str, caplog: pytest.LogCaptureFixture
-) -> None:
-    """Issue 17: the API cannot edit a job's config yet: one warning, metrics kept."""
+def test_hparams_after_the_scalars_log_their_metrics_and_edit_the_config(local: str) -> None:
+    """Issue 16: add_hparams after the first scalar edits the job's config (PATCH)."""
     writer = SummaryWriter("runs/late")
     writer.add_scalar("loss", 1.0, 7)
-    with caplog.at_level(logging.WARNING, logger="trainvis.compat"):
-        writer.add_hparams({"lr": 0.1}, {"hparam/loss": 0.5})
+    writer.add_hparams({"lr": 0.1}, {"hparam/loss": 0.5})
+    writer.add_hparams({"bs": 8}, {})
     writer.close()
     assert writer.run is not None
     job, history = read(local, writer.run.id)
-    assert job["config"] == {"log_dir": "runs/late"}
+    assert job["config"] == {"log_dir": "runs/late", "lr": 0.1, "bs": 8}
     assert history == [{"step": 7, "loss": 1.0, "hparam/loss": 0.5}]
-    assert "cannot reach the config" in caplog.text
 
 
 def test_other_add_calls_and_bad_values_warn_once_and_never_raise(

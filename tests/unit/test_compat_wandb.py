@@ -200,19 +200,16 @@ def test_a_config_file_path_is_ignored_with_a_warning(
     assert "config given as str is ignored" in caplog.text
 
 
-def test_config_changes_after_the_first_log_stay_local_with_one_warning(
-    local: str, caplog: pytest.LogCaptureFixture
-) -> None:
-    """Issue 17: the API cannot edit a job's config yet; the script still reads its value."""
-    run = wandb.init(name="late-config", config={"lr": 0.1})
+def test_config_changes_after_the_first_log_reach_the_job(local: str) -> None:
+    """Issue 16: config changes after the job exists replace the job's config."""
+    run = wandb.init(name="late-config", project="p", config={"lr": 0.1})
     wandb.log({"loss": 1.0})
-    with caplog.at_level(logging.WARNING, logger="trainvis.compat"):
-        wandb.config.update({"lr": 0.2})
-        wandb.config.extra = 1
+    wandb.config.update({"lr": 0.2})
+    wandb.config.extra = 1
     assert wandb.config.lr == 0.2 and wandb.config.extra == 1
+    wandb.log({"loss": 0.5})
     wandb.finish()
-    assert job(local, run.id)["config"] == {"lr": 0.1}
-    assert caplog.text.count("no job edit yet") == 1
+    assert job(local, run.id)["config"] == {"lr": 0.2, "extra": 1, "wandb": {"project": "p"}}
 
 
 def test_define_metric_step_metric_writes_at_that_metrics_value(local: str) -> None:

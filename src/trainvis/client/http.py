@@ -182,6 +182,18 @@ class ApiClient:
         )
         return job
 
+    def update_job(self, job_id: str, **fields: Any) -> dict[str, Any]:
+        """``PATCH /training/jobs/{id}`` with any of ``name``, ``model_name``, ``tags``,
+        ``config`` (replaces the stored config); returns the job.
+
+        Raises:
+            ApiError: 404 ``job_not_found``, 422 for a bad value.
+        """
+        job: dict[str, Any] = self._request(
+            "PATCH", f"/training/jobs/{job_id}", content=encode_json(fields)
+        )
+        return job
+
     def post_metrics(
         self, job_id: str, rows: list[dict[str, Any]], *, encoded: bytes | None = None
     ) -> dict[str, Any]:

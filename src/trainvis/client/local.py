@@ -92,6 +92,20 @@ class LocalClient:
         job, _change = self._call("set_status", job_id, JobStatus(status), message=message)
         return dict(job.to_wire())
 
+    def update_job(self, job_id: str, **fields: Any) -> dict[str, Any]:
+        """Edit the job's ``name``, ``model_name``, ``tags`` or ``config``; returns it."""
+        from pydantic import ValidationError
+
+        from trainvis.models import JobUpdate
+
+        try:
+            parsed = JobUpdate(**fields)
+        except ValidationError as exc:
+            raise ApiError(422, "validation_error", str(exc), exc.errors()) from exc
+        except PublicError as exc:
+            raise _translate(exc) from exc
+        return dict(self._call("update_job", job_id, parsed).to_wire())
+
     def post_metrics(
         self, job_id: str, rows: list[dict[str, Any]], *, encoded: bytes | None = None
     ) -> dict[str, Any]:

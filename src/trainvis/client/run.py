@@ -27,6 +27,8 @@ log = logging.getLogger("trainvis.client")
 NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_./-]{0,127}$")
 ROW_KEYS = frozenset({"step", "epoch", "timestamp", "gpus"})
 TERMINAL = frozenset({"completed", "failed", "cancelled"})
+#: The job fields :meth:`Run.update_job` may change.
+EDITABLE = frozenset({"name", "model_name", "tags", "config"})
 
 
 class FinishResult(int):
@@ -207,6 +209,30 @@ class Run:
         while len(self._queue) >= self._max_queue // 2 and self._sender.is_alive():
             self._wake.set()
             time.sleep(0.01)
+
+    def update_job(self, **fields: Any) -> None:
+        """Edit the job: any of ``name``, ``model_name``, ``tags``, ``config`` (replaces
+        the stored config). Returns at once: the edit is sent after the rows logged
+        before it and, like them, spooled while the server is away (``trainvis sync``
+        replays it). A value the server rejects is logged and dropped.
+
+        Raises:
+            TypeError: another field is named.
+            RuntimeError: the run is finished.
+        """
+        unknown = set(fields) - EDITABLE
+        if unknown:
+            raise TypeError(f"update_job() cannot change {', '.join(sorted(unknown))}")
+        if self._finished:
+            raise RuntimeError(f"run {self.id} is finished; its job cannot be edited from it")
+        if "config" in fields:
+            from trainvis.client.start import _jsonable  # start imports this module
+
+            fields["config"] = _jsonable(fields["config"])
+        if "tags" in fields:
+            fields["tags"] = [str(tag) for tag in fields["tags"] or []]
+        self.job.update(fields)
+        self._sender.enqueue("update", {"fields": fields})
 
     def log_system(self, sample: Mapping[str, Any]) -> None:
         """Queue a system sample (GPU, system) at the current step, without advancing it."""

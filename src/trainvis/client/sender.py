@@ -26,12 +26,21 @@ import random
 import threading
 import time
 from collections import deque
+from dataclasses import dataclass
 from typing import Any
 
 from trainvis.client.http import ServerUnavailable, encode_rows
 from trainvis.client.spool import Client, Held, JobGone, Journal, Op, deliver, read_ops_from
 
 log = logging.getLogger("trainvis.client")
+
+
+@dataclass(frozen=True)
+class QueuedOp:
+    """A non-row operation in :attr:`Sender.queue`, sent after the rows queued before it."""
+
+    kind: str
+    data: dict[str, Any]
 
 
 class Sender(threading.Thread):
@@ -67,8 +76,10 @@ class Sender(threading.Thread):
         self.flush_interval = flush_interval
         self.max_backoff = max_backoff
         self.max_pending_rows = max_pending_rows
-        #: Rows waiting to be batched; ``Run.log`` appends here.
-        self.queue: deque[dict[str, Any]] = deque()
+        #: Rows waiting to be batched; ``Run.log`` appends here (and ``enqueue`` an edit).
+        self.queue: deque[dict[str, Any] | QueuedOp] = deque()
+        self._ops_queued = 0  # QueuedOps appended (by enqueue) ...
+        self._ops_taken = 0  # ... and taken off the queue (by the thread)
         self.wake = threading.Event()
         self.delivered_rows = 0
         #: ``ok``, ``down`` (retrying), ``held`` (401/403, retrying) or ``gone`` (job deleted).
@@ -97,6 +108,13 @@ class Sender(threading.Thread):
     def add(self, kind: str, data: dict[str, Any]) -> None:
         """Queue a non-row operation (``create``, ``status``) before :meth:`start`."""
         self._push(self._make_op(kind, data))
+
+    def enqueue(self, kind: str, data: dict[str, Any]) -> None:
+        """Queue a non-row operation (``update``) behind the rows logged so far: it is
+        journaled and sent in order with them (issue 16)."""
+        self._ops_queued += 1
+        self.queue.append(QueuedOp(kind, data))
+        self.wake.set()
 
     def flush(self, timeout: float | None) -> bool:
         """Wait until everything logged so far is delivered; False on timeout."""
@@ -143,7 +161,8 @@ class Sender(threading.Thread):
     @property
     def undelivered_rows(self) -> int:
         """Rows logged but not yet acknowledged (queued, pending or spilled)."""
-        return len(self.queue) + self._pending_rows + self._spilled_rows
+        queued = len(self.queue) - (self._ops_queued - self._ops_taken)
+        return max(0, queued) + self._pending_rows + self._spilled_rows
 
     @property
     def status_pending(self) -> bool:
@@ -203,19 +222,35 @@ class Sender(threading.Thread):
         return Op(n, kind, data)
 
     def _drain_queue(self, *, journal_only: bool = False) -> None:
-        while self.queue:
+        queue = self.queue
+        while queue:
             if self.state == "gone":
-                self.queue.clear()
+                self._clear_queue()
                 return
             rows: list[dict[str, Any]] = []
-            while self.queue and len(rows) < self.batch_size:
-                rows.append(self.queue.popleft())
-            op = self._make_op("rows", {"rows": rows})
-            if journal_only:
-                if self.journal is not None:
-                    self.journal.append(op)
-                continue
+            other: QueuedOp | None = None
+            while queue and len(rows) < self.batch_size:
+                item = queue.popleft()
+                if isinstance(item, QueuedOp):
+                    self._ops_taken += 1
+                    other = item
+                    break
+                rows.append(item)
+            if rows:
+                self._emit(self._make_op("rows", {"rows": rows}), journal_only=journal_only)
+            if other is not None:
+                self._emit(self._make_op(other.kind, other.data), journal_only=journal_only)
+
+    def _emit(self, op: Op, *, journal_only: bool) -> None:
+        if not journal_only:
             self._push(op)
+        elif self.journal is not None:
+            self.journal.append(op)
+
+    def _clear_queue(self) -> None:
+        taken = sum(isinstance(item, QueuedOp) for item in self.queue)
+        self.queue.clear()
+        self._ops_taken += taken
 
     def _push(self, op: Op) -> None:
         if self.journal is None:
@@ -310,7 +345,7 @@ class Sender(threading.Thread):
                 self.journal.ack(op.n)
         self._pending.clear()
         self._pending_rows = self._spilled_rows = self._spill_from = 0
-        self.queue.clear()
+        self._clear_queue()
 
     def _backoff(self, exc: Exception) -> None:
         self._failures += 1

@@ -1,6 +1,6 @@
 """The spool: a write-ahead journal per run, so that no logged row is lost.
 
-A remote run appends every operation (rows, status changes, a job created
+A remote run appends every operation (rows, status changes, job edits, a job created
 while the server was away) to ``<spool_dir>/<job>.<pid>.<random>.jsonl``
 *before* sending it, and an ``ack`` line once the server has accepted it.
 Whatever is not acknowledged when the process ends (the server stayed away,
@@ -18,6 +18,7 @@ File format, one JSON object a line::
     {"t": "run", "v": 1, "url": "...", "job_id": "...", "pid": 123, "created": 1.7e9}
     {"t": "create", "n": 1, "spec": {...}}
     {"t": "status", "n": 2, "status": "running", "message": null}
+    {"t": "update", "n": 4, "fields": {"config": {...}}}
     {"t": "rows", "n": 3, "rows": [{"step": 0, "train_loss": 0.9, ...}, ...]}
     {"t": "ack", "n": 3}
 """
@@ -60,6 +61,8 @@ class Client(Protocol):
         self, job_id: str, status: str, message: str | None = None
     ) -> dict[str, Any]: ...
 
+    def update_job(self, job_id: str, **fields: Any) -> dict[str, Any]: ...
+
     def post_metrics(
         self, job_id: str, rows: list[dict[str, Any]], *, encoded: bytes | None = None
     ) -> dict[str, Any]: ...
@@ -77,7 +80,7 @@ class Held(Exception):
 
 @dataclass
 class Op:
-    """One journaled operation: ``create``, ``status`` or ``rows``."""
+    """One journaled operation: ``create``, ``status``, ``update`` or ``rows``."""
 
     n: int
     kind: str
@@ -186,6 +189,8 @@ def deliver(client: Client, job_id: str, op: Op) -> None:
                 if exc.status_code != 409:
                     raise
                 log.warning("trainvis: status %s not applied: %s", op.data["status"], exc)
+        elif op.kind == "update":
+            client.update_job(job_id, **op.data["fields"])
     except ApiError as exc:
         if exc.status_code == 404:
             raise JobGone(str(exc)) from exc
@@ -293,7 +298,7 @@ def _entries(path: Path) -> Iterator[dict[str, Any]]:
 
 def _as_op(entry: dict[str, Any]) -> Op | None:
     kind, n = entry.pop("t", None), entry.pop("n", None)
-    if kind in ("rows", "create", "status") and isinstance(n, int):
+    if kind in ("rows", "create", "status", "update") and isinstance(n, int):
         return Op(n, kind, entry)
     return None
 

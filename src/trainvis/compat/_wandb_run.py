@@ -15,8 +15,8 @@ trainvis stores steps in any order, so such a row is written at its step.
 The trainvis job is created at the first ``log`` (or ``finish``, or when
 ``run.id`` is read before an ``id`` was given), so that ``wandb.config``
 updates made between ``init`` and training reach the job's config. Later
-updates stay in ``wandb.config`` only (the API has no job edit yet); one
-warning says so.
+updates replace the job's config (``PATCH``), sent in order with the rows and
+spooled with them while the server is away.
 """
 
 from __future__ import annotations
@@ -127,14 +127,11 @@ class Run:
     def _start(self) -> TrainvisRun | None:
         if self._run is not None or self.disabled or self._finished:
             return self._run
-        config = self.config.as_dict()
-        if self._meta:
-            config.setdefault("wandb", dict(self._meta))
         run = trainvis_init(
             name=self.name,
             id=self._id,
             resume=self._resume and self._id is not None,
-            config=config,
+            config=self._job_config(),
             tags=list(self.tags),
             **self._init_kwargs,
         )
@@ -145,14 +142,26 @@ class Run:
             self._step = max(self._step, int(current) + 1)
         return run
 
+    def _job_config(self) -> dict[str, Any]:
+        """The job's config: ``wandb.config``, plus the init metadata under ``wandb``."""
+        config = self.config.as_dict()
+        if self._meta:
+            config.setdefault("wandb", dict(self._meta))
+        return config
+
     def _config_changed(self) -> None:
-        if self._run is not None:
+        """``wandb.config`` changed: once the job exists, its config is replaced
+        (queued behind the rows logged so far; issue 16)."""
+        if self._run is None:
+            return
+        if self._run.finished:
             warn_once(
-                "config-after-start",
-                "trainvis: wandb.config changed after the first wandb.log; the job %s keeps "
-                "the config it was created with (the trainvis API has no job edit yet)",
+                "config-after-finish",
+                "trainvis: wandb.config changed after finish; the job %s keeps its config",
                 self._run.id,
             )
+            return
+        self._run.update_job(config=self._job_config())
 
     # ------------------------------------------------------------------ logging
 

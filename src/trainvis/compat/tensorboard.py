@@ -22,9 +22,9 @@ keywords (``name``, ``tags``, ``config``, ``url``, ``total_steps``...) go to
   ``global_step``, the tag's previous step + 1 (TensorBoard writes 0).
 - ``add_scalars(main_tag, {key: value}, ...)``: metrics ``main_tag/key``.
 - ``add_hparams(hparams, metrics)``: the hyper-parameters go into the job's
-  config when the job does not exist yet (the API cannot edit a job's config
-  afterwards: they are then dropped with a warning), the metrics are logged
-  at the writer's last step (or ``global_step``).
+  config (after the first scalar, by an edit of the job sent in order with
+  the rows), the metrics are logged at the writer's last step (or
+  ``global_step``).
 - ``flush()`` waits until the rows are delivered; ``close()`` (or leaving the
   ``with``) completes the job.
 
@@ -73,6 +73,7 @@ class SummaryWriter:
         self.log_dir = os.fspath(log_dir) if log_dir is not None else None
         self._init: dict[str, Any] = {"name": _job_name(log_dir, comment), **trainvis}
         self._hparams: dict[str, Any] = {}
+        self._config: dict[str, Any] = {}  # the config given, once the job exists
         self._run: Run | None = None
         self._closed = False
         self._names = Names(TOOL)
@@ -93,6 +94,7 @@ class SummaryWriter:
             config = _as_config(self._init.pop("config", None))
             if self.log_dir is not None:
                 config.setdefault("log_dir", self.log_dir)
+            self._config = config
             self._run = trainvis_init(**self._init, config={**config, **self._hparams})
         return self._run
 
@@ -177,19 +179,13 @@ class SummaryWriter:
         run_name: str | None = None,
         global_step: int | None = None,
     ) -> None:
-        """Hyper-parameters into the job's config (before the job exists only);
-        ``metric_dict`` logged at ``global_step`` or the writer's last step."""
+        """Hyper-parameters into the job's config (once the job exists, by an edit
+        of the job queued behind its rows; issue 16); ``metric_dict`` logged at
+        ``global_step`` or the writer's last step."""
         hparams = {str(key): _config_value(value) for key, value in hparam_dict.items()}
-        if self._run is None:
-            self._hparams.update(hparams)
-        elif hparams:
-            warn_once(
-                "hparams-after-start",
-                "trainvis: add_hparams after the first scalar: the hyper-parameters %s cannot "
-                "reach the config of job %s (the trainvis API has no job edit yet)",
-                sorted(hparams),
-                self._run.id,
-            )
+        self._hparams.update(hparams)
+        if self._run is not None and hparams and not self._closed:
+            self._run.update_job(config={**self._config, **self._hparams})
         if metric_dict:
             step = self._last_step if global_step is None else global_step
             self._write(metric_dict, step, None)

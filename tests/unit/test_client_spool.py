@@ -34,6 +34,7 @@ class FakeServer:
         self.points: dict[tuple[int, str], float] = {}
         self.posts: list[list[int]] = []
         self.statuses: list[str] = []
+        self.updates: list[tuple[int, dict[str, Any]]] = []  # (points stored before, fields)
         self.reject: dict[str, ApiError] = {}
         self.max_rows = 10_000
 
@@ -58,6 +59,11 @@ class FakeServer:
         self._check()
         self.statuses.append(status)
         return {"id": job_id, "status": status}
+
+    def update_job(self, job_id: str, **fields: Any) -> dict[str, Any]:
+        self._check()
+        self.updates.append((len(self.points), fields))
+        return {"id": job_id, **fields}
 
     def post_metrics(
         self, job_id: str, rows: list[dict[str, Any]], *, encoded: bytes | None = None
@@ -150,6 +156,34 @@ def test_a_server_that_stays_away_leaves_a_spool_that_sync_uploads(tmp_path: Pat
     assert server.steps() == list(range(35))
     assert server.statuses == ["completed"]
     assert list(spooled_files(tmp_path)) == []
+
+
+def test_a_job_edit_is_sent_in_order_with_the_rows_and_spooled_for_sync(tmp_path: Path) -> None:
+    """Issue 16: ``enqueue("update")`` goes after the rows queued before it; while the
+    server is away it waits in the journal and ``trainvis sync`` replays it in order."""
+    server = FakeServer()
+    sender = sender_for(server, tmp_path)
+    feed(sender, rows(0, 5))
+    sender.enqueue("update", {"fields": {"config": {"lr": 0.1}}})
+    feed(sender, rows(5, 8))
+    assert sender.flush(5)
+    assert server.updates == [(5, {"config": {"lr": 0.1}})] and server.steps() == list(range(8))
+
+    server.up = False
+    feed(sender, rows(8, 12))
+    sender.enqueue("update", {"fields": {"config": {"lr": 0.2}, "name": "n"}})
+    feed(sender, rows(12, 15))
+    assert sender.close("completed", None, timeout=0.3) == 7  # the edit is no row
+    [path] = spooled_files(tmp_path)
+    spool = read_journal(path)
+    assert spool is not None
+    assert [op.kind for op in spool.pending] == ["rows", "update", "rows", "status"]
+
+    server.up = True
+    report = sync_spool(tmp_path, client_factory=lambda url: server)
+    assert (report.files_done, report.files_left) == (1, [])
+    assert server.updates[1] == (12, {"config": {"lr": 0.2}, "name": "n"})
+    assert server.steps() == list(range(15)) and server.statuses == ["completed"]
 
 
 def test_sync_skips_the_journal_of_a_live_run(tmp_path: Path) -> None:

@@ -712,6 +712,20 @@ class JobCreate(BaseModel):
     _integers = field_validator("total_epochs", "total_steps", mode="before")(json_integer)
 
 
+def _update_schema(schema: dict[str, Any]) -> None:
+    """The schema says what the server accepts: at least one field, and ``null``
+    only for ``model_name`` (the others are declared optional, not nullable)."""
+    schema["minProperties"] = 1
+    for name in ("name", "config", "tags"):
+        field = schema["properties"][name]
+        options = [item for item in field.pop("anyOf", []) if item.get("type") != "null"]
+        if len(options) == 1:
+            field.update(options[0])
+        elif options:
+            field["anyOf"] = options
+        field.pop("default", None)
+
+
 class JobUpdate(BaseModel):
     """Body of ``PATCH /training/jobs/{job_id}``: the fields to change, at least one.
 
@@ -719,7 +733,9 @@ class JobUpdate(BaseModel):
     ones; ``model_name: null`` clears it, ``null`` for the others is rejected.
     """
 
-    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+    model_config = ConfigDict(
+        extra="forbid", protected_namespaces=(), json_schema_extra=_update_schema
+    )
 
     name: JobName | None = None
     model_name: ModelName | None = None

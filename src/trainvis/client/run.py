@@ -9,6 +9,8 @@ microseconds, no I/O, no lock. Everything else happens on the sender thread
 from __future__ import annotations
 
 import atexit
+import dataclasses
+import json
 import logging
 import os
 import re
@@ -226,9 +228,7 @@ class Run:
         if self._finished:
             raise RuntimeError(f"run {self.id} is finished; its job cannot be edited from it")
         if "config" in fields:
-            from trainvis.client.start import _jsonable  # start imports this module
-
-            fields["config"] = _jsonable(fields["config"])
+            fields["config"] = jsonable_config(fields["config"])
         if "tags" in fields:
             fields["tags"] = [str(tag) for tag in fields["tags"] or []]
         self.job.update(fields)
@@ -404,3 +404,17 @@ def _finish_all() -> None:
 def journal_for(client: Client, job_id: str, spool_dir: Any) -> Journal:
     """A new journal for a remote run."""
     return Journal.create(spool_dir, url=client.target, job_id=job_id)
+
+
+def jsonable_config(config: Any) -> dict[str, Any]:
+    """A run's config as a JSON object: a mapping, a dataclass, an object with
+    ``to_dict()`` or attributes (argparse); values JSON cannot hold become strings."""
+    if config is None:
+        return {}
+    if dataclasses.is_dataclass(config) and not isinstance(config, type):
+        config = dataclasses.asdict(config)
+    elif not isinstance(config, Mapping):
+        to_dict = getattr(config, "to_dict", None)
+        config = to_dict() if callable(to_dict) else vars(config)
+    cleaned: dict[str, Any] = json.loads(json.dumps(dict(config), default=str))
+    return cleaned

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import os
 import secrets
@@ -18,7 +17,7 @@ from tenacity import RetryCallState, Retrying, retry_if_exception_type, wait_exp
 
 from trainvis.client.distributed import Ranks, attach_job, next_shared_job_id
 from trainvis.client.http import ApiClient, ApiError, ServerUnavailable
-from trainvis.client.run import Run, _remember
+from trainvis.client.run import Run, _remember, jsonable_config
 from trainvis.client.sender import Sender
 from trainvis.client.spool import Client, Journal, default_spool_dir
 from trainvis.client.sync import sync_spool
@@ -62,24 +61,12 @@ class ClientSettings:
         )
 
 
-def _jsonable(config: Any) -> dict[str, Any]:
-    if config is None:
-        return {}
-    if dataclasses.is_dataclass(config) and not isinstance(config, type):
-        config = dataclasses.asdict(config)
-    elif not isinstance(config, Mapping):
-        to_dict = getattr(config, "to_dict", None)
-        config = to_dict() if callable(to_dict) else vars(config)
-    cleaned: dict[str, Any] = json.loads(json.dumps(dict(config), default=str))
-    return cleaned
-
-
 def _spec(
     name: str | None, job_id: str | None, fields: dict[str, Any], config: Any, tags: Any
 ) -> dict[str, Any]:
     spec = {key: value for key, value in fields.items() if value is not None}
     spec["name"] = name or Path(sys.argv[0] if sys.argv and sys.argv[0] else "run").stem or "run"
-    spec["config"] = _jsonable(config)
+    spec["config"] = jsonable_config(config)
     spec["tags"] = [str(tag) for tag in (tags or [])]
     if job_id:
         spec["id"] = job_id

@@ -149,6 +149,10 @@ def test_series_shapes_nonfinite_and_unknown_names(client: TestClient) -> None:
     assert body["meta"]["points_total"] == 7
     windowed = series(client, job, metrics="val_loss", start_step=2, end_step=3)
     assert windowed["data"]["val_loss"]["x"] == [2, 3]
+    reversed_range = series(client, job, metrics="val_loss", start_step=4, end_step=2)
+    assert reversed_range["data"]["val_loss"] == {"x": [], "y": [], "nonfinite_x": []}
+    no_epochs = series(client, job, metrics="val_loss", x="epoch")  # x unknown: left out
+    assert no_epochs["data"]["val_loss"]["x"] == []
     with_smooth = series(client, job, metrics="val_loss,ghost", smooth="true", band="minmax")
     assert set(with_smooth["data"]["ghost"]) == {"x", "y", "nonfinite_x", "smoothed", "min", "max"}
     smoothed = with_smooth["data"]["val_loss"]["smoothed"]

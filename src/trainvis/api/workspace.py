@@ -157,7 +157,11 @@ async def series(
     cache: Cache,
     query: Params,
     metrics: Annotated[
-        str, Query(description=f"comma-separated metric names (1 to {MAX_SERIES_METRICS})")
+        str,
+        Query(
+            description=f"comma-separated metric names (1 to {MAX_SERIES_METRICS})",
+            pattern=r"[^\s,]",  # at least one name (the schema says so, too)
+        ),
     ],
 ) -> Response:
     data, meta = await run_in_threadpool(series_impl, store, cache, job_id, metrics, query)

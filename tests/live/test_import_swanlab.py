@@ -19,6 +19,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -125,6 +126,9 @@ def swanlog(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, A
         ("resume-1", "bert-resumed"),
     ]:
         out = root / f"{kind}.json"
+        # Run directories are named by the second they start (run-YYYYmmdd_HHMMSS-id),
+        # which is the order the importer reports them in: start each in its own second.
+        time.sleep(1.05 - time.time() % 1)
         done = subprocess.run(
             [sys.executable, str(script), kind, str(out), str(root / "swanlog")],
             env=env,

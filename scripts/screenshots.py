@@ -60,7 +60,7 @@ def train(url: str, lr: float, optimizer: str, seed: int, steps: int) -> str:
 
     torch.manual_seed(seed)
     features, classes, width = 32, 10, 64
-    centers = torch.randn(classes, features) * 2.0
+    centers = torch.randn(classes, features) * 0.6
     labels = torch.randint(0, classes, (4096,))
     inputs = centers[labels] + torch.randn(4096, features) * 1.5
     val_labels = torch.randint(0, classes, (1024,))

@@ -70,6 +70,7 @@ SCRIPT = textwrap.dedent(
                 values["eval/accuracy"] = step / STEPS
             swanlab.log(values, step=step)
             put(step, values)
+        time.sleep(11)  # outlive SwanLab's 10 s hardware sampling: __swanlab__.* scalars
         swanlab.finish()
     elif kind == "crashed":
         swanlab.init(project="vision", name="vit-crashed", config={"depth": 12},
@@ -131,6 +132,9 @@ def swanlog(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, A
         assert (done.returncode != 0) == (kind == "crashed"), done.stderr
         logged.setdefault(name, []).append(json.loads(out.read_text()))
     assert len(list((root / "swanlog").glob("run-*"))) == 5
+    # The finished run's log holds SwanLab's hardware metrics, which the import leaves out.
+    finished = min((root / "swanlog").glob("run-*/run-*.swanlab"))
+    assert b"__swanlab__." in finished.read_bytes()
     return root, {name: merge_parts(parts) for name, parts in logged.items()}
 
 

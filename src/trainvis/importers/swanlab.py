@@ -7,7 +7,9 @@ SwanLab (0.10) writes every run, in ``local`` and ``offline`` mode alike, to
 (``DataStoreReader`` and its ``Record`` messages); a damaged tail ends the
 log at the last good record, as it does for ``swanlab sync``. The start,
 scalar and finish records are used; media, console lines and system
-metadata are left out.
+metadata are left out, and so are the hardware metrics SwanLab samples
+every 10 s (scalars named ``__swanlab__.*``), as the W&B importer leaves
+W&B's system metrics out.
 
 The path given may be a ``.swanlab`` file, a run directory, a ``swanlog``
 directory or any directory above them (searched at any depth). Directories
@@ -45,6 +47,7 @@ from trainvis.importers.sink import TransferError, write_all
 
 log = logging.getLogger("trainvis.importers")
 OnJob = Callable[[ImportedJob, str], None]
+SYSTEM_PREFIX = "__swanlab__."  # SwanLab's own hardware metrics
 STATUS = {
     "RUN_STATE_FINISHED": "completed",
     "RUN_STATE_CRASHED": "failed",
@@ -147,6 +150,8 @@ class _Run(LoggedRun):
                 self._start(record.start)
             elif record.HasField("scalar"):
                 scalar = record.scalar
+                if scalar.key.startswith(SYSTEM_PREFIX):
+                    continue
                 self.builder.add(
                     scalar.key, int(scalar.step), scalar.value.number, _seconds(scalar.timestamp)
                 )

@@ -33,6 +33,7 @@ from trainvis.importers import (
     import_tensorboard,
     import_wandb,
 )
+from trainvis.importers.sink import OnJob
 
 #: One ``add_argument`` call: its names and its keywords.
 Argument = tuple[tuple[str, ...], dict[str, Any]]
@@ -159,7 +160,7 @@ def _destination(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
-def _reporter() -> Callable[[ImportedJob, str], None]:
+def _reporter() -> OnJob:
     def report(job: ImportedJob, outcome: str) -> None:
         print(
             f"{job.job_id}\t{outcome}\t{len(job.rows)} rows\t{job.points} points\t"

@@ -36,17 +36,16 @@ Each job:
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from trainvis.importers.progress import Progress
 from trainvis.importers.rows import ImportedJob, LoggedRun, iter_logged_jobs
-from trainvis.importers.sink import TransferError, write_all
+from trainvis.importers.sink import OnJob, TransferError, write_all
 
 log = logging.getLogger("trainvis.importers")
-OnJob = Callable[[ImportedJob, str], None]
 SYSTEM_PREFIX = "__swanlab__."  # SwanLab's own hardware metrics
 STATUS = {
     "RUN_STATE_FINISHED": "completed",

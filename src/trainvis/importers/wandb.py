@@ -40,16 +40,15 @@ import math
 import os
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from trainvis.importers.progress import Progress
 from trainvis.importers.rows import ImportedJob, LoggedRun, iter_logged_jobs
-from trainvis.importers.sink import TransferError, write_all
+from trainvis.importers.sink import OnJob, TransferError, write_all
 
-OnJob = Callable[[ImportedJob, str], None]
 NON_FINITE = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
 SUMMARY_KEY = "wandb_summary"
 

@@ -4,7 +4,8 @@ Both write runs with the tool itself (a finished run, a failed one, a third
 one and a run resumed in a second process), record what each run logged,
 then check the import three ways: through the store, value for value;
 importing twice changes nothing; ``trainvis import <source>`` against a live
-server, read back through the REST API.
+server, read back through the REST API. :func:`snapshot` and
+:func:`assert_unchanged` serve the other importers' "twice" tests too.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Any
 import httpx
 
 from tests.conftest import API, ServerProcess
+from trainvis.models import TrainingJob
 from trainvis.store import MetricStore, open_store
 
 STEPS = 1000
@@ -106,6 +108,30 @@ def assert_jobs_value_for_value(
     assert store.get_job(ids[3]).point_count == 10
 
 
+Snapshot = dict[str, tuple[TrainingJob, int, list[dict[str, Any]]]]
+
+
+def snapshot(store: MetricStore, ids: list[str]) -> Snapshot:
+    """Each job, its last sequence number and its rows, by job id."""
+    return {
+        job_id: (store.get_job(job_id), store.last_seq(job_id), list(store.iter_rows(job_id)))
+        for job_id in ids
+    }
+
+
+def assert_unchanged(store: MetricStore, before: Snapshot) -> None:
+    """Every job of ``before`` still has the same rows, sequence number, point
+    count, summary and status."""
+    for job_id, (old_job, old_seq, old_rows) in before.items():
+        job = store.get_job(job_id)
+        assert (store.last_seq(job_id), list(store.iter_rows(job_id))) == (old_seq, old_rows)
+        assert (job.point_count, job.summary, job.status) == (
+            old_job.point_count,
+            old_job.summary,
+            old_job.status,
+        )
+
+
 def assert_importing_twice_changes_nothing(
     importer: Importer, root: Path, one: Path, *, expected: Expected, db: str
 ) -> None:
@@ -114,22 +140,11 @@ def assert_importing_twice_changes_nothing(
     ids = importer(root, db=db)
     store = open_store(db)
     try:
-        before = {
-            job_id: (store.get_job(job_id), store.last_seq(job_id), list(store.iter_rows(job_id)))
-            for job_id in ids
-        }
+        before = snapshot(store, ids)
         outcomes: list[str] = []
         assert importer(root, db=db, on_job=lambda j, o: outcomes.append(o)) == ids
         assert outcomes == ["unchanged"] * len(ids)
-        for job_id in ids:
-            job = store.get_job(job_id)
-            old_job, old_seq, old_rows = before[job_id]
-            assert (store.last_seq(job_id), list(store.iter_rows(job_id))) == (old_seq, old_rows)
-            assert (job.point_count, job.summary, job.status) == (
-                old_job.point_count,
-                old_job.summary,
-                old_job.status,
-            )
+        assert_unchanged(store, before)
         assert store.list_jobs()[1] == len(expected)
         assert importer(one, db=db) == [ids[2]]
     finally:

@@ -29,6 +29,10 @@ from trainvis.config import Settings
 from trainvis.store import MetricStore, open_store
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+# Shared check modules: their asserts explain a failure as a test's own do.
+pytest.register_assert_rewrite("tests.live.import_checks")
+
 PG_ADMIN_URL = os.environ.get("TRAINVIS_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 API = "/api/v1/visualization"
 

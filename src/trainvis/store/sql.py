@@ -13,7 +13,7 @@ import time
 from abc import abstractmethod
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 import numpy as np
 import numpy.typing as npt
@@ -56,6 +56,16 @@ from trainvis.store.sql_read import (
     step_filter,
 )
 from trainvis.store.sql_write import WriteBatch
+
+
+class _RowQueryArgs(TypedDict, total=False):
+    """The keywords of ``iter_rows``, handed on as they are to ``iter_row_chunks``."""
+
+    metrics: Sequence[str] | None
+    start_step: int | None
+    end_step: int | None
+    limit: int | None
+    offset: int
 
 
 class SQLStore(MetricStore):
@@ -281,24 +291,8 @@ class SQLStore(MetricStore):
             )
             return int(d.scalar(conn, sql, (*params, lo, hi)))
 
-    def iter_rows(
-        self,
-        job_id: str,
-        *,
-        metrics: Sequence[str] | None = None,
-        start_step: int | None = None,
-        end_step: int | None = None,
-        limit: int | None = None,
-        offset: int = 0,
-    ) -> Iterator[Row]:
-        for chunk in self.iter_row_chunks(
-            job_id,
-            metrics=metrics,
-            start_step=start_step,
-            end_step=end_step,
-            limit=limit,
-            offset=offset,
-        ):
+    def iter_rows(self, job_id: str, **query: Unpack[_RowQueryArgs]) -> Iterator[Row]:
+        for chunk in self.iter_row_chunks(job_id, **query):
             yield from chunk
 
     def iter_row_chunks(

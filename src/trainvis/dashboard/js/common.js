@@ -118,10 +118,42 @@ export function debounce(fn, ms) {
   };
 }
 
-/** Run `fn` once Chart.js (a deferred classic script) has loaded. */
+/** Run `fn` once Chart.js (a deferred classic script) has loaded; its colours then
+ * follow the page's theme (see applyChartTheme). */
 export function whenChartReady() {
-  if (window.Chart) return Promise.resolve(window.Chart);
+  if (window.Chart) return Promise.resolve(themed(window.Chart));
   return new Promise((resolve) => {
-    window.addEventListener("DOMContentLoaded", () => resolve(window.Chart), { once: true });
+    window.addEventListener("DOMContentLoaded", () => resolve(themed(window.Chart)), { once: true });
   });
 }
+
+const DARK = window.matchMedia ? window.matchMedia("(prefers-color-scheme: dark)") : null;
+let themeWatched = false;
+
+/** Chart.js's default colours (tick labels, titles, legend text, grid lines) from
+ * the CSS variables of style.css, so charts are readable in the light and the dark
+ * theme. Charts created afterwards pick them up; charts already drawn are redrawn. */
+export function applyChartTheme(Chart) {
+  const css = getComputedStyle(document.documentElement);
+  const cssVar = (name, fallback) => css.getPropertyValue(name).trim() || fallback;
+  const ink = cssVar("--ink", "#111827");
+  Chart.defaults.color = cssVar("--muted", "#6b7280");
+  Chart.defaults.borderColor = cssVar("--chart-grid", "rgba(0, 0, 0, 0.1)");
+  Chart.defaults.plugins.title.color = ink;
+  Chart.defaults.plugins.legend.labels.color = ink;
+  for (const chart of Object.values(Chart.instances || {})) chart.update("none");
+}
+
+function themed(Chart) {
+  if (!Chart) return Chart;
+  applyChartTheme(Chart);
+  if (DARK && !themeWatched) {
+    themeWatched = true;
+    DARK.addEventListener("change", () => applyChartTheme(Chart));
+  }
+  return Chart;
+}
+
+// Pages load Chart.js as a deferred script before their module: theme it now, so
+// charts built without waiting for whenChartReady() are themed too.
+themed(window.Chart);

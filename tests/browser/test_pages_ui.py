@@ -143,3 +143,135 @@ def test_every_page_follows_the_colour_scheme(
             watch.errors.clear()
     finally:
         context.close()
+
+
+def test_edit_name_and_tags_then_delete_from_the_job_page(
+    browser: Any, live_server: ServerProcess, api: httpx.Client, tmp_path: Path
+) -> None:
+    job_id = seeded_job(api, name="before", tags=["old"])
+    context = browser.new_context(viewport={"width": 1440, "height": 900})
+    page = context.new_page()
+    errors: list[str] = []  # PageWatch would dismiss the confirm dialogs this test answers
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    confirms: list[str] = []
+    answers = iter([False, True])  # the first delete is cancelled, the second confirmed
+
+    def on_dialog(dialog: Any) -> None:
+        confirms.append(dialog.message)
+        dialog.accept() if next(answers) else dialog.dismiss()
+
+    try:
+        page.on("dialog", on_dialog)
+        page.goto(f"{live_server.url}{API}/dashboard/job/{job_id}")
+        wait_ready(page)
+        page.click("#edit-job")
+        wait_js(page, "!document.getElementById('job-edit').hidden")
+        assert page.input_value("#edit-name") == "before"
+        assert page.input_value("#edit-tags") == "old"
+        shot(page, tmp_path, "polish-job-edit")
+        page.fill("#edit-name", "<b>after</b> & co")
+        page.fill("#edit-tags", " baseline, lr=3e-4 ,, baseline, __proto__")
+        page.click("#edit-save")
+        wait_js(page, "document.getElementById('job-edit').hidden")
+        stored = api.get(f"/training/jobs/{job_id}").json()["data"]
+        assert stored["name"] == "<b>after</b> & co"
+        assert stored["tags"] == ["baseline", "lr=3e-4", "__proto__"]
+        assert page.inner_text("#job-name") == "<b>after</b> & co"  # text, never markup
+        assert page.locator("#job-tags .tag").all_inner_texts() == stored["tags"]
+        assert page.title().startswith("<b>after</b> & co")
+
+        page.click("#delete-job")  # dismissed: nothing happens
+        assert api.get(f"/training/jobs/{job_id}").status_code == 200
+        page.click("#delete-job")
+        page.wait_for_url(f"**{API}/dashboard")
+        wait_ready(page)
+        assert api.get(f"/training/jobs/{job_id}").status_code == 404
+        assert len(confirms) == 2 and "<b>after</b> & co" in confirms[0]
+    finally:
+        context.close()
+    assert errors == []
+
+
+def test_a_write_token_server_asks_for_the_token_before_saving(
+    browser: Any, watch: PageWatch, tmp_path: Path
+) -> None:
+    token = "write-token-4567890"
+    env = {"TRAINVIS_API_TOKEN": token}
+    with ServerProcess(str(tmp_path / "w.db"), env=env) as server:
+        headers = {"Authorization": f"Bearer {token}"}
+        with httpx.Client(base_url=server.url + API, headers=headers) as api:
+            job_id = seeded_job(api, name="guarded")
+            context = browser.new_context(viewport={"width": 1440, "height": 900})
+            page = context.new_page()
+            watch.attach(page)
+            try:
+                page.goto(f"{server.url}{API}/dashboard/job/{job_id}")
+                wait_ready(page)
+                page.click("#edit-job")
+                wait_js(page, "!document.getElementById('job-edit').hidden")
+                page.fill("#edit-name", "renamed")
+                page.click("#edit-save")
+                wait_js(page, "!document.getElementById('write-auth').hidden")
+                assert "write token" in page.inner_text("#write-auth-why")
+                shot(page, tmp_path, "polish-job-write-token")
+                page.fill("#write-token", "not-the-token")
+                page.click("#write-auth-submit")
+                wait_js(
+                    page,
+                    "document.getElementById('write-auth-why').textContent"
+                    ".includes('cannot change jobs')",
+                )
+                assert api.get(f"/training/jobs/{job_id}").json()["data"]["name"] == "guarded"
+                page.fill("#write-token", token)
+                page.click("#write-auth-submit")  # retries the pending save
+                wait_js(page, "document.getElementById('write-auth').hidden")
+                assert api.get(f"/training/jobs/{job_id}").json()["data"]["name"] == "renamed"
+                assert page.inner_text("#job-name") == "renamed"
+                assert token not in page.evaluate(
+                    "JSON.stringify(sessionStorage) + "
+                    "JSON.stringify(localStorage) + document.cookie"
+                )
+            finally:
+                context.close()
+    # The two refused saves are the only console lines (Chromium logs failed responses).
+    assert [e for e in watch.errors if "401 (Unauthorized)" not in e] == []
+    assert len(watch.errors) == 2
+
+
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+def test_pages_fit_a_390px_phone(
+    browser: Any,
+    watch: PageWatch,
+    live_server: ServerProcess,
+    api: httpx.Client,
+    tmp_path: Path,
+    scheme: str,
+) -> None:
+    job_id = seeded_job(api, name="a run with a rather long name to wrap on a phone")
+    context = browser.new_context(
+        viewport={"width": 390, "height": 844}, color_scheme=scheme, is_mobile=True
+    )
+    page = context.new_page()
+    watch.attach(page)
+    try:
+        for name, path in (
+            ("list", f"{API}/dashboard"),
+            ("job", f"{API}/dashboard/job/{job_id}"),
+            ("login", f"{API}/login"),
+        ):
+            page.goto(live_server.url + path)
+            if name != "login":
+                wait_ready(page)
+            shot(page, tmp_path, f"polish-390-{scheme}-{name}")
+            # The page itself never scrolls sideways (wide tables scroll in their panel).
+            width = page.evaluate("document.documentElement.scrollWidth")
+            assert width <= 390, (name, width)
+            topbar = page.evaluate(
+                "(() => { const r = document.querySelector('.topbar').getBoundingClientRect();"
+                " return [r.left, r.right]; })()"
+            )
+            assert topbar[0] >= 0 and topbar[1] <= 390, name
+    finally:
+        context.close()
+    assert watch.errors == []

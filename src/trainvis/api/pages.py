@@ -23,7 +23,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import RedirectResponse
 
-from trainvis.api.dashboard import wants_html
+from trainvis.api.dashboard import Format, wants_html
 from trainvis.api.responses import CSP, SECURITY_HEADERS
 
 API_PREFIX = "/api/v1/visualization"
@@ -67,7 +67,8 @@ def not_found_page_for(request: Request) -> Response | None:
     if request.method not in ("GET", "HEAD") or not _is_page_path(request.url.path):
         return None
     fmt = request.query_params.get("format")
-    if not wants_html(request.headers.get("accept"), fmt if fmt in ("json", "html") else None):
+    chosen: Format = "html" if fmt == "html" else "json" if fmt == "json" else None
+    if not wants_html(request.headers.get("accept"), chosen):
         return None
     headers = {**SECURITY_HEADERS, "Cache-Control": "no-store", "Vary": "Accept"}
     return Response(

@@ -275,3 +275,32 @@ def test_pages_fit_a_390px_phone(
     finally:
         context.close()
     assert watch.errors == []
+
+
+def test_charts_follow_a_theme_change_without_a_reload(
+    browser: Any, watch: PageWatch, live_server: ServerProcess, api: httpx.Client
+) -> None:
+    job_id = seeded_job(api)
+    context = browser.new_context(viewport={"width": 1440, "height": 900}, color_scheme="light")
+    page = context.new_page()
+    watch.attach(page)
+    grid = (
+        "Chart.getChart(document.querySelector('canvas[data-chart=\"loss\"]'))"
+        ".scales.y.options.grid.color"
+    )
+    try:
+        page.goto(f"{live_server.url}{API}/dashboard/job/{job_id}")
+        wait_ready(page)
+        wait_js(page, "Chart.getChart(document.querySelector('canvas[data-chart=\"loss\"]'))")
+        light = page.evaluate(grid)
+        page.emulate_media(color_scheme="dark")
+        dark = wait_js(page, f"{grid} !== {light!r} && {grid}")
+        css = "getComputedStyle(document.documentElement).getPropertyValue"
+        assert dark == page.evaluate(f"{css}('--chart-grid').trim()")
+        ticks = grid.replace("grid.color", "ticks.color")
+        assert page.evaluate(ticks) == page.evaluate(f"{css}('--muted').trim()")
+        legend = grid.replace("scales.y.options.grid.color", "options.plugins.legend.labels.color")
+        assert page.evaluate(legend) == page.evaluate(f"{css}('--ink').trim()")
+    finally:
+        context.close()
+    assert watch.errors == []

@@ -52,8 +52,9 @@ function askForToken(status) {
   const why = writeToken
     ? "That token cannot change jobs on this server (it is not the write token)."
     : "This server needs its write token to change or delete jobs. Signing in on the " +
-      "dashboard only lets you read; paste the write token (TRAINVIS_API_TOKEN) here. " +
-      "It is kept in this tab only and sent with each change.";
+      "dashboard only lets you read; paste the write token here (TRAINVIS_API_TOKEN, or " +
+      "TRAINVIS_READ_TOKEN on a server with only that one). It is kept in this tab only " +
+      "and sent with each change.";
   $("write-auth-why").textContent = status === 403 ? `Not allowed: ${why}` : why;
   $("write-auth").hidden = false;
   $("write-token").value = "";

@@ -56,13 +56,9 @@ def chart_impl(
     job = store.get_job(job_id)
     requested = [name.strip() for name in metrics.split(",") if name.strip()] if metrics else None
     names = select_metrics(kind, job.metric_names, requested)
-    series = cache.read(
-        job_id,
-        names,
-        start_step=query.start_step,
-        end_step=query.end_step,
-        with_time=query.x != "step",
-    )
+    # Whole series: the builders smooth all of it, then cut to start/end_step,
+    # so a smoothed value never depends on the window (DESIGN).
+    series = cache.read(job_id, names, with_time=query.x != "step")
     ordered = {name: series[name] for name in names if name in series}
     config, meta = build_chart(kind, ordered, query=query, t0=job.first_timestamp)
     if query.format == "recharts":

@@ -271,3 +271,22 @@ def test_constant_learning_rate_log_axis_spans_a_decade(client: TestClient) -> N
     job = new_job(client, [{"step": s, "learning_rate": 3e-3} for s in range(5)])
     y = chart(client, job, "learning-rate", log_scale="true")["data"]["options"]["scales"]["y"]
     assert (y["min"], y["max"]) == pytest.approx((1e-3, 1e-2))
+
+
+def test_dashboard_json_of_a_wide_job_stays_small(client: TestClient) -> None:
+    names = [f"eval/{i:03d}" for i in range(300)]
+    rows = [{"step": s, "train_loss": 1.0 / (s + 1), **dict.fromkeys(names, 0.5)} for s in range(3)]
+    job = new_job(client, rows)
+    body = client.get(f"{API}/dashboard/job/{job}", params={"format": "json"}).json()
+    data = body["data"]
+    assert len(data["job"]["metric_names"]) == 301
+    drawn = {"train_loss", *names[:20]}
+    assert set(data["job"]["summary"]["last"]) == drawn
+    assert set(data["job"]["summary"]["best"]) == {"train_loss"}
+    assert body["meta"] == {"summary_omitted": 280}
+    full = client.get(f"{API}/training/jobs/{job}").json()["data"]
+    assert len(full["summary"]["last"]) == 301  # the job itself keeps everything
+    small = new_job(client, [{"step": 0, "train_loss": 1.0, "foo": 2.0}])
+    small_body = client.get(f"{API}/dashboard/job/{small}", params={"format": "json"}).json()
+    assert small_body["data"]["job"]["summary"]["last"] == {"train_loss": 1.0, "foo": 2.0}
+    assert small_body["meta"] == {"summary_omitted": 0}

@@ -16,11 +16,19 @@ from starlette.concurrency import run_in_threadpool
 from trainvis.api.deps import get_store, require_read
 from trainvis.api.responses import JSONBody
 from trainvis.api.schemas import ERRORS, ChartResponse
-from trainvis.charts import ChartKind, ChartQuery, build_chart, select_metrics, to_recharts
+from trainvis.charts import (
+    CHART_KINDS,
+    ChartKind,
+    ChartQuery,
+    build_chart,
+    select_metrics,
+    to_recharts,
+)
 from trainvis.charts.annotations import MAX_CHART_EVENTS, attach_events
 from trainvis.charts.config import DEFAULT_CHART_METRICS, MAX_CHART_METRICS
 from trainvis.charts.params import invalid
 from trainvis.charts.select import limit_metrics
+from trainvis.models import TrainingJob
 from trainvis.store.base import MetricStore
 from trainvis.store.cache import SeriesCache
 
@@ -66,6 +74,22 @@ def chart_impl(
     """
     requested = _requested(metrics)
     job = store.get_job(job_id)
+    return job_chart(store, cache, job, kind, query, requested, aggregate=aggregate)
+
+
+def job_chart(
+    store: MetricStore,
+    cache: SeriesCache,
+    job: TrainingJob,
+    kind: ChartKind,
+    query: ChartQuery,
+    requested: list[str] | None = None,
+    *,
+    aggregate: bool = False,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """:func:`chart_impl` for a job already read (the dashboard reads it once for
+    four charts: reading a job with 10,000 metrics is not free)."""
+    job_id = job.id
     names = select_metrics(kind, job.metric_names, requested)
     note: dict[str, Any] = {"metrics_total": len(names), "metrics_omitted": 0}
     if not requested and not (aggregate and kind == "gpu"):
@@ -106,10 +130,18 @@ def _requested(metrics: str | None) -> list[str] | None:
     return names or None
 
 
-def all_charts(store: MetricStore, cache: SeriesCache, job_id: str) -> dict[str, Any]:
-    """The four chart configs of a job with default options (dashboard JSON)."""
-    kinds: tuple[ChartKind, ...] = ("loss", "gpu", "metrics", "learning_rate")
-    return {kind: chart_impl(store, cache, job_id, kind, ChartQuery())[0] for kind in kinds}
+def all_charts(
+    store: MetricStore, cache: SeriesCache, job_id: str, *, job: TrainingJob | None = None
+) -> dict[str, Any]:
+    """The four chart configs of a job with default options (dashboard JSON).
+
+    ``job``: the job when the caller has read it already.
+
+    Raises:
+        JobNotFound: unknown job.
+    """
+    job = job if job is not None else store.get_job(job_id)
+    return {kind: job_chart(store, cache, job, kind, ChartQuery())[0] for kind in CHART_KINDS}
 
 
 async def _respond(

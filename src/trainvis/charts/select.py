@@ -108,7 +108,8 @@ def _sort_key(kind: ChartKind, name: str) -> tuple[int, str, int, int, str]:
     preferred = _PREFERRED[kind]
     if name in preferred:
         return (0, "", preferred.index(name), 0, "")
-    gpu = parse_gpu_series(name)
+    # Only GPU names can parse as a device (and a regex per name costs on wide jobs).
+    gpu = parse_gpu_series(name) if kind == "gpu" else None
     if gpu:  # single-host devices, then host by host: its means, then its devices
         index = -1 if gpu.device is None else gpu.device
         return (1, gpu.host or "", index, _GPU_FIELD_ORDER.get(gpu.field, 99), gpu.field)

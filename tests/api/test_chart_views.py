@@ -238,6 +238,7 @@ def test_gpu_chart_with_many_devices_keeps_its_legend_aside(client: TestClient) 
     assert roles.count("raw") == 25  # one line per device and field, and gpu_utilization
     legend = body["data"]["options"]["plugins"]["legend"]
     assert legend["position"] == "right" and legend["maxWidth"] <= 200
+    assert body["meta"]["legend"] == {"entries": len(roles), "position": "right"}
 
 
 def test_gpu_aggregate_without_devices_keeps_the_plain_series(client: TestClient) -> None:

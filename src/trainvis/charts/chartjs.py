@@ -244,6 +244,8 @@ def _options(
     meta: dict[str, Any],
 ) -> dict[str, Any]:
     hover = {"mode": "nearest", "axis": "x", "intersect": False}
+    legend = _legend(len(datasets))
+    meta["legend"] = {"entries": len(datasets), "position": legend["position"]}
     options: dict[str, Any] = {
         "responsive": True,
         "parsing": False,
@@ -252,7 +254,7 @@ def _options(
         "plugins": {
             "title": {"display": True, "text": cfg.title},
             "subtitle": _subtitle(meta),
-            "legend": _legend(len(datasets)),
+            "legend": legend,
             "tooltip": dict(hover),
         },
         "scales": {"x": _x_scale(params), **_y_scales(kind, cfg, params, datasets)},
@@ -266,15 +268,18 @@ def _options(
 
 def _legend(entries: int) -> dict[str, Any]:
     """On top for a few datasets; beyond :data:`LEGEND_TOP_ENTRIES` on the right
-    with a bounded width (entries that do not fit are cut at the canvas edge),
-    so many series never squeeze the plot to a strip (issue 16)."""
+    with a bounded width, from the top down (entries that do not fit are cut at
+    the canvas edge), so many series never squeeze the plot to a strip (issue
+    16). ``meta.legend`` says which, for clients that lay out narrow screens."""
+    labels = {"boxWidth": 12, "padding": 6, "font": {"size": 11}}
     if entries <= LEGEND_TOP_ENTRIES:
-        return {"display": True, "position": "top"}
+        return {"display": True, "position": "top", "labels": labels}
     return {
         "display": True,
         "position": "right",
+        "align": "start",
         "maxWidth": LEGEND_SIDE_WIDTH,
-        "labels": {"boxWidth": 12, "font": {"size": 11}},
+        "labels": labels,
     }
 
 

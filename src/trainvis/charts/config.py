@@ -61,7 +61,7 @@ OMITTED_LISTED = 20
 #: Up to this many datasets the legend sits on top; beyond it moves to the
 #: right with a bounded width, so it never squeezes the plot's height.
 LEGEND_TOP_ENTRIES = 10
-LEGEND_SIDE_WIDTH = 180
+LEGEND_SIDE_WIDTH = 160
 #: GPU fields whose datasets start hidden (one legend click shows them).
 GPU_SECONDARY_FIELDS = ("memory_total", "temperature", "power")
 #: Colour of the markers drawn where a value is NaN or ±Infinity.

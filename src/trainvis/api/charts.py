@@ -91,7 +91,11 @@ def job_chart(
     four charts: reading a job with 10,000 metrics is not free)."""
     job_id = job.id
     names = select_metrics(kind, job.metric_names, requested)
-    note: dict[str, Any] = {"metrics_total": len(names), "metrics_omitted": 0}
+    note: dict[str, Any] = {
+        "metrics_total": len(names),
+        "metrics_omitted": 0,
+        "metrics_omitted_names": [],
+    }
     if not requested and not (aggregate and kind == "gpu"):
         names, note = limit_metrics(kind, names)
     # Whole series: the builders smooth all of it, then cut to start/end_step,

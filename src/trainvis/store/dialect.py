@@ -5,8 +5,8 @@ writes every statement once, with ``?`` placeholders, and runs it through a
 :class:`Dialect`: :data:`SQLITE` passes the text through, :data:`POSTGRES`
 turns ``?`` into ``%s`` (psycopg's placeholder) and hands psycopg bytes.
 Everything else a dialect knows is a small piece of SQL or a value conversion:
-row locks, ``IN`` lists, the tag filter, JSON columns, and how an event's NaN
-is kept.
+row locks, ``IN`` lists, the tag filter, JSON columns, how an event's NaN
+is kept, and the runs table's config lookups and sort keys (issue 16).
 
 This module imports no driver: the SDK's local mode loads it without psycopg.
 """
@@ -43,6 +43,46 @@ class Dialect:
     #: Columns of an event's value: ``value`` and a NaN flag (SQLite stores NaN as NULL).
     event_value_insert = "value, value_nan"
     event_value_select = "value, value_nan"
+    #: Suffix that makes text compare by code point (SQLite's default already does).
+    text_order = ""
+    #: The smaller and the larger of two values (SQLite's multi-argument min/max).
+    least = "min"
+    greatest = "max"
+    #: A bound number compared with :meth:`config_number`.
+    number_param = "CAST(? AS REAL)"
+
+    def nan_null(self, expr: str) -> str:
+        """``expr`` (a stored double) with NaN as NULL (SQLite stores NaN as NULL)."""
+        return expr
+
+    def config_kind(self, path: Sequence[str]) -> tuple[str, list[Any]]:
+        """SQL of the JSON type of ``config`` at ``path`` (object keys): ``number``,
+        ``string``, ``boolean``, ``null``, ``object``, ``array``, or NULL when missing."""
+        p = _json_path(path)
+        return (
+            "CASE json_type(config, ?) WHEN 'integer' THEN 'number' WHEN 'real' THEN 'number' "
+            "WHEN 'text' THEN 'string' WHEN 'true' THEN 'boolean' WHEN 'false' THEN 'boolean' "
+            "ELSE json_type(config, ?) END",
+            [p, p],
+        )
+
+    def config_text(self, path: Sequence[str]) -> tuple[str, list[Any]]:
+        """SQL of ``config`` at ``path`` as JSON text, a string without its quotes."""
+        p = _json_path(path)
+        return (
+            "CASE json_type(config, ?) WHEN 'text' THEN json_extract(config, ?) "
+            "ELSE config -> ? END",
+            [p, p, p],
+        )
+
+    def config_number(self, path: Sequence[str]) -> tuple[str, list[Any]]:
+        """SQL of ``config`` at ``path`` as a number where it is one, else NULL."""
+        p = _json_path(path)
+        return (
+            "CASE WHEN json_type(config, ?) IN ('integer', 'real') "
+            "THEN json_extract(config, ?) END",
+            [p, p],
+        )
 
     def sql(self, text: str) -> Any:
         """``text`` (``?`` placeholders) as this driver's query."""
@@ -98,6 +138,28 @@ class PostgresDialect(Dialect):
     tags_param = "?::jsonb"
     event_value_insert = "value"
     event_value_select = "value, FALSE"  # double precision keeps NaN itself
+    text_order = ' COLLATE "C"'
+    least = "least"
+    greatest = "greatest"
+    number_param = "?::numeric"
+
+    def nan_null(self, expr: str) -> str:
+        return f"NULLIF({expr}, 'NaN')"
+
+    def config_kind(self, path: Sequence[str]) -> tuple[str, list[Any]]:
+        value, params = _pg_config_value(path)
+        return f"json_typeof({value})", params
+
+    def config_text(self, path: Sequence[str]) -> tuple[str, list[Any]]:
+        value, params = _pg_config_value(path)
+        return f"({value} #>> '{{}}')", params
+
+    def config_number(self, path: Sequence[str]) -> tuple[str, list[Any]]:
+        value, params = _pg_config_value(path)
+        return (
+            f"CASE WHEN json_typeof({value}) = 'number' THEN ({value} #>> '{{}}')::numeric END",
+            params * 2,
+        )
 
     def sql(self, text: str) -> Any:
         return _pg_sql(text)
@@ -116,6 +178,18 @@ class PostgresDialect(Dialect):
 
     def event_value(self, value: float | None) -> list[Any]:
         return [value]
+
+
+def _json_path(path: Sequence[str]) -> str:
+    """An SQLite JSON path of object keys (keys hold no quote or backslash:
+    :func:`~trainvis.store.base.parse_config_path`)."""
+    return "$" + "".join(f'."{key}"' for key in path)
+
+
+def _pg_config_value(path: Sequence[str]) -> tuple[str, list[Any]]:
+    """``config`` (a ``json`` column, as posted) at ``path``; ``->`` with a text
+    key is NULL on an array, as SQLite's quoted keys are."""
+    return "(config" + " -> ?::text" * len(path) + ")", list(path)
 
 
 @functools.lru_cache(maxsize=512)

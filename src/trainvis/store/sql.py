@@ -30,7 +30,7 @@ from trainvis.models import (
     WriteResult,
 )
 from trainvis.series import Series
-from trainvis.store.base import JobFilter, MetricStore, Row
+from trainvis.store.base import JobFilter, JobSort, MetricStore, Row
 from trainvis.store.common import check_transition, merge_batch, status_timestamps
 from trainvis.store.dialect import Connection, Dialect
 from trainvis.store.sql_events import insert_event, select_event, select_events
@@ -45,6 +45,7 @@ from trainvis.store.sql_jobs import (
     job_pk,
     update_row,
 )
+from trainvis.store.sql_list import sort_sql
 from trainvis.store.sql_read import (
     PointColumns,
     RowQuery,
@@ -121,19 +122,26 @@ class SQLStore(MetricStore):
             return hydrate(self.dialect, conn, [fetch_job(self.dialect, conn, job_id)])[0]
 
     def list_jobs(
-        self, *, filters: JobFilter | None = None, limit: int = 50, offset: int = 0
+        self,
+        *,
+        filters: JobFilter | None = None,
+        sort: JobSort | None = None,
+        stats: Sequence[str] | None = None,
+        limit: int = 50,
+        offset: int = 0,
     ) -> tuple[list[TrainingJob], int]:
         d = self.dialect
         clause, params = filter_sql(d, filters or JobFilter())
+        keys, key_params, order = sort_sql(d, sort or JobSort())
         with self._read() as conn:
             total = int(d.scalar(conn, f"SELECT count(*) FROM jobs WHERE {clause}", params))
             rows = d.run(
                 conn,
-                f"SELECT {JOB_COLUMNS} FROM jobs WHERE {clause} "
-                "ORDER BY created_at DESC, id DESC LIMIT ? OFFSET ?",
-                [*params, limit, offset],
+                f"SELECT * FROM (SELECT {JOB_COLUMNS}, {', '.join(keys)} FROM jobs "
+                f"WHERE {clause}) AS listed ORDER BY {order} LIMIT ? OFFSET ?",
+                [*key_params, *params, limit, offset],
             ).fetchall()
-            return hydrate(d, conn, rows), total
+            return hydrate(d, conn, rows, stats_of=stats), total
 
     def delete_job(self, job_id: str) -> None:
         with self._write() as conn:

@@ -22,9 +22,16 @@ from trainvis.models import (
     usable_counter,
 )
 from trainvis.store.base import JobFilter
-from trainvis.store.common import RECREATED_SEQ_GAP, MetricStats, build_summary, eta_from_rate
+from trainvis.store.common import (
+    RECREATED_SEQ_GAP,
+    MetricStats,
+    build_summary,
+    eta_from_rate,
+    stats_wire,
+)
 from trainvis.store.dialect import Connection, Dialect
 from trainvis.store.sql_events import severity_counts
+from trainvis.store.sql_list import config_filter_sql
 
 JOB_COLUMNS = (
     "pk, id, name, model_name, status, message, total_epochs, total_steps, config, tags, "
@@ -184,6 +191,10 @@ def filter_sql(d: Dialect, filters: JobFilter) -> tuple[str, list[Any]]:
             "(lower(name) LIKE ? ESCAPE '\\' OR lower(coalesce(model_name, '')) LIKE ? ESCAPE '\\')"
         )
         params += [pattern, pattern]
+    for path, value in filters.config:
+        term, term_params = config_filter_sql(d, path, value)
+        where.append(term)
+        params += term_params
     return " AND ".join(where), params
 
 
@@ -191,9 +202,15 @@ def _escape_like(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
-def hydrate(d: Dialect, conn: Connection, rows: Sequence[Sequence[Any]]) -> list[TrainingJob]:
+def hydrate(
+    d: Dialect,
+    conn: Connection,
+    rows: Sequence[Sequence[Any]],
+    *,
+    stats_of: Sequence[str] | None = None,
+) -> list[TrainingJob]:
     """Jobs from ``JOB_COLUMNS`` rows with metric names, point counts, summary, alert
-    counts and ETA."""
+    counts and ETA; with ``stats_of`` (metric names), each job's ``stats`` too."""
     jobs = [job_from_row(d, row) for row in rows]
     pks = [int(row[0]) for row in rows]
     stats: dict[int, dict[str, MetricStats]] = {pk: {} for pk in pks}
@@ -212,6 +229,9 @@ def hydrate(d: Dialect, conn: Connection, rows: Sequence[Sequence[Any]]) -> list
         job.metric_names = sorted(stats[pk])
         job.point_count = sum(item.count for item in stats[pk].values())
         job.summary = build_summary(stats[pk])
+        if stats_of is not None:
+            mine = stats[pk]
+            job.stats = {name: stats_wire(name, mine[name]) for name in stats_of if name in mine}
         if job.status is JobStatus.RUNNING and job.total_steps:
             recent = d.run(
                 conn,

@@ -35,9 +35,9 @@ from trainvis.store.common import check_transition, merge_batch, status_timestam
 from trainvis.store.dialect import Connection, Dialect
 from trainvis.store.sql_events import insert_event, select_event, select_events
 from trainvis.store.sql_jobs import (
-    JOB_COLUMNS,
     delete_rows,
     fetch_job,
+    fetch_jobs,
     filter_sql,
     hydrate,
     insert_job,
@@ -45,7 +45,7 @@ from trainvis.store.sql_jobs import (
     job_pk,
     update_row,
 )
-from trainvis.store.sql_list import sort_sql
+from trainvis.store.sql_list import page_sql
 from trainvis.store.sql_read import (
     PointColumns,
     RowQuery,
@@ -132,15 +132,12 @@ class SQLStore(MetricStore):
     ) -> tuple[list[TrainingJob], int]:
         d = self.dialect
         clause, params = filter_sql(d, filters or JobFilter())
-        keys, key_params, order = sort_sql(d, sort or JobSort())
+        page, before, after = page_sql(d, sort or JobSort(), clause)
         with self._read() as conn:
             total = int(d.scalar(conn, f"SELECT count(*) FROM jobs WHERE {clause}", params))
-            rows = d.run(
-                conn,
-                f"SELECT * FROM (SELECT {JOB_COLUMNS}, {', '.join(keys)} FROM jobs "
-                f"WHERE {clause}) AS listed ORDER BY {order} LIMIT ? OFFSET ?",
-                [*key_params, *params, limit, offset],
-            ).fetchall()
+            page_params = [*before, *params, *after, limit, offset]
+            pks = [int(row[0]) for row in d.run(conn, page, page_params)]
+            rows = fetch_jobs(d, conn, pks)
             return hydrate(d, conn, rows, stats_of=stats), total
 
     def delete_job(self, job_id: str) -> None:

@@ -164,6 +164,16 @@ def fetch_job(d: Dialect, conn: Connection, job_id: str, *, lock: bool = False) 
     return row
 
 
+def fetch_jobs(d: Dialect, conn: Connection, pks: Sequence[int]) -> list[Any]:
+    """The ``JOB_COLUMNS`` rows of the jobs ``pks``, in that order (missing ones left out)."""
+    found: dict[int, Any] = {}
+    for chunk in d.chunks(pks):
+        condition, params = d.in_list("pk", chunk, "bigint")
+        for row in d.run(conn, f"SELECT {JOB_COLUMNS} FROM jobs WHERE {condition}", params):
+            found[int(row[0])] = row
+    return [found[pk] for pk in pks if pk in found]
+
+
 def job_pk(d: Dialect, conn: Connection, job_id: str, *, lock: str = "") -> int:
     """The job's primary key; ``lock`` is a row-lock suffix (``d.for_update``…).
 

@@ -2,8 +2,10 @@
 
 Both stores run the same statements; what differs (JSON lookups, collation,
 NaN) comes from the :class:`~trainvis.store.dialect.Dialect`. A sort key is
-one to three ``sort_<i>`` columns of a subquery: the outer query orders by
-"lacks the key" first, then the columns, then id descending.
+one to three ``sort_<i>`` columns of a subquery (a metric statistic: a column
+of the joined ``metrics`` row); the outer query orders by "lacks the key"
+first, then the key, then id descending. The sort runs on narrow rows
+(primary keys); the page's jobs are read afterwards.
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ _KIND_RANK = (
     "WHEN 'array' THEN 3 WHEN 'object' THEN 4 END"
 )
 
+#: Sort columns that are never NULL.
+_NOT_NULL = ("created_at", "updated_at", "name", "status")
 #: Metric statistic → column of the ``metrics`` table (``best`` is resolved per name).
 _STAT_COLUMNS = {"last": "last_value", "min": "min_value", "max": "max_value"}
 
@@ -46,23 +50,41 @@ def config_filter_sql(d: Dialect, path: tuple[str, ...], value: str) -> tuple[st
     return term + "))", params
 
 
-def sort_sql(d: Dialect, sort: JobSort) -> tuple[list[str], list[Any], str]:
-    """The subquery's key columns (``<expr> AS sort_<i>``), their parameters and
-    the outer ``ORDER BY`` clause (without the keyword)."""
-    exprs, params = _key_exprs(d, sort)
+def page_sql(d: Dialect, sort: JobSort, where: str) -> tuple[str, list[Any], list[Any]]:
+    """``SELECT pk`` of the jobs matching ``where`` in ``sort`` order, ending in
+    ``LIMIT ? OFFSET ?``: the text, and the parameters that go before and after
+    ``where``'s."""
     direction = "DESC" if sort.descending else "ASC"
-    columns = [f"{expr} AS sort_{index}" for index, expr in enumerate(exprs)]
-    order = ["sort_0 IS NULL"]
+    if sort.metric is not None:
+        column = _metric_column(d, sort.metric, sort.stat or "last")
+        if column is None:  # no job has a best of this metric: id order
+            return f"SELECT pk FROM jobs WHERE {where} ORDER BY id DESC LIMIT ? OFFSET ?", [], []
+        return (
+            f"SELECT listed.pk FROM (SELECT pk, id FROM jobs WHERE {where}) AS listed "
+            "LEFT JOIN metrics AS m ON m.job_pk = listed.pk AND m.name = ? AND m.count > 0 "
+            f"ORDER BY {column} IS NULL, {column} {direction}, listed.id DESC LIMIT ? OFFSET ?",
+            [],
+            [sort.metric],
+        )
+    exprs, params = _key_exprs(d, sort)
+    columns = ", ".join(f"{expr} AS sort_{index}" for index, expr in enumerate(exprs))
+    # created_at, updated_at, name and status are never NULL: without the
+    # "lacks" term the default order can walk the ``jobs_created`` index
+    order = [] if sort.column in _NOT_NULL else ["sort_0 IS NULL"]
     order += [f"sort_{index} {direction}" for index in range(len(exprs))]
-    if sort.config:  # the last config key is its text: code-point order on both stores
+    if sort.config or sort.column in ("name", "status"):  # text: code-point order
         order[-1] = f"sort_{len(exprs) - 1}{d.text_order} {direction}"
-    elif sort.column in ("name", "status"):
-        order[-1] = f"sort_0{d.text_order} {direction}"
-    return columns, params, ", ".join([*order, "id DESC"])
+    return (
+        f"SELECT pk FROM (SELECT pk, id, {columns} FROM jobs WHERE {where}) AS listed "
+        f"ORDER BY {', '.join(order)}, id DESC LIMIT ? OFFSET ?",
+        params,
+        [],
+    )
 
 
 def _key_exprs(d: Dialect, sort: JobSort) -> tuple[list[str], list[Any]]:
-    """The expressions a key orders by (the first is NULL where a job lacks it)."""
+    """The expressions a column or config key orders by (the first is NULL where a
+    job lacks it)."""
     if sort.config:
         kind, kind_params = d.config_kind(sort.config)
         number, number_params = d.config_number(sort.config)
@@ -71,8 +93,6 @@ def _key_exprs(d: Dialect, sort: JobSort) -> tuple[list[str], list[Any]]:
             [_KIND_RANK.format(kind=kind), f"({number})", f"({text})"],
             [*kind_params, *number_params, *text_params],
         )
-    if sort.metric is not None:
-        return [_metric_expr(d, sort.metric, sort.stat or "last")], [sort.metric]
     if sort.column == "name":
         return ["lower(name)"], []
     if sort.column == "progress":
@@ -84,16 +104,11 @@ def _key_exprs(d: Dialect, sort: JobSort) -> tuple[list[str], list[Any]]:
     return [str(sort.column)], []  # created_at, updated_at, status: plain columns
 
 
-def _metric_expr(d: Dialect, name: str, stat: str) -> str:
-    """The job's statistic ``stat`` of metric ``name`` (one ``?``: the name)."""
+def _metric_column(d: Dialect, name: str, stat: str) -> str | None:
+    """The column of the joined ``metrics`` row (``m``) holding ``stat`` of ``name``;
+    None for ``best`` of a metric without a direction."""
     if stat == "best":
         direction = best_direction(name)
-        column = {"min": "min_value", "max": "max_value"}.get(direction or "", "NULL")
-    else:
-        column = _STAT_COLUMNS[stat]
-    if stat == "last":
-        column = d.nan_null(column)
-    return (
-        f"(SELECT {column} FROM metrics WHERE metrics.job_pk = jobs.pk "
-        "AND metrics.name = ? AND metrics.count > 0)"
-    )
+        return None if direction is None else f"m.{direction}_value"
+    column = f"m.{_STAT_COLUMNS[stat]}"
+    return d.nan_null(column) if stat == "last" else column

@@ -122,8 +122,8 @@ function buildRow(job) {
       td.append(el("div", { class: "progress" }, cells.get("bar")), cells.get("pct"));
     }
     if (column.key === "spark") {
-      cells.set("spark", el("canvas", { class: "spark", width: 120, height: 28 }));
-      td.append(cells.get("spark"));
+      cells.set("spark-canvas", el("canvas", { class: "spark", width: 120, height: 28 }));
+      td.append(cells.get("spark-canvas"));
     }
     cells.set(column.key, td);
     return td;
@@ -185,7 +185,7 @@ function fillCell(entry, column, job, config, stats) {
     case "spark":
       if (key && entry.sparkStep !== job.current_step) {
         entry.sparkStep = job.current_step;
-        loadSparkline(entry.cells.get("spark"), job.id, key).catch(() => {
+        loadSparkline(entry.cells.get("spark-canvas"), job.id, key).catch(() => {
           entry.sparkStep = null; // retry on the next poll
         });
       }

@@ -32,7 +32,7 @@ def runs(client: TestClient) -> TestClient:
         [
             {"step": 1, "val_loss": 0.9, "val_accuracy": 0.6},
             {"step": 2, "val_loss": 0.5, "val_accuracy": 0.8},
-            {"step": 3, "val_loss": 0.7},
+            {"step": 3, "val_loss": 0.7, "eval.top1_accuracy": 0.4},
         ],
         name="alpha",
         total_steps=100,
@@ -85,6 +85,8 @@ def test_sort_by_metric_stats_puts_lacking_jobs_last_both_ways(runs: TestClient)
     assert ids(runs, sort="metric.val_accuracy.best") == ["1", "5", "4", "3", "2"]
     assert ids(runs, sort="metric.train_loss.best") == ["5", "4", "3", "2", "1"]
     assert ids(runs, sort="metric.nope.best") == ["5", "4", "3", "2", "1"]
+    # a metric name with dots: the statistic is what follows the last one
+    assert ids(runs, sort="-metric.eval.top1_accuracy.best") == ["1", "5", "4", "3", "2"]
 
 
 def test_sort_by_config_orders_numbers_then_strings(runs: TestClient) -> None:

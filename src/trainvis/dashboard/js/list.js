@@ -16,6 +16,7 @@ import {
 } from "./common.js";
 import { Compare } from "./compare.js";
 import {
+  DEFAULT_SORT,
   FIXED,
   PAGE_SIZE,
   STATS,
@@ -411,6 +412,17 @@ async function refresh() {
     status.textContent = `${list.meta.total} shown · live`;
     compare.refreshJobs([...picked].map((id) => rows.get(id)?.job).filter(Boolean));
   } catch (error) {
+    if (error.status === 422 && (state.sort !== DEFAULT_SORT || state.config.length)) {
+      // a hand-edited or outdated link: say so and fall back to the default view
+      state.sort = DEFAULT_SORT;
+      state.config = [];
+      renderConfigFilters();
+      renderHead();
+      saveState();
+      await refresh();
+      status.textContent = `${status.textContent} (the link's sort or filter was refused: ${error.message})`;
+      return;
+    }
     status.textContent = `offline (${error.message}); retrying…`;
   }
 }

@@ -15,7 +15,7 @@ export const FIXED = new Map([
   ["eta", { label: "ETA", cls: "eta" }],
   ["latest", { label: "Latest loss", cls: "num latest-loss" }],
   ["best", { label: "Best loss", cls: "num best-loss" }],
-  ["spark", { label: "Loss" }],
+  ["spark", { label: "Loss curve" }],
   ["tags", { label: "Tags", cls: "tags-cell" }],
   ["duration", { label: "Duration", cls: "num duration" }],
   ["created_at", { label: "Created", sort: "created_at", cls: "muted created" }],

@@ -136,6 +136,10 @@ def test_config_filters_match_json_text_and_numbers(runs: TestClient) -> None:
     assert matching(("config.flag", "true")) == ["1"]
     assert matching(("config.layers", "[1,2]")) == ["1"]
     assert matching(("config.optimizer", '{"name":"SGD"}')) == ["2"]
+    # objects and arrays compare as JSON, whatever the spacing
+    assert matching(("config.optimizer", '{"name": "SGD"}')) == ["2"]
+    assert matching(("config.layers", "[1, 2]")) == ["1"]
+    assert matching(("config.layers", "[1, 2")) == []  # not JSON: compared as text
     assert matching(("config.optimizer.name", "AdamW"), ("config.lr", "0.1")) == ["4"]
     assert matching(("config.nope", "x")) == []
     assert matching(("config.optimizer.name", "AdamW"), sort="name") == ["1", "4"]

@@ -50,6 +50,8 @@ class Dialect:
     greatest = "max"
     #: A bound number compared with :meth:`config_number`.
     number_param = "CAST(? AS REAL)"
+    #: The ``jobs`` rows as a list query that looks into ``config`` reads them.
+    config_source = "jobs"
 
     def nan_null(self, expr: str) -> str:
         """``expr`` (a stored double) with NaN as NULL (SQLite stores NaN as NULL)."""
@@ -67,13 +69,19 @@ class Dialect:
         )
 
     def config_text(self, path: Sequence[str]) -> tuple[str, list[Any]]:
-        """SQL of ``config`` at ``path`` as JSON text, a string without its quotes."""
+        """SQL of a scalar of ``config`` at ``path`` as JSON text (a string without its
+        quotes); NULL for an object or array (they compare with :meth:`config_equals`)."""
         p = _json_path(path)
         return (
             "CASE json_type(config, ?) WHEN 'text' THEN json_extract(config, ?) "
-            "ELSE config -> ? END",
+            "WHEN 'object' THEN NULL WHEN 'array' THEN NULL ELSE config -> ? END",
             [p, p, p],
         )
+
+    def config_equals(self, path: Sequence[str]) -> tuple[str, list[Any]]:
+        """SQL: ``config`` at ``path`` equals the JSON of the next parameter (valid
+        JSON, an object or array); SQLite compares the minified texts."""
+        return "(config -> ?) = json(?)", [_json_path(path)]
 
     def config_number(self, path: Sequence[str]) -> tuple[str, list[Any]]:
         """SQL of ``config`` at ``path`` as a number where it is one, else NULL."""
@@ -83,6 +91,21 @@ class Dialect:
             "THEN json_extract(config, ?) END",
             [p, p],
         )
+
+    def recent_steps(
+        self, conn: Connection, pks: Sequence[int], limit: int
+    ) -> dict[int, list[tuple[int, float]]]:
+        """The newest ``limit`` ``(step, timestamp)`` of each job in ``pks``, newest
+        first (a query per job: in-process, each is an index probe)."""
+        found: dict[int, list[tuple[int, float]]] = {}
+        for pk in pks:
+            rows = self.run(
+                conn,
+                "SELECT step, ts FROM steps WHERE job_pk = ? ORDER BY step DESC LIMIT ?",
+                (pk, limit),
+            )
+            found[pk] = [(int(step), float(ts)) for step, ts in rows]
+        return found
 
     def sql(self, text: str) -> Any:
         """``text`` (``?`` placeholders) as this driver's query."""
@@ -142,24 +165,54 @@ class PostgresDialect(Dialect):
     least = "least"
     greatest = "greatest"
     number_param = "?::numeric"
+    # ``config`` is ``json`` (text as posted): each ``->`` on it parses the text
+    # again, so the row's config is parsed once into ``config_b`` (OFFSET 0 keeps
+    # the planner from inlining the cast into every use)
+    config_source = "(SELECT *, config::jsonb AS config_b FROM jobs OFFSET 0) AS jobs"
 
     def nan_null(self, expr: str) -> str:
         return f"NULLIF({expr}, 'NaN')"
 
     def config_kind(self, path: Sequence[str]) -> tuple[str, list[Any]]:
         value, params = _pg_config_value(path)
-        return f"json_typeof({value})", params
+        return f"jsonb_typeof({value})", params
 
     def config_text(self, path: Sequence[str]) -> tuple[str, list[Any]]:
         value, params = _pg_config_value(path)
-        return f"({value} #>> '{{}}')", params
+        return (
+            f"CASE WHEN jsonb_typeof({value}) IN ('object', 'array') THEN NULL "
+            f"ELSE {value} #>> '{{}}' END",
+            params * 2,
+        )
 
     def config_number(self, path: Sequence[str]) -> tuple[str, list[Any]]:
         value, params = _pg_config_value(path)
         return (
-            f"CASE WHEN json_typeof({value}) = 'number' THEN ({value} #>> '{{}}')::numeric END",
+            f"CASE WHEN jsonb_typeof({value}) = 'number' THEN ({value} #>> '{{}}')::numeric END",
             params * 2,
         )
+
+    def config_equals(self, path: Sequence[str]) -> tuple[str, list[Any]]:
+        value, params = _pg_config_value(path)
+        return f"{value} = ?::jsonb", params
+
+    def recent_steps(
+        self, conn: Connection, pks: Sequence[int], limit: int
+    ) -> dict[int, list[tuple[int, float]]]:
+        # one round trip for the page: an index probe per job through LATERAL
+        found: dict[int, list[tuple[int, float]]] = {pk: [] for pk in pks}
+        if not pks:
+            return found
+        rows = self.run(
+            conn,
+            "SELECT p.pk, s.step, s.ts FROM unnest(?::bigint[]) AS p (pk) CROSS JOIN LATERAL "
+            "(SELECT step, ts FROM steps WHERE job_pk = p.pk ORDER BY step DESC LIMIT ?) AS s "
+            "ORDER BY p.pk, s.step DESC",
+            (list(pks), limit),
+        )
+        for pk, step, ts in rows:
+            found[int(pk)].append((int(step), float(ts)))
+        return found
 
     def sql(self, text: str) -> Any:
         return _pg_sql(text)
@@ -187,9 +240,9 @@ def _json_path(path: Sequence[str]) -> str:
 
 
 def _pg_config_value(path: Sequence[str]) -> tuple[str, list[Any]]:
-    """``config`` (a ``json`` column, as posted) at ``path``; ``->`` with a text
-    key is NULL on an array, as SQLite's quoted keys are."""
-    return "(config" + " -> ?::text" * len(path) + ")", list(path)
+    """``config_b`` (the row's config parsed once: :attr:`PostgresDialect.config_source`)
+    at ``path``; ``->`` with a text key is NULL on an array, as SQLite's quoted keys are."""
+    return "(config_b" + " -> ?::text" * len(path) + ")", list(path)
 
 
 @functools.lru_cache(maxsize=512)

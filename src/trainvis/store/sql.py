@@ -45,7 +45,7 @@ from trainvis.store.sql_jobs import (
     job_pk,
     update_row,
 )
-from trainvis.store.sql_list import page_sql
+from trainvis.store.sql_list import page_sql, uses_config
 from trainvis.store.sql_read import (
     PointColumns,
     RowQuery,
@@ -131,10 +131,12 @@ class SQLStore(MetricStore):
         offset: int = 0,
     ) -> tuple[list[TrainingJob], int]:
         d = self.dialect
-        clause, params = filter_sql(d, filters or JobFilter())
-        page, before, after = page_sql(d, sort or JobSort(), clause)
+        filters, sort = filters or JobFilter(), sort or JobSort()
+        clause, params = filter_sql(d, filters)
+        source = d.config_source if uses_config(filters, sort) else "jobs"
+        page, before, after = page_sql(d, sort, clause, source)
         with self._read() as conn:
-            total = int(d.scalar(conn, f"SELECT count(*) FROM jobs WHERE {clause}", params))
+            total = int(d.scalar(conn, f"SELECT count(*) FROM {source} WHERE {clause}", params))
             page_params = [*before, *params, *after, limit, offset]
             pks = [int(row[0]) for row in d.run(conn, page, page_params)]
             rows = fetch_jobs(d, conn, pks)

@@ -242,14 +242,20 @@ def hydrate(
         if stats_of is not None:
             mine = stats[pk]
             job.stats = {name: stats_wire(name, mine[name]) for name in stats_of if name in mine}
-        if job.status is JobStatus.RUNNING and job.total_steps:
-            recent = d.run(
-                conn,
-                "SELECT step, ts FROM steps WHERE job_pk = ? ORDER BY step DESC LIMIT 50",
-                (pk,),
-            ).fetchall()
-            job.eta_seconds = eta_from_rate(job, [(int(s), float(t)) for s, t in recent])
+    timed = [pk for pk, job in zip(pks, jobs, strict=True) if _has_eta(job)]
+    recent = d.recent_steps(conn, timed, ETA_STEPS)
+    for pk, job in zip(pks, jobs, strict=True):
+        if pk in recent:
+            job.eta_seconds = eta_from_rate(job, recent[pk])
     return jobs
+
+
+#: How many of a running job's newest steps its ETA is estimated from.
+ETA_STEPS = 50
+
+
+def _has_eta(job: TrainingJob) -> bool:
+    return job.status is JobStatus.RUNNING and bool(job.total_steps)
 
 
 def job_from_row(d: Dialect, row: Sequence[Any]) -> TrainingJob:

@@ -13,8 +13,10 @@ from __future__ import annotations
 import re
 from typing import Any
 
+import orjson
+
 from trainvis.models import best_direction
-from trainvis.store.base import JobSort
+from trainvis.store.base import JobFilter, JobSort
 from trainvis.store.dialect import Dialect
 
 #: A JSON number (what a config filter value must look like to match numerically).
@@ -37,7 +39,8 @@ def config_filter_sql(d: Dialect, path: tuple[str, ...], value: str) -> tuple[st
     """A ``WHERE`` term: the config value at ``path`` equals ``value``.
 
     Equal means the JSON text (a string without quotes) is ``value``, or both
-    are numbers of equal value; a missing or null value never matches.
+    are numbers of equal value, or both are equal JSON objects or arrays; a
+    missing or null value never matches.
     """
     kind, kind_params = d.config_kind(path)
     text, text_params = d.config_text(path)
@@ -47,20 +50,43 @@ def config_filter_sql(d: Dialect, path: tuple[str, ...], value: str) -> tuple[st
         number, number_params = d.config_number(path)
         term += f" OR ({number}) = {d.number_param}"
         params += [*number_params, value]
+    if _json_container(value):
+        equals, equals_params = d.config_equals(path)
+        term += f" OR {equals}"
+        params += [*equals_params, value]
     return term + "))", params
 
 
-def page_sql(d: Dialect, sort: JobSort, where: str) -> tuple[str, list[Any], list[Any]]:
+def _json_container(value: str) -> bool:
+    """Whether ``value`` is strict JSON for an object or array (both databases parse it)."""
+    if not value.startswith(("{", "[")):
+        return False
+    try:
+        return isinstance(orjson.loads(value), dict | list)
+    except orjson.JSONDecodeError:
+        return False
+
+
+def uses_config(filters: JobFilter, sort: JobSort) -> bool:
+    """Whether a list query looks into ``config`` (then it reads ``d.config_source``)."""
+    return bool(filters.config or sort.config)
+
+
+def page_sql(
+    d: Dialect, sort: JobSort, where: str, source: str = "jobs"
+) -> tuple[str, list[Any], list[Any]]:
     """``SELECT pk`` of the jobs matching ``where`` in ``sort`` order, ending in
     ``LIMIT ? OFFSET ?``: the text, and the parameters that go before and after
-    ``where``'s."""
+    ``where``'s. ``source`` is what the jobs are read from (``d.config_source``
+    where ``where`` or the key looks into ``config``)."""
     direction = "DESC" if sort.descending else "ASC"
     if sort.metric is not None:
         column = _metric_column(d, sort.metric, sort.stat or "last")
         if column is None:  # no job has a best of this metric: id order
-            return f"SELECT pk FROM jobs WHERE {where} ORDER BY id DESC LIMIT ? OFFSET ?", [], []
+            by_id = f"SELECT pk FROM {source} WHERE {where} ORDER BY id DESC LIMIT ? OFFSET ?"
+            return by_id, [], []
         return (
-            f"SELECT listed.pk FROM (SELECT pk, id FROM jobs WHERE {where}) AS listed "
+            f"SELECT listed.pk FROM (SELECT pk, id FROM {source} WHERE {where}) AS listed "
             "LEFT JOIN metrics AS m ON m.job_pk = listed.pk AND m.name = ? AND m.count > 0 "
             f"ORDER BY {column} IS NULL, {column} {direction}, listed.id DESC LIMIT ? OFFSET ?",
             [],
@@ -75,7 +101,7 @@ def page_sql(d: Dialect, sort: JobSort, where: str) -> tuple[str, list[Any], lis
     if sort.config or sort.column in ("name", "status"):  # text: code-point order
         order[-1] = f"sort_{len(exprs) - 1}{d.text_order} {direction}"
     return (
-        f"SELECT pk FROM (SELECT pk, id, {columns} FROM jobs WHERE {where}) AS listed "
+        f"SELECT pk FROM (SELECT pk, id, {columns} FROM {source} WHERE {where}) AS listed "
         f"ORDER BY {', '.join(order)}, id DESC LIMIT ? OFFSET ?",
         params,
         [],

@@ -17,7 +17,6 @@ import {
 import { Compare } from "./compare.js";
 import {
   DEFAULT_SORT,
-  FIXED,
   PAGE_SIZE,
   STATS,
   configText,
@@ -30,14 +29,13 @@ import {
   statsMap,
   writeState,
 } from "./runstable.js";
+import { Choices } from "./runpicker.js";
 import { loadSparkline } from "./sparkline.js";
 
 const POLL_MS = 2000;
 const rows = new Map(); // job id -> { tr, cells: Map(column key -> node), job, sparkStep }
 const picked = new Set();
-const seenConfig = new Set(); // config paths of the jobs seen (column and filter choices)
-const seenMetrics = new Set();
-const seenTags = new Set();
+const choices = new Choices(toggleColumn);
 let state = readState(location.search);
 let compare = null;
 let pollTimer = null;
@@ -176,10 +174,10 @@ function fillCell(entry, column, job, config, stats) {
       td.textContent = job.status === "running" ? fmtDuration(job.eta_seconds) : "—";
       break;
     case "latest":
-      td.textContent = key ? fmtNumber(summary.last[key]) : "—";
+      td.textContent = key ? fmtNumber(new Map(Object.entries(summary.last || {})).get(key)) : "—";
       break;
     case "best": {
-      const best = key && summary.best ? summary.best[key] : null;
+      const best = key ? new Map(Object.entries(summary.best || {})).get(key) : null;
       td.textContent = best ? `${fmtNumber(best.value)} @${best.step}` : "—";
       break;
     }
@@ -230,48 +228,7 @@ function renderCounts(counts, totals) {
     `${totals.jobs} jobs · ${totals.points.toLocaleString()} points`;
 }
 
-// ------------------------------------------------------------------ choices
-
-/** Remember the config paths, metric names and tags of `jobs`; true when any is new. */
-function learnChoices(jobs) {
-  const before = seenConfig.size + seenMetrics.size + seenTags.size;
-  for (const job of jobs) {
-    for (const path of flattenConfig(job.config).keys()) seenConfig.add(path);
-    for (const name of job.metric_names) seenMetrics.add(name);
-    for (const tag of job.tags) seenTags.add(tag);
-  }
-  return seenConfig.size + seenMetrics.size + seenTags.size !== before;
-}
-
-function options(id, values) {
-  document.getElementById(id).replaceChildren(...[...values].sort().map((value) => el("option", { value })));
-}
-
-function renderChoices() {
-  options("config-keys", seenConfig);
-  options("metric-names", seenMetrics);
-  options("tag-options", seenTags);
-  const shown = new Set(state.cols);
-  const box = (key, label) =>
-    el(
-      "label",
-      { class: "col-choice", dataset: { col: key } },
-      el("input", { type: "checkbox", checked: shown.has(key), onchange: (event) => toggleColumn(key, event.target.checked) }),
-      " ",
-      label,
-    );
-  document.getElementById("fixed-columns").replaceChildren(
-    ...[...FIXED].map(([key, column]) => box(key, column.label)),
-  );
-  const configKeys = [...seenConfig].sort().map((path) => box(`config.${path}`, path));
-  document.getElementById("config-columns").replaceChildren(
-    ...(configKeys.length ? configKeys : [el("span", { class: "muted" }, "no config keys yet")]),
-  );
-  const metricCols = state.cols.map(parseColumn).filter((column) => column && column.kind === "metric");
-  document.getElementById("metric-columns").replaceChildren(
-    ...metricCols.map((column) => box(column.key, column.label)),
-  );
-}
+// ------------------------------------------------------------------ columns
 
 function toggleColumn(key, on) {
   const without = state.cols.filter((other) => other !== key);
@@ -296,7 +253,7 @@ function rebuild() {
   for (const entry of rows.values()) entry.tr.remove();
   rows.clear();
   renderHead();
-  renderChoices();
+  choices.render(state.cols);
   refresh().then(schedule);
 }
 
@@ -389,7 +346,7 @@ async function refresh() {
     ]);
     if (mine !== generation) return; // a newer refresh (filter change) owns the table
     renderCounts(dash.data.counts, dash.data.totals);
-    if (learnChoices(list.data)) renderChoices();
+    if (choices.learn(list.data)) choices.render(state.cols);
     const seen = new Set();
     const ordered = list.data.map((job) => {
       seen.add(job.id);
@@ -469,7 +426,7 @@ function main() {
     if (picked.size < 2) event.preventDefault();
   });
   renderHead();
-  renderChoices();
+  choices.render(state.cols);
   updateCompareLink();
   refresh().then(() => {
     document.body.dataset.ready = "1";

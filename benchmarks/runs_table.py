@@ -6,7 +6,8 @@ the runs table's: `GET /training/jobs?sort=metric.val_loss.best&stats=val_loss`,
 50 jobs a page, at the first, middle and last page, plus a page sorted by a
 config value with a config filter. The jobs are written through the store
 (the HTTP write path has its own benchmark, ingest.py); every page is read
-over HTTP and checked to be in order.
+over HTTP and checked to be in order. `min` is there because on a shared
+machine the median measures the neighbours as much as the server.
 
     python benchmarks/runs_table.py [--jobs 10000] [--requests 20]
         [--db PATH] [--pg postgresql://postgres@127.0.0.1:5432/postgres]
@@ -138,10 +139,14 @@ def run_store(label: str, db: str, args: argparse.Namespace, out: Callable[[str]
     started = time.perf_counter()
     populate(db, args.jobs)
     out(f"\n{label}: {args.jobs:,} jobs written in {time.perf_counter() - started:.0f} s")
-    out(f"{'request (50 jobs a page)':<24} {'n':>4} {'p50 ms':>8} {'p95 ms':>8}")
+    out(f"{'request (50 jobs a page)':<24} {'n':>4} {'min ms':>8} {'p50 ms':>8} {'p95 ms':>8}")
     for name, values in measure(db, args.jobs, args.requests):
-        p50, p95 = statistics.median(values) * 1000, pct(values, 0.95) * 1000
-        out(f"{name:<24} {len(values):>4} {p50:>8.1f} {p95:>8.1f}")
+        low, p50, p95 = (
+            min(values) * 1000,
+            statistics.median(values) * 1000,
+            pct(values, 0.95) * 1000,
+        )
+        out(f"{name:<24} {len(values):>4} {low:>8.1f} {p50:>8.1f} {p95:>8.1f}")
 
 
 def main() -> None:

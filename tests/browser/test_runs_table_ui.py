@@ -12,9 +12,11 @@ import pytest
 
 from tests.browser.conftest import PageWatch, open_page, wait_js, wait_ready
 from tests.conftest import ServerProcess
+from trainvis.demo import simulate
 
 pytestmark = pytest.mark.browser
 
+ROOT = Path(__file__).resolve().parents[2]
 #: Where screenshots go when ``TRAINVIS_SHOTS`` names a folder (for review).
 SHOTS = os.environ.get("TRAINVIS_SHOTS")
 ROWS = "[...document.querySelectorAll('#job-rows tr')].map(tr => tr.dataset.jobId)"
@@ -146,6 +148,52 @@ def test_runs_table_screenshot(
     finally:
         context.close()
     assert watch.errors == []
+
+
+def test_runs_table_readme_screenshot(
+    page: Any, api: httpx.Client, live_server: ServerProcess, tmp_path: Path
+) -> None:
+    """A sweep of six simulated runs with metric and config columns, sorted by the
+    best val_loss (``TRAINVIS_UPDATE_SCREENSHOT=1`` refreshes docs/screenshot-runs.png)."""
+    for index, (lr, batch) in enumerate(
+        [(2e-5, 32), (3e-5, 32), (5e-5, 16), (1e-4, 32), (2e-5, 64), (5e-5, 64)]
+    ):
+        body = {
+            "name": f"bert-sst2 lr={lr:g} bs={batch}",
+            "model_name": "bert-base-uncased",
+            "total_steps": 400,
+            "tags": ["sweep", "sst2"],
+            "config": {"learning_rate": lr, "batch_size": batch, "optimizer": {"name": "AdamW"}},
+        }
+        job = api.post("/training/jobs", json=body).json()["data"]["id"]
+        rows = list(simulate(200 + 40 * index, eval_every=40, seed=index))
+        api.post(f"/training/{job}/metrics", json=rows).raise_for_status()
+        if index % 3 == 0:
+            api.put(f"/training/jobs/{job}/status", json={"status": "completed"})
+    page.set_viewport_size({"width": 1440, "height": 820})
+    columns = "&".join(
+        f"col={key}"
+        for key in (
+            "status",
+            "progress",
+            "spark",
+            "metric.val_loss.best",
+            "metric.accuracy.best",
+            "config.learning_rate",
+            "config.batch_size",
+            "tags",
+            "duration",
+        )
+    )
+    page.goto(dashboard(live_server, f"?{columns}&sort=metric.val_loss.best&pick=job-001"))
+    wait_ready(page)
+    wait_js(page, "document.querySelectorAll('#job-rows canvas.spark').length === 6")
+    page.wait_for_timeout(800)  # sparklines drawn
+    target = ROOT / "docs" / "screenshot-runs.png"
+    if not os.environ.get("TRAINVIS_UPDATE_SCREENSHOT"):
+        target = tmp_path / "runs.png"
+    page.screenshot(path=str(target))
+    assert target.stat().st_size > 10_000
 
 
 def _json(values: list[str]) -> str:

@@ -41,6 +41,7 @@ let compare = null;
 let pollTimer = null;
 let generation = 0;
 let total = 0;
+let compareShown = false; // the compare chart has been given the URL's picks
 
 function jobHref(id) {
   return `${API}/dashboard/job/${encodeURIComponent(id)}`;
@@ -367,7 +368,10 @@ async function refresh() {
     total = list.meta.total;
     renderPager();
     status.textContent = `${list.meta.total} shown · live`;
-    compare.refreshJobs([...picked].map((id) => rows.get(id)?.job).filter(Boolean));
+    const pickedJobs = [...picked].map((id) => rows.get(id)?.job).filter(Boolean);
+    if (!compareShown && pickedJobs.length) compare.setJobs(pickedJobs); // picks from the URL
+    else compare.refreshJobs(pickedJobs);
+    compareShown = true;
   } catch (error) {
     if (error.status === 422 && (state.sort !== DEFAULT_SORT || state.config.length)) {
       // a hand-edited or outdated link: say so and fall back to the default view

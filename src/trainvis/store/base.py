@@ -59,7 +59,8 @@ class JobFilter:
     #: ``(path, value)`` pairs: the job's ``config`` value at the dotted ``path``
     #: (object keys only), as JSON text with strings unquoted, equals ``value``;
     #: a number also matches a numerically equal ``value`` (``1e-05`` and
-    #: ``0.00001``). A missing or null value never matches (issue 16).
+    #: ``0.00001``), an object or array equal JSON. A missing or null value
+    #: never matches (issue 16).
     config: tuple[tuple[tuple[str, ...], str], ...] = ()
 
 

@@ -64,8 +64,8 @@ class Dialect:
         return (
             "CASE json_type(config, ?) WHEN 'integer' THEN 'number' WHEN 'real' THEN 'number' "
             "WHEN 'text' THEN 'string' WHEN 'true' THEN 'boolean' WHEN 'false' THEN 'boolean' "
-            "ELSE json_type(config, ?) END",
-            [p, p],
+            "WHEN 'null' THEN 'null' WHEN 'object' THEN 'object' WHEN 'array' THEN 'array' END",
+            [p],
         )
 
     def config_text(self, path: Sequence[str]) -> tuple[str, list[Any]]:

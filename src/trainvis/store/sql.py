@@ -30,14 +30,14 @@ from trainvis.models import (
     WriteResult,
 )
 from trainvis.series import Series
-from trainvis.store.base import JobFilter, MetricStore, Row
+from trainvis.store.base import JobFilter, JobSort, MetricStore, Row
 from trainvis.store.common import check_transition, merge_batch, status_timestamps
 from trainvis.store.dialect import Connection, Dialect
 from trainvis.store.sql_events import insert_event, select_event, select_events
 from trainvis.store.sql_jobs import (
-    JOB_COLUMNS,
     delete_rows,
     fetch_job,
+    fetch_jobs,
     filter_sql,
     hydrate,
     insert_job,
@@ -45,6 +45,7 @@ from trainvis.store.sql_jobs import (
     job_pk,
     update_row,
 )
+from trainvis.store.sql_list import page_sql, uses_config
 from trainvis.store.sql_read import (
     PointColumns,
     RowQuery,
@@ -131,19 +132,25 @@ class SQLStore(MetricStore):
             return hydrate(self.dialect, conn, [fetch_job(self.dialect, conn, job_id)])[0]
 
     def list_jobs(
-        self, *, filters: JobFilter | None = None, limit: int = 50, offset: int = 0
+        self,
+        *,
+        filters: JobFilter | None = None,
+        sort: JobSort | None = None,
+        stats: Sequence[str] | None = None,
+        limit: int = 50,
+        offset: int = 0,
     ) -> tuple[list[TrainingJob], int]:
         d = self.dialect
-        clause, params = filter_sql(d, filters or JobFilter())
+        filters, sort = filters or JobFilter(), sort or JobSort()
+        clause, params = filter_sql(d, filters)
+        source = d.config_source if uses_config(filters, sort) else "jobs"
+        page, before, after = page_sql(d, sort, clause, source)
         with self._read() as conn:
-            total = int(d.scalar(conn, f"SELECT count(*) FROM jobs WHERE {clause}", params))
-            rows = d.run(
-                conn,
-                f"SELECT {JOB_COLUMNS} FROM jobs WHERE {clause} "
-                "ORDER BY created_at DESC, id DESC LIMIT ? OFFSET ?",
-                [*params, limit, offset],
-            ).fetchall()
-            return hydrate(d, conn, rows), total
+            total = int(d.scalar(conn, f"SELECT count(*) FROM {source} WHERE {clause}", params))
+            page_params = [*before, *params, *after, limit, offset]
+            pks = [int(row[0]) for row in d.run(conn, page, page_params)]
+            rows = fetch_jobs(d, conn, pks)
+            return hydrate(d, conn, rows, stats_of=stats), total
 
     def delete_job(self, job_id: str) -> None:
         with self._write() as conn:

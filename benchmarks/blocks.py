@@ -47,7 +47,6 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).parent))
 from charts import loss, timed  # noqa: E402
 from ingest import API, METRICS, peak_rss_mb, start_server  # noqa: E402
-
 from trainvis.models import JobCreate, MetricRow  # noqa: E402
 from trainvis.store import open_store  # noqa: E402
 from trainvis.store.base import MetricStore  # noqa: E402
@@ -121,7 +120,9 @@ def raw_sqlite(path: str, steps: int) -> tuple[float, float]:
             [
                 (metric, step, value)
                 for metric in range(len(METRICS))
-                for step, value in zip(range(start, stop), data[metric, start:stop].tolist())
+                for step, value in zip(
+                    range(start, stop), data[metric, start:stop].tolist(), strict=True
+                )
             ],
         )
         conn.execute("COMMIT")
@@ -318,7 +319,8 @@ def main() -> None:
     points = args.steps * len(METRICS)
     print(f"\nbench workload: 1 job × {len(METRICS)} metrics × {args.steps:,} steps = {points:,}")
     print(
-        f"raw sqlite3: ingest {raw_ingest:.2f} s, {HISTORY_POINTS:,}-point read {raw_read * 1000:.1f} ms"
+        f"raw sqlite3: ingest {raw_ingest:.2f} s, "
+        f"{HISTORY_POINTS:,}-point read {raw_read * 1000:.1f} ms"
     )
     header = ("backend", "bytes/point", "ingest s", "ingest ×raw", "history ms", "history ×raw")
     print("{:<12} {:>12} {:>9} {:>12} {:>11} {:>13}".format(*header))

@@ -196,8 +196,13 @@ class PostgresStore(SQLStore):
         # Closing waits for the old pool's workers: not on a request's time.
         threading.Thread(target=stale.close, kwargs={"timeout": 1.0}, daemon=True).start()
 
-    def _read(self) -> AbstractContextManager[Conn]:
-        return self._tx()
+    @contextmanager
+    def _read(self) -> Iterator[Conn]:
+        with self._tx() as conn:
+            # One snapshot per read: a compaction committed between a read's block
+            # and head queries must show no point twice and none missing (issue 15).
+            conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+            yield conn
 
     def _write(self) -> AbstractContextManager[Conn]:
         return self._tx()
@@ -216,9 +221,9 @@ class PostgresStore(SQLStore):
     def _row_chunks(self, query: RowQuery) -> Iterator[list[Row]]:
         """Keyset chunks (see ``iter_chunks``). The job is looked up at once (an
         unknown job raises before the first row); no connection is held between chunks."""
-        with self._tx() as conn:
+        with self._read() as conn:
             job_pk(POSTGRES, conn, query.job_id)
-        return iter_chunks(self._tx, query)
+        return iter_chunks(self._read, query)
 
 
 # ---------------------------------------------------------------------- helpers

@@ -181,9 +181,6 @@ def store_level(url: str, steps: int) -> dict[str, float]:
         for rows in batches:
             store.write_metrics(job, rows)
         ingest = time.perf_counter() - started
-        settle = getattr(store, "compact_all", None)  # the block store's head → blocks
-        if settle is not None:
-            settle()
         last = min(steps, HISTORY_POINTS) - 1
 
         def history() -> None:
@@ -230,9 +227,6 @@ def populate_charts(db: str, chart_points: int, jobs: int, points: int) -> tuple
                     ],
                 )
             compared.append(job)
-        settle = getattr(store, "compact_all", None)
-        if settle is not None:
-            settle()
     finally:
         store.close()
     return chart, compared

@@ -73,6 +73,8 @@ def write_batch(conn: Conn, batch: WriteBatch) -> Callable[[], list[tuple[int, R
         stats[name].apply(steps_of, values_of, {**replaced.get(ids[name], {}), **from_blocks})
         if len(head_steps):
             head[name] = (head_steps.tolist(), head_values.tolist())
+    if not fresh:
+        ensure_staging(conn)
     if head:
         _write_points(conn, ids, head, fresh)
     for metric_id in blocks.needs_compaction(POSTGRES, conn, list(ids.values())):
@@ -138,7 +140,6 @@ def _write_points(
     if fresh:
         copy_in(conn, "COPY points (metric_id, step, value) FROM STDIN", data)
         return
-    ensure_staging(conn)
     copy_in(conn, "COPY stage_points (metric_id, step, value) FROM STDIN", data)
     conn.execute(
         "INSERT INTO points (metric_id, step, value) SELECT metric_id, step, value "

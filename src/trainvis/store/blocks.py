@@ -50,9 +50,12 @@ from trainvis.store.sql_read import PointColumns
 BLOCK_POINTS = 4096
 #: A metric's batch of new points this long or longer is written as a block directly.
 DIRECT_MIN = 256
-#: First byte of a block's data: the codec (byte-shuffled int64 step deltas and
-#: float64 values, zlib).
+#: First byte of a block's data, the codec: byte-shuffled int64 step deltas and
+#: float64 values, zlib; or, for steps at a fixed stride (a training loop's),
+#: the first step and the stride (16 bytes) and only the values: half the bytes
+#: to inflate on every read.
 CODEC_ZLIB_SHUFFLE = 1
+CODEC_STRIDED = 2
 
 Steps = npt.NDArray[np.int64]
 Values = npt.NDArray[np.float64]
@@ -64,18 +67,35 @@ _EMPTY: PointColumns = (np.empty(0, np.int64), np.empty(0, np.float64))
 
 def encode(steps: Steps, values: Values) -> bytes:
     """A block's data: ``steps`` (ascending) and ``values`` of the same length."""
+    if len(steps) > 1:
+        stride = int(steps[1] - steps[0])
+        if (np.diff(steps) == stride).all():
+            header = np.asarray([steps[0], stride], dtype="<i8").tobytes()
+            return bytes([CODEC_STRIDED]) + header + _squeeze(values.view(np.uint8))
     deltas = np.diff(steps, prepend=np.int64(0))
     payload = np.concatenate([deltas.view(np.uint8), values.view(np.uint8)])
-    shuffled = payload.reshape(-1, 8).T.tobytes()  # byte i of every 8-byte word together
-    return bytes([CODEC_ZLIB_SHUFFLE]) + zlib.compress(shuffled, 1)
+    return bytes([CODEC_ZLIB_SHUFFLE]) + _squeeze(payload)
+
+
+def _squeeze(words: npt.NDArray[np.uint8]) -> bytes:
+    """8-byte words byte-shuffled (byte i of every word together), then zlib level 1."""
+    return zlib.compress(words.reshape(-1, 8).T.tobytes(), 1)
+
+
+def _unsqueeze(data: bytes, words: int) -> npt.NDArray[np.uint8]:
+    raw = np.frombuffer(zlib.decompress(data), dtype=np.uint8)
+    return raw.reshape(8, words).T.copy()
 
 
 def decode(data: bytes, count: int) -> PointColumns:
     """The ``(steps, values)`` of a block of ``count`` points."""
+    if data[0] == CODEC_STRIDED:
+        first, stride = np.frombuffer(data, dtype="<i8", count=2, offset=1).tolist()
+        steps = np.arange(count, dtype=np.int64) * stride + first
+        return steps, _unsqueeze(data[17:], count).view(np.float64).ravel()
     if data[0] != CODEC_ZLIB_SHUFFLE:
         raise ValueError(f"unknown block codec {data[0]}")
-    raw = np.frombuffer(zlib.decompress(data[1:]), dtype=np.uint8)
-    words = raw.reshape(8, 2 * count).T.copy().view(np.int64).ravel()
+    words = _unsqueeze(data[1:], 2 * count).view(np.int64).ravel()
     return np.cumsum(words[:count]), words[count:].view(np.float64)
 
 
@@ -130,22 +150,23 @@ def insert_block(
     )
 
 
+def _overlapping(metric_id: int, lo: int, hi: int, columns: str) -> tuple[str, list[Any]]:
+    """SQL of ``columns`` of the blocks overlapping ``[lo, hi]`` by first step: those
+    starting in the range, and the one before it (which may reach into it)."""
+    return (
+        f"SELECT {columns} FROM blocks WHERE metric_id = ? AND first_step BETWEEN coalesce("
+        "(SELECT first_step FROM blocks WHERE metric_id = ? AND first_step <= ? "
+        "ORDER BY first_step DESC LIMIT 1), ?) AND ? ORDER BY first_step",
+        [metric_id, metric_id, lo, lo, hi],
+    )
+
+
 def _headers(
     d: Dialect, conn: Connection, metric_id: int, lo: int, hi: int
 ) -> list[tuple[int, int, int, int]]:
     """``(first_step, last_step, count, sealed)`` of the blocks overlapping ``[lo, hi]``."""
-    start = d.scalar(
-        conn,
-        "SELECT first_step FROM blocks WHERE metric_id = ? AND first_step <= ? "
-        "ORDER BY first_step DESC LIMIT 1",
-        (metric_id, lo),
-    )
-    rows = d.run(
-        conn,
-        "SELECT first_step, last_step, count, sealed FROM blocks WHERE metric_id = ? "
-        "AND first_step BETWEEN ? AND ? ORDER BY first_step",
-        (metric_id, lo if start is None else int(start), hi),
-    ).fetchall()
+    sql, params = _overlapping(metric_id, lo, hi, "first_step, last_step, count, sealed")
+    rows = d.run(conn, sql, params).fetchall()
     return [(int(a), int(b), int(c), int(e)) for a, b, c, e in rows if int(b) >= lo]
 
 
@@ -336,18 +357,26 @@ def read_points(
 ) -> PointColumns:
     """One metric's points with a step in ``[lo, hi]`` (and in ``wanted``, sorted,
     when given), ascending by step: blocks and head merged."""
-    headers = _headers(d, conn, metric_id, lo, hi)
-    if wanted is not None and headers:
-        firsts = np.asarray([h[0] for h in headers], dtype=np.int64)
-        lasts = np.asarray([h[1] for h in headers], dtype=np.int64)
-        # a block is needed when some wanted step lies in [first, last]
-        needed = wanted.searchsorted(lasts, side="right") > wanted.searchsorted(firsts)
-        headers = [h for h, keep in zip(headers, needed.tolist(), strict=True) if keep]
+    if wanted is None:  # a range: every overlapping block, in one query
+        sql, params = _overlapping(metric_id, lo, hi, "last_step, count, data")
+        loaded = [
+            decode(bytes(data), int(count))
+            for last, count, data in d.run(conn, sql, params).fetchall()
+            if int(last) >= lo
+        ]
+    else:  # steps: only the blocks that hold one of them
+        headers = _headers(d, conn, metric_id, lo, hi)
+        if headers:
+            firsts = np.asarray([h[0] for h in headers], dtype=np.int64)
+            lasts = np.asarray([h[1] for h in headers], dtype=np.int64)
+            needed = wanted.searchsorted(lasts, side="right") > wanted.searchsorted(firsts)
+            headers = [h for h, keep in zip(headers, needed.tolist(), strict=True) if keep]
+        loaded = _load(d, conn, metric_id, headers)
     if wanted is not None and len(wanted) <= d.in_chunk:
         condition, params = d.in_list("step", wanted.tolist(), "bigint")
     else:
         condition, params = "step BETWEEN ? AND ?", [lo, hi]
-    parts = [*_load(d, conn, metric_id, headers), head(conn, metric_id, condition, params)]
+    parts = [*loaded, head(conn, metric_id, condition, params)]
     if len(parts) == 1:
         steps, values = parts[0]
     else:

@@ -37,6 +37,7 @@ try:
 except ImportError as exc:  # pragma: no cover - exercised only without the extra
     raise ImportError("PostgreSQL support needs psycopg: pip install 'trainvis[postgres]'") from exc
 import orjson
+from psycopg import IsolationLevel
 
 from trainvis.errors import DISK_FULL, READ_ONLY, InsufficientStorage, StoreReadOnly
 from trainvis.store.base import Row, StoreError
@@ -121,9 +122,12 @@ class PostgresStore(SQLStore):
         )
 
     @contextmanager
-    def _tx(self) -> Iterator[Conn]:
-        """A pooled connection in a transaction, committed when the block succeeds."""
+    def _tx(self, *, snapshot: bool = False) -> Iterator[Conn]:
+        """A pooled connection in a transaction, committed when the block succeeds;
+        ``snapshot``: ``REPEATABLE READ`` (reads only: one snapshot for all queries)."""
         pool, conn = self._acquire()
+        # Set on every use (no round trip: it shapes the BEGIN psycopg sends).
+        conn.isolation_level = IsolationLevel.REPEATABLE_READ if snapshot else None
         try:
             with conn:  # what ``pool.connection()`` does: commit, or roll back on error
                 yield conn
@@ -196,13 +200,10 @@ class PostgresStore(SQLStore):
         # Closing waits for the old pool's workers: not on a request's time.
         threading.Thread(target=stale.close, kwargs={"timeout": 1.0}, daemon=True).start()
 
-    @contextmanager
-    def _read(self) -> Iterator[Conn]:
-        with self._tx() as conn:
-            # One snapshot per read: a compaction committed between a read's block
-            # and head queries must show no point twice and none missing (issue 15).
-            conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-            yield conn
+    def _read(self) -> AbstractContextManager[Conn]:
+        # One snapshot per read: a compaction committed between a read's block and
+        # head queries must show no point twice and none missing (issue 15).
+        return self._tx(snapshot=True)
 
     def _write(self) -> AbstractContextManager[Conn]:
         return self._tx()

@@ -82,21 +82,35 @@ def _squeeze(words: npt.NDArray[np.uint8]) -> bytes:
     return zlib.compress(words.reshape(-1, 8).T.tobytes(), 1)
 
 
-def _unsqueeze(data: bytes, words: int) -> npt.NDArray[np.uint8]:
+def _unsqueeze_into(data: bytes, out: npt.NDArray[Any]) -> None:
+    """Inflate and un-shuffle ``data`` into ``out`` (a contiguous array of 8-byte words)."""
     raw = np.frombuffer(zlib.decompress(data), dtype=np.uint8)
-    return raw.reshape(8, words).T.copy()
+    out.view(np.uint8).reshape(-1, 8)[:] = raw.reshape(8, -1).T
+
+
+def decode_into(data: bytes, steps: Steps, values: Values) -> None:
+    """Decode a block into ``steps`` and ``values`` (contiguous, of its length): a
+    read of many blocks fills one pair of arrays, no per-block copies to join."""
+    count = len(steps)
+    if data[0] == CODEC_STRIDED:
+        first, stride = np.frombuffer(data, dtype="<i8", count=2, offset=1).tolist()
+        np.multiply(np.arange(count, dtype=np.int64), stride, out=steps)
+        steps += first
+        _unsqueeze_into(data[17:], values)
+        return
+    if data[0] != CODEC_ZLIB_SHUFFLE:
+        raise ValueError(f"unknown block codec {data[0]}")
+    words = np.empty(2 * count, dtype=np.int64)
+    _unsqueeze_into(data[1:], words)
+    np.cumsum(words[:count], out=steps)
+    values.view(np.int64)[:] = words[count:]
 
 
 def decode(data: bytes, count: int) -> PointColumns:
     """The ``(steps, values)`` of a block of ``count`` points."""
-    if data[0] == CODEC_STRIDED:
-        first, stride = np.frombuffer(data, dtype="<i8", count=2, offset=1).tolist()
-        steps = np.arange(count, dtype=np.int64) * stride + first
-        return steps, _unsqueeze(data[17:], count).view(np.float64).ravel()
-    if data[0] != CODEC_ZLIB_SHUFFLE:
-        raise ValueError(f"unknown block codec {data[0]}")
-    words = _unsqueeze(data[1:], 2 * count).view(np.int64).ravel()
-    return np.cumsum(words[:count]), words[count:].view(np.float64)
+    steps, values = np.empty(count, dtype=np.int64), np.empty(count, dtype=np.float64)
+    decode_into(data, steps, values)
+    return steps, values
 
 
 @dataclass(frozen=True)
@@ -170,15 +184,14 @@ def _headers(
     return [(int(a), int(b), int(c), int(e)) for a, b, c, e in rows if int(b) >= lo]
 
 
-def _load(
+def _blobs(
     d: Dialect, conn: Connection, metric_id: int, headers: list[tuple[int, int, int, int]]
-) -> list[PointColumns]:
-    """The decoded points of the blocks ``headers`` names, in their order."""
+) -> list[bytes]:
+    """The data of the blocks ``headers`` names, in their order."""
     if not headers:
         return []
-    firsts = [h[0] for h in headers]
     data: dict[int, bytes] = {}
-    for chunk in d.chunks(firsts):
+    for chunk in d.chunks([h[0] for h in headers]):
         condition, params = d.in_list("first_step", chunk, "bigint")
         for first, blob in d.run(
             conn,
@@ -186,7 +199,15 @@ def _load(
             [metric_id, *params],
         ):
             data[int(first)] = bytes(blob)
-    return [decode(data[first], count) for first, _, count, _ in headers]
+    return [data[h[0]] for h in headers]
+
+
+def _load(
+    d: Dialect, conn: Connection, metric_id: int, headers: list[tuple[int, int, int, int]]
+) -> list[PointColumns]:
+    """The decoded points of the blocks ``headers`` names, in their order."""
+    blobs = _blobs(d, conn, metric_id, headers)
+    return [decode(blob, h[2]) for h, blob in zip(headers, blobs, strict=True)]
 
 
 def route(
@@ -359,8 +380,8 @@ def read_points(
     when given), ascending by step: blocks and head merged."""
     if wanted is None:  # a range: every overlapping block, in one query
         sql, params = _overlapping(metric_id, lo, hi, "last_step, count, data")
-        loaded = [
-            decode(bytes(data), int(count))
+        found = [
+            (int(count), data)
             for last, count, data in d.run(conn, sql, params).fetchall()
             if int(last) >= lo
         ]
@@ -371,24 +392,28 @@ def read_points(
             lasts = np.asarray([h[1] for h in headers], dtype=np.int64)
             needed = wanted.searchsorted(lasts, side="right") > wanted.searchsorted(firsts)
             headers = [h for h, keep in zip(headers, needed.tolist(), strict=True) if keep]
-        loaded = _load(d, conn, metric_id, headers)
+        found = list(zip([h[2] for h in headers], _blobs(d, conn, metric_id, headers), strict=True))
     if wanted is not None and len(wanted) <= d.in_chunk:
         condition, params = d.in_list("step", wanted.tolist(), "bigint")
     else:
         condition, params = "step BETWEEN ? AND ?", [lo, hi]
-    parts = [*loaded, head(conn, metric_id, condition, params)]
-    if len(parts) == 1:
-        steps, values = parts[0]
-    else:
-        steps = np.concatenate([p[0] for p in parts])
-        values = np.concatenate([p[1] for p in parts])
-        if len(parts[-1][0]):  # head points sit between or after blocks
+    head_steps, head_values = head(conn, metric_id, condition, params)
+    total = sum(count for count, _ in found)
+    steps = np.empty(total + len(head_steps), dtype=np.int64)
+    values = np.empty(len(steps), dtype=np.float64)
+    at = 0
+    for count, data in found:
+        decode_into(bytes(data), steps[at : at + count], values[at : at + count])
+        at += count
+    if len(head_steps):  # head points sit between or after blocks
+        steps[at:], values[at:] = head_steps, head_values
+        if total:
             order = steps.argsort(kind="stable")
             steps, values = steps[order], values[order]
-    keep = (steps >= lo) & (steps <= hi)
+    first, last = steps.searchsorted(lo), steps.searchsorted(hi, side="right")
+    steps, values = steps[first:last], values[first:last]
     if wanted is not None:
-        keep &= np.isin(steps, wanted)
-    if not keep.all():
+        keep = np.isin(steps, wanted)
         steps, values = steps[keep], values[keep]
     return steps, values
 

@@ -14,8 +14,9 @@ batches):
 
 Server level (a real ``trainvis serve`` on SQLite, data written beforehand):
 
-- the 1M-point smoothed loss chart: cold (first request after a restart,
-  ``--restarts`` samples) and warm (p50);
+- the 1M-point smoothed loss chart: the first request after a restart
+  (``--restarts`` samples), cold (a second 1M-point job's first chart on that
+  warmed-up server: its series read from the database) and warm (p50);
 - compare: one metric of ``--compare-jobs`` jobs × ``--compare-points`` points
   read cold (``/training/compare`` when the server has it, else one
   ``/series`` request per job, summed);
@@ -57,6 +58,7 @@ TARGETS = {
     "bytes_per_point": "≤ 8",
     "ingest_ratio": "≥ 0.8×",
     "history_ratio": "≤ 2×",
+    "first_ms": "≤ 100",
     "cold_ms": "≤ 100",
     "warm_ms": "≤ 30",
     "compare_s": "≤ 1 (20 × 1M)",
@@ -201,11 +203,13 @@ def store_level(url: str, steps: int) -> dict[str, float]:
 # ---------------------------------------------------------------------- server level
 
 
-def populate_charts(db: str, chart_points: int, jobs: int, points: int) -> tuple[str, list[str]]:
-    """The 1M-point loss job (``charts.py``'s, spikes included) and the compare jobs."""
+def populate_charts(
+    db: str, chart_points: int, jobs: int, points: int
+) -> tuple[list[str], list[str]]:
+    """Two 1M-point loss jobs (``charts.py``'s, spikes included) and the compare jobs."""
     store = open_store(db)
     try:
-        chart = store.create_job(JobCreate(name="chart")).id
+        charts = [store.create_job(JobCreate(name=f"chart {n}")).id for n in range(2)]
         now = time.time()
         for start in range(0, chart_points, 10_000):
             rows = []
@@ -214,7 +218,8 @@ def populate_charts(db: str, chart_points: int, jobs: int, points: int) -> tuple
                 if step % 100 == 0:
                     values["val_loss"] = loss(step) * 1.1
                 rows.append(MetricRow(step, values, None, now))
-            store.write_metrics(chart, rows)
+            for chart in charts:
+                store.write_metrics(chart, rows)
         compared = []
         for index in range(jobs):
             job = store.create_job(JobCreate(name=f"compare {index}")).id
@@ -229,7 +234,7 @@ def populate_charts(db: str, chart_points: int, jobs: int, points: int) -> tuple
             compared.append(job)
     finally:
         store.close()
-    return chart, compared
+    return charts, compared
 
 
 def compare_seconds(http: httpx.Client, jobs: list[str]) -> tuple[float, str]:
@@ -247,7 +252,10 @@ def compare_seconds(http: httpx.Client, jobs: list[str]) -> tuple[float, str]:
 
 
 def server_level(db: str, args: argparse.Namespace) -> dict[str, float | str]:
-    chart, compared = populate_charts(db, args.chart_points, args.compare_jobs, args.compare_points)
+    (chart, other), compared = populate_charts(
+        db, args.chart_points, args.compare_jobs, args.compare_points
+    )
+    first: list[float] = []
     cold: list[float] = []
     warm: list[float] = []
     compare: list[float] = []
@@ -258,7 +266,11 @@ def server_level(db: str, args: argparse.Namespace) -> dict[str, float | str]:
         proc, url = start_server(db, "--no-health")
         try:
             with httpx.Client(base_url=url, timeout=300) as http:
-                cold.append(timed(http, chart, args.chart_points))
+                # The first request of a fresh process also pays for the app's
+                # first-use costs; the second job's first chart is the cold read of
+                # a series by a warmed-up server.
+                first.append(timed(http, chart, args.chart_points))
+                cold.append(timed(http, other, args.chart_points))
                 warm.extend(timed(http, chart, args.chart_points) for _ in range(10))
                 seconds, how = compare_seconds(http, compared)
                 compare.append(seconds)
@@ -277,6 +289,7 @@ def server_level(db: str, args: argparse.Namespace) -> dict[str, float | str]:
             proc.terminate()
             proc.wait(30)
     return {
+        "first_ms": statistics.median(first) * 1000,
         "cold_ms": statistics.median(cold) * 1000,
         "warm_ms": statistics.median(warm) * 1000,
         "compare_s": statistics.median(compare),
@@ -337,6 +350,7 @@ def main() -> None:
     )
     print(f"{'figure':<24} {'value':>10} {'target':>16}")
     for key, label, unit in (
+        ("first_ms", "first request p50", "ms"),
         ("cold_ms", "cold chart p50", "ms"),
         ("warm_ms", "warm chart p50", "ms"),
         ("compare_s", "compare cold p50", "s"),

@@ -5,7 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from trainvis.store.blocks import CODEC_STRIDED, CODEC_ZLIB_SHUFFLE, decode, encode, summarize
+from trainvis.store.block_codec import (
+    CODEC_STRIDED,
+    CODEC_ZLIB_SHUFFLE,
+    decode,
+    encode,
+    summarize,
+)
 
 ODD_VALUES = np.asarray(
     [

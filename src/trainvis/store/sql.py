@@ -30,6 +30,7 @@ from trainvis.models import (
     WriteResult,
 )
 from trainvis.series import Series
+from trainvis.store import blocks
 from trainvis.store.base import JobFilter, JobSort, MetricStore, Row
 from trainvis.store.common import check_transition, merge_batch, status_timestamps
 from trainvis.store.dialect import Connection, Dialect
@@ -117,7 +118,8 @@ class SQLStore(MetricStore):
     def _point_columns(
         self, conn: Connection, metric_id: int, condition: str, params: Sequence[Any]
     ) -> PointColumns:
-        """One metric's points whose ``step`` matches ``condition``; NaN kept."""
+        """One metric's head points (the ``points`` table, see :mod:`~trainvis.store.blocks`)
+        whose ``step`` matches ``condition``, ascending by step; NaN kept."""
 
     # ------------------------------------------------------------------ jobs
 
@@ -289,14 +291,13 @@ class SQLStore(MetricStore):
                 sql = "SELECT count(*) FROM steps WHERE job_pk = ? AND step BETWEEN ? AND ?"
                 return int(d.scalar(conn, sql, (pk, lo, hi)))
             ids = list(metric_map(d, conn, pk, metrics).values())
-            if not ids:
-                return 0
-            condition, params = d.in_list("metric_id", ids, "bigint")
-            sql = (
-                f"SELECT count(DISTINCT step) FROM points WHERE {condition} "
-                "AND step BETWEEN ? AND ?"
-            )
-            return int(d.scalar(conn, sql, (*params, lo, hi)))
+            columns = [
+                blocks.read_points(d, conn, metric_id, lo, hi, self._point_columns)[0]
+                for metric_id in ids
+            ]
+            if len(columns) == 1:
+                return len(columns[0])
+            return len(np.unique(np.concatenate(columns))) if columns else 0
 
     def iter_rows(self, job_id: str, **query: Unpack[_RowQueryArgs]) -> Iterator[Row]:
         for chunk in self.iter_row_chunks(job_id, **query):
@@ -334,7 +335,7 @@ class SQLStore(MetricStore):
         lo, hi = bounds(start_step, end_step)
         with self._read() as conn:
             pk = job_pk(self.dialect, conn, job_id)
-            return self._series(conn, pk, metrics, with_time, "step BETWEEN ? AND ?", [lo, hi])
+            return self._series(conn, pk, metrics, with_time, (lo, hi))
 
     def rows_since(self, job_id: str, seq: int, *, limit: int = 1000) -> list[tuple[int, Row]]:
         with self._read() as conn:
@@ -357,8 +358,8 @@ class SQLStore(MetricStore):
             if not found:
                 return seq, {}
             wanted = np.unique(np.fromiter((step for step, _ in found), np.int64, len(found)))
-            condition, params = step_filter(self.dialect, wanted.tolist())
-            series = self._series(conn, pk, metrics, True, condition, params, wanted)
+            span = (int(wanted[0]), int(wanted[-1]))
+            series = self._series(conn, pk, metrics, True, span, wanted)
             return found[-1][1], series
 
     def last_seq(self, job_id: str) -> int:
@@ -377,6 +378,13 @@ class SQLStore(MetricStore):
                 counts[status] = int(number)
         return counts
 
+    def compact(self) -> int:
+        """Move every metric's head points and open blocks into blocks now, in one
+        transaction (writes compact on their own; this settles a store, e.g.
+        before measuring it). Returns the number of metrics compacted."""
+        with self._write() as conn:
+            return blocks.compact_all(self.dialect, conn, self._point_columns)
+
     def total_points(self) -> int:
         with self._read() as conn:
             return int(self.dialect.scalar(conn, "SELECT coalesce(sum(count), 0) FROM metrics"))
@@ -389,22 +397,25 @@ class SQLStore(MetricStore):
         pk: int,
         metrics: Sequence[str],
         with_time: bool,
-        condition: str,
-        params: Sequence[Any],
+        span: tuple[int, int],
         wanted: npt.NDArray[np.int64] | None = None,
     ) -> dict[str, Series]:
-        """Series of ``metrics`` with the points whose step matches ``condition``
-        (and is one of ``wanted`` when given); ``with_time`` adds epochs and timestamps."""
+        """Series of ``metrics`` with the points whose step is in ``span`` (inclusive)
+        and is one of ``wanted`` (sorted) when given; ``with_time`` adds epochs and
+        timestamps."""
         result: dict[str, Series] = {}
         ids = metric_map(self.dialect, conn, pk, metrics)
         times: StepColumns | None = None
+        if wanted is not None:
+            condition, params = step_filter(self.dialect, wanted.tolist())
+        else:
+            condition, params = "step BETWEEN ? AND ?", list(span)
         if with_time and ids:
             times = self._step_columns(conn, pk, condition, params)
         for name, metric_id in ids.items():
-            steps, values = self._point_columns(conn, metric_id, condition, params)
-            if wanted is not None and len(steps):
-                keep = np.isin(steps, wanted)
-                steps, values = steps[keep], values[keep]
+            steps, values = blocks.read_points(
+                self.dialect, conn, metric_id, *span, self._point_columns, wanted
+            )
             if not len(steps):
                 continue
             epochs = timestamps = None

@@ -308,11 +308,12 @@ def delete_rows(d: Dialect, conn: Connection, job_id: str) -> None:
         "ON CONFLICT (id) DO UPDATE SET last_seq = excluded.last_seq",
         (pk,),
     )
-    d.run(
-        conn,
-        "DELETE FROM points WHERE metric_id IN (SELECT id FROM metrics WHERE job_pk = ?)",
-        (pk,),
-    )
+    for table in ("points", "blocks"):
+        d.run(
+            conn,
+            f"DELETE FROM {table} WHERE metric_id IN (SELECT id FROM metrics WHERE job_pk = ?)",
+            (pk,),
+        )
     for table in ("steps", "metrics", "events"):
         d.run(conn, f"DELETE FROM {table} WHERE job_pk = ?", (pk,))
     d.run(conn, "DELETE FROM jobs WHERE pk = ?", (pk,))

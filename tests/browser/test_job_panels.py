@@ -87,7 +87,7 @@ def test_wide_job_shows_a_panel_per_metric_grouped_by_prefix_and_filtered(
     groups = page.evaluate(
         "[...document.querySelectorAll('[data-group]')].map(n => n.dataset.group)"
     )
-    assert groups == ["attn", "layers", "train", "other"]
+    assert groups == ["other", "attn", "layers", "train"]
 
     # Lazy: the first screen is drawn, most of the 300 are not.
     wait_js(page, "document.querySelectorAll('[data-panel][data-drawn]').length >= 3")

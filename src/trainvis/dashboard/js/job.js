@@ -25,6 +25,7 @@ let grid = null; // the metric panels
 const PANEL_POINTS = 600; // points per panel line (a panel is at most ~1,400 px wide)
 const ROW_KEYS = new Set(["step", "epoch", "timestamp"]);
 const panelStateKey = `trainvis:panels:${jobId}`;
+const gpuAggregateKey = `trainvis:gpu-aggregate:${jobId}`;
 
 function renderJob(job) {
   document.title = `${job.name} — trainvis`;
@@ -42,6 +43,12 @@ function renderJob(job) {
   $("job-message").textContent = job.message || "";
   $("job-tags").replaceChildren(...(job.tags || []).map((tag) => el("span", { class: "tag" }, tag)));
   $("job-config").textContent = JSON.stringify(job.config ?? {}, null, 2);
+  const devices = new Set();
+  for (const name of job.metric_names || []) {
+    const match = /^gpu(\d+)\./.exec(name);
+    if (match) devices.add(match[1]);
+  }
+  $("gpu-aggregate").closest("label").hidden = devices.size < 2;
 }
 
 const EVENT_LIMIT = 200;
@@ -247,6 +254,11 @@ function wireControls() {
     zoomTo(start, end);
   });
   $("reset-zoom").addEventListener("click", () => zoomTo(null, null));
+  $("gpu-aggregate").addEventListener("change", (event) => {
+    charts.view.gpuAggregate = event.target.checked;
+    localStorage.setItem(gpuAggregateKey, event.target.checked ? "1" : "0");
+    charts.loadOne("gpu").catch(() => charts.markStale("gpu"));
+  });
   for (const kind of KINDS) wireDragZoom(kind);
 }
 
@@ -289,8 +301,14 @@ async function main() {
   $("csv-link").href = `${API}${base}/metrics/history?format=csv`;
   $("csv-link").setAttribute("download", `${jobId}.csv`);
   const canvases = {};
-  for (const kind of KINDS) canvases[kind] = document.querySelector(`canvas[data-chart="${kind}"]`);
-  charts = new JobCharts(jobId, canvases);
+  const legends = {};
+  for (const kind of KINDS) {
+    canvases[kind] = document.querySelector(`canvas[data-chart="${kind}"]`);
+    legends[kind] = document.querySelector(`[data-legend="${kind}"]`);
+  }
+  charts = new JobCharts(jobId, canvases, { legends });
+  charts.view.gpuAggregate = localStorage.getItem(gpuAggregateKey) === "1";
+  $("gpu-aggregate").checked = charts.view.gpuAggregate;
   window.trainvis = { charts };
   connect(); // first: rows stored while the charts load are buffered, not lost
   wireControls();

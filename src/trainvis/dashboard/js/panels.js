@@ -35,6 +35,12 @@ export function prefixOf(name) {
   return match && match.index > 0 ? name.slice(0, match.index) : "other";
 }
 
+/** Group order: ungrouped names ("other") first, then by name, GPU readings last. */
+export function compareGroups(a, b) {
+  const rank = (prefix) => (prefix === "other" ? 0 : /^gpu\d*$/.test(prefix) ? 2 : 1);
+  return rank(a) - rank(b) || collator.compare(a, b);
+}
+
 /** A filter from the box's text: substring (any case) or `/regex/`; a bad regex gives `error`. */
 export function parseFilter(text) {
   const t = text.trim();
@@ -184,10 +190,7 @@ export class PanelGrid {
     );
     group = { prefix, node, body, count, names: [] };
     this.groups.set(prefix, group);
-    // Groups in name order, "other" last.
-    const order = [...this.groups.keys()].sort((a, b) =>
-      a === "other" ? 1 : b === "other" ? -1 : collator.compare(a, b),
-    );
+    const order = [...this.groups.keys()].sort(compareGroups);
     const next = order[order.indexOf(prefix) + 1];
     this.groupBox.insertBefore(node, next === undefined ? null : this.groups.get(next).node);
     return group;

@@ -6,7 +6,7 @@
 //
 //   const grid = new PanelGrid(container, {
 //     names,                          // metric names (more via addNames)
-//     fetchSeries: async (names, view) => Map<name, Line[]>,
+//     fetchSeries: async (names, view) => Map<name, Line[]>,  // view has `width` (px) too
 //     view: { x: "step", smoothing: 0, startStep: null, endStep: null },
 //     state: { pinned: [], log: [], expanded: [] },   // restored view state
 //     onStateChange: (state) => {},   // persist it (localStorage, URL)
@@ -374,7 +374,9 @@ export class PanelGrid {
 
   async request(batch) {
     const generation = this.generation;
-    const view = { ...this.view };
+    // `width`: the widest chart of the batch in CSS px (a points budget for the request).
+    const width = Math.max(0, ...batch.map((panel) => panel.body.clientWidth));
+    const view = { ...this.view, width };
     for (const panel of batch) {
       panel.fetching = true;
       panel.pending = [];

@@ -196,6 +196,7 @@ function syncPanels(job) {
       csvUrl: (name) =>
         `${API}${base}/metrics/history?${new URLSearchParams({ metrics: name, format: "csv" })}`,
       fileName: (name, ext) => `${jobId}-${name.replace(/[^\w.-]+/g, "_")}.${ext}`,
+      onZoom: zoomTo,
     });
     window.trainvis.panels = grid;
     if (window.location.hash === "#metrics") $("metrics").scrollIntoView();

@@ -13,6 +13,7 @@
 //     csvUrl: (name) => url | null,   // server CSV; else the panel's data as CSV
 //     fileName: (name, ext) => string,
 //     legend: false,                  // a legend under each chart (compare)
+//     onZoom: (startStep, endStep) => {}, // a drag across a panel (x = step)
 //   });
 //   Line = { key, label, color, x: [], y: [], smoothed?: [], min?: [], max?: [] }
 //   grid.append(name, key, { x, y, step });  grid.setView(view);  grid.setFilter(text)
@@ -107,6 +108,7 @@ export class PanelGrid {
     this.csvUrl = options.csvUrl || (() => null);
     this.fileName = options.fileName || ((name, ext) => `${name.replace(/[^\w.-]+/g, "_")}.${ext}`);
     this.legend = Boolean(options.legend);
+    this.onZoom = options.onZoom || null;
     const state = options.state || {};
     this.pinned = [...(state.pinned || [])]; // names, in pin order
     this.logged = new Set(state.log || []);
@@ -491,6 +493,7 @@ export class PanelGrid {
     if (!panel.canvas) {
       panel.canvas = el("canvas", { role: "img", "aria-label": panel.name });
       panel.body.prepend(panel.canvas);
+      if (this.onZoom) this.wireDragZoom(panel);
     }
     panel.chart = new window.Chart(panel.canvas, this.config(panel, datasets, view));
     panel.stale = false;
@@ -584,6 +587,38 @@ export class PanelGrid {
       }
       this.dirty.clear();
     });
+  }
+
+  /** Drag across a panel (x = step) to zoom the whole page to that step range. */
+  wireDragZoom(panel) {
+    const band = el("div", { class: "drag-band", hidden: true });
+    panel.body.append(band);
+    let from = null;
+    panel.canvas.addEventListener("mousedown", (event) => {
+      if (this.view.x !== "step" || event.button !== 0) return;
+      from = event.offsetX;
+      band.hidden = false;
+      band.style.left = `${from}px`;
+      band.style.width = "0px";
+    });
+    panel.canvas.addEventListener("mousemove", (event) => {
+      if (from === null) return;
+      band.style.left = `${Math.min(from, event.offsetX)}px`;
+      band.style.width = `${Math.abs(event.offsetX - from)}px`;
+    });
+    const finish = (event) => {
+      if (from === null) return;
+      const start = from;
+      from = null;
+      band.hidden = true;
+      if (!panel.chart || Math.abs(event.offsetX - start) < 6) return;
+      const scale = panel.chart.scales.x;
+      const a = scale.getValueForPixel(Math.min(start, event.offsetX));
+      const b = scale.getValueForPixel(Math.max(start, event.offsetX));
+      this.onZoom(Math.max(0, Math.floor(a)), Math.max(0, Math.ceil(b)));
+    };
+    panel.canvas.addEventListener("mouseup", finish);
+    panel.canvas.addEventListener("mouseleave", finish);
   }
 
   downloadCsv(panel) {

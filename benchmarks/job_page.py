@@ -52,6 +52,11 @@ FIRST_SCREEN_JS = """(() => {
   if (!inView.length || inView.some((n) => !n.dataset.drawn)) return null;
   return Math.max(...inView.map((n) => Number(n.dataset.drawnAt)));
 })()"""
+# JS: no panel in the viewport is waiting to be drawn (true with none in view).
+SCREEN_DRAWN_JS = """[...document.querySelectorAll('[data-panel]')].every((n) => {
+  const r = n.getBoundingClientRect();
+  return n.dataset.drawn || !(r.bottom > 0 && r.top < innerHeight && r.height > 0);
+})"""
 
 
 def metric_names(count: int) -> list[str]:
@@ -147,9 +152,10 @@ def scroll_through(browser: Any, url: str) -> tuple[int, int, int, float]:
     started = time.perf_counter()
     while not page.evaluate("innerHeight + scrollY >= document.body.scrollHeight - 2"):
         page.mouse.wheel(0, 850)
-        wait(page, FIRST_SCREEN_JS, 60)
+        wait(page, SCREEN_DRAWN_JS, 60)
     drawn = int(page.evaluate("document.querySelectorAll('[data-panel][data-drawn]').length"))
-    while page.evaluate("scrollY > 0"):  # a fast fling back up: requests queue, never pile up
+    # A fast fling back up to the first panels: requests queue, never pile up.
+    while page.evaluate("document.getElementById('metrics').getBoundingClientRect().top < 0"):
         page.mouse.wheel(0, -1500)
         time.sleep(0.02)
     wait(page, FIRST_SCREEN_JS, 60)

@@ -219,8 +219,9 @@ function feedPanels(row) {
 async function reload() {
   const job = (await getJSON(`/training/jobs/${encodeURIComponent(jobId)}`)).data;
   renderJob(job);
+  const loading = charts.load(job.current_step); // the four requests leave first
   syncPanels(job);
-  await charts.load(job.current_step);
+  await loading;
 }
 
 function zoomTo(start, end) {

@@ -215,37 +215,14 @@ export class PanelGrid {
   }
 
   makePanel(name) {
-    const button = (action, text, title) =>
-      el("button", { type: "button", class: "panel-tool", dataset: { action }, title, "aria-label": title }, text);
-    const log = button("log", "log", "Logarithmic y axis");
-    const pin = button("pin", "pin", "Pin to the top");
-    const expand = button("expand", "⤢", "Full width");
     const body = el("div", { class: "panel-canvas" });
     const note = el("div", { class: "panel-note muted" }, "…");
     body.append(note);
     const last = el("span", { class: "panel-last muted" });
-    const node = el(
-      "div",
-      { class: "metric-panel", dataset: { panel: name } },
-      el(
-        "div",
-        { class: "panel-head" },
-        el("span", { class: "panel-title", title: name }, name),
-        last,
-        el(
-          "span",
-          { class: "panel-tools" },
-          log,
-          pin,
-          expand,
-          button("csv", "CSV", "Download CSV"),
-          button("png", "PNG", "Download PNG"),
-        ),
-      ),
-      body,
-    );
+    const head = el("div", { class: "panel-head" }, el("span", { class: "panel-title", title: name }, name), last);
+    const node = el("div", { class: "metric-panel", dataset: { panel: name } }, head, body);
     const panel = {
-      name, node, body, note, last, log, pin, expand,
+      name, node, head, body, note, last, tools: null,
       canvas: null, chart: null, visible: false, stale: true, fetching: false,
       pending: [], failedAt: 0, sent: 0,
     };
@@ -253,19 +230,50 @@ export class PanelGrid {
       const action = event.target.closest("[data-action]")?.dataset.action;
       if (action) this.act(panel, action);
     });
-    this.showToggles(panel);
+    // A pinned, expanded or log-scaled panel shows its buttons at once; others when drawn
+    // (500 panels are built before any is seen: fewer nodes, a faster first screen).
+    if (this.pinned.includes(name) || this.expanded.has(name) || this.logged.has(name)) {
+      this.ensureTools(panel);
+    }
     this.observer?.observe(node);
     return panel;
   }
 
+  /** The panel's buttons: log, pin, expand, CSV, PNG. */
+  ensureTools(panel) {
+    if (panel.tools) return;
+    const button = (action, text, title) =>
+      el("button", { type: "button", class: "panel-tool", dataset: { action }, title, "aria-label": title }, text);
+    panel.tools = {
+      log: button("log", "log", "Logarithmic y axis"),
+      pin: button("pin", "pin", "Pin to the top"),
+      expand: button("expand", "⤢", "Full width"),
+    };
+    const { log, pin, expand } = panel.tools;
+    panel.head.append(
+      el(
+        "span",
+        { class: "panel-tools" },
+        log,
+        pin,
+        expand,
+        button("csv", "CSV", "Download CSV"),
+        button("png", "PNG", "Download PNG"),
+      ),
+    );
+    this.showToggles(panel);
+  }
+
   showToggles(panel) {
     const { name } = panel;
-    panel.log.setAttribute("aria-pressed", String(this.logged.has(name)));
-    panel.pin.setAttribute("aria-pressed", String(this.pinned.includes(name)));
-    panel.pin.textContent = this.pinned.includes(name) ? "unpin" : "pin";
-    panel.expand.setAttribute("aria-pressed", String(this.expanded.has(name)));
     panel.node.classList.toggle("expanded", this.expanded.has(name));
     panel.node.classList.toggle("is-pinned", this.pinned.includes(name));
+    if (!panel.tools) return;
+    const { log, pin, expand } = panel.tools;
+    log.setAttribute("aria-pressed", String(this.logged.has(name)));
+    pin.setAttribute("aria-pressed", String(this.pinned.includes(name)));
+    pin.textContent = this.pinned.includes(name) ? "unpin" : "pin";
+    expand.setAttribute("aria-pressed", String(this.expanded.has(name)));
   }
 
   act(panel, action) {
@@ -457,6 +465,7 @@ export class PanelGrid {
         animation: false,
         maintainAspectRatio: false,
         responsive: true,
+        parsing: false, // the points are {x, y} objects in x order already
         normalized: true,
         interaction: { mode: "nearest", axis: "x", intersect: false },
         plugins: {
@@ -496,6 +505,7 @@ export class PanelGrid {
       if (this.onZoom) this.wireDragZoom(panel);
     }
     panel.chart = new window.Chart(panel.canvas, this.config(panel, datasets, view));
+    this.ensureTools(panel);
     panel.stale = false;
     panel.failedAt = 0;
     this.showLast(panel);

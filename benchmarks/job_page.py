@@ -158,6 +158,7 @@ def scroll_through(browser: Any, url: str) -> tuple[int, int, int, float]:
     while page.evaluate("document.getElementById('metrics').getBoundingClientRect().top < 0"):
         page.mouse.wheel(0, -1500)
         time.sleep(0.02)
+    page.evaluate("document.getElementById('metrics').scrollIntoView()")
     wait(page, FIRST_SCREEN_JS, 60)
     seconds = time.perf_counter() - started
     context.close()

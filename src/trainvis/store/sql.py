@@ -13,7 +13,7 @@ import time
 from abc import abstractmethod
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 import numpy as np
 import numpy.typing as npt
@@ -30,14 +30,14 @@ from trainvis.models import (
     WriteResult,
 )
 from trainvis.series import Series
-from trainvis.store.base import JobFilter, MetricStore, Row
+from trainvis.store.base import JobFilter, JobSort, MetricStore, Row
 from trainvis.store.common import check_transition, merge_batch, status_timestamps
 from trainvis.store.dialect import Connection, Dialect
 from trainvis.store.sql_events import insert_event, select_event, select_events
 from trainvis.store.sql_jobs import (
-    JOB_COLUMNS,
     delete_rows,
     fetch_job,
+    fetch_jobs,
     filter_sql,
     hydrate,
     insert_job,
@@ -45,6 +45,7 @@ from trainvis.store.sql_jobs import (
     job_pk,
     update_row,
 )
+from trainvis.store.sql_list import page_sql, uses_config
 from trainvis.store.sql_read import (
     PointColumns,
     RowQuery,
@@ -56,6 +57,16 @@ from trainvis.store.sql_read import (
     step_filter,
 )
 from trainvis.store.sql_write import WriteBatch
+
+
+class _RowQueryArgs(TypedDict, total=False):
+    """The keywords of ``iter_rows``, handed on as they are to ``iter_row_chunks``."""
+
+    metrics: Sequence[str] | None
+    start_step: int | None
+    end_step: int | None
+    limit: int | None
+    offset: int
 
 
 class SQLStore(MetricStore):
@@ -121,19 +132,25 @@ class SQLStore(MetricStore):
             return hydrate(self.dialect, conn, [fetch_job(self.dialect, conn, job_id)])[0]
 
     def list_jobs(
-        self, *, filters: JobFilter | None = None, limit: int = 50, offset: int = 0
+        self,
+        *,
+        filters: JobFilter | None = None,
+        sort: JobSort | None = None,
+        stats: Sequence[str] | None = None,
+        limit: int = 50,
+        offset: int = 0,
     ) -> tuple[list[TrainingJob], int]:
         d = self.dialect
-        clause, params = filter_sql(d, filters or JobFilter())
+        filters, sort = filters or JobFilter(), sort or JobSort()
+        clause, params = filter_sql(d, filters)
+        source = d.config_source if uses_config(filters, sort) else "jobs"
+        page, before, after = page_sql(d, sort, clause, source)
         with self._read() as conn:
-            total = int(d.scalar(conn, f"SELECT count(*) FROM jobs WHERE {clause}", params))
-            rows = d.run(
-                conn,
-                f"SELECT {JOB_COLUMNS} FROM jobs WHERE {clause} "
-                "ORDER BY created_at DESC, id DESC LIMIT ? OFFSET ?",
-                [*params, limit, offset],
-            ).fetchall()
-            return hydrate(d, conn, rows), total
+            total = int(d.scalar(conn, f"SELECT count(*) FROM {source} WHERE {clause}", params))
+            page_params = [*before, *params, *after, limit, offset]
+            pks = [int(row[0]) for row in d.run(conn, page, page_params)]
+            rows = fetch_jobs(d, conn, pks)
+            return hydrate(d, conn, rows, stats_of=stats), total
 
     def delete_job(self, job_id: str) -> None:
         with self._write() as conn:
@@ -281,24 +298,8 @@ class SQLStore(MetricStore):
             )
             return int(d.scalar(conn, sql, (*params, lo, hi)))
 
-    def iter_rows(
-        self,
-        job_id: str,
-        *,
-        metrics: Sequence[str] | None = None,
-        start_step: int | None = None,
-        end_step: int | None = None,
-        limit: int | None = None,
-        offset: int = 0,
-    ) -> Iterator[Row]:
-        for chunk in self.iter_row_chunks(
-            job_id,
-            metrics=metrics,
-            start_step=start_step,
-            end_step=end_step,
-            limit=limit,
-            offset=offset,
-        ):
+    def iter_rows(self, job_id: str, **query: Unpack[_RowQueryArgs]) -> Iterator[Row]:
+        for chunk in self.iter_row_chunks(job_id, **query):
             yield from chunk
 
     def iter_row_chunks(

@@ -222,6 +222,11 @@ export class JobCharts {
         el("span", { class: "legend-label" }, entry.label),
       );
     });
+    const omitted = this.meta[kind]?.metrics_omitted || 0;
+    if (omitted > 0) {
+      const more = `+${omitted.toLocaleString()} more in the panels below`;
+      items.unshift(el("a", { class: "legend-item legend-more", href: "#metrics" }, more));
+    }
     for (const node of box.querySelectorAll(".legend-item")) node.remove();
     box.append(...items);
   }

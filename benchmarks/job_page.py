@@ -222,7 +222,7 @@ def main() -> None:
             (
                 "/series in flight (max)",
                 str(peak),
-                f"{requests} requests for {total} panels, scrolled in {seconds:.1f} s",
+                f"{requests} requests, {total} panels drawn, scrolled in {seconds:.1f} s",
                 f"<= {MAX_IN_FLIGHT}",
             ),
         ]

@@ -21,7 +21,7 @@ from trainvis.api.responses import JSONBody
 from trainvis.api.schemas import ERRORS
 from trainvis.charts import ChartQuery, resolve_params
 from trainvis.charts.compact import compact_series, empty_series, metric_summary
-from trainvis.charts.config import MetricsChartConfig
+from trainvis.charts.config import MAX_CHART_METRICS, MetricsChartConfig
 from trainvis.charts.params import invalid
 from trainvis.store.base import MetricStore
 from trainvis.store.cache import SeriesCache
@@ -30,7 +30,7 @@ router = APIRouter(tags=["charts"], dependencies=[Depends(require_read)])
 Store = Annotated[MetricStore, Depends(get_store)]
 
 #: Most metric names one ``series`` request may name.
-MAX_SERIES_METRICS = 100
+MAX_SERIES_METRICS = MAX_CHART_METRICS
 
 
 class MetricSummaryItem(BaseModel):

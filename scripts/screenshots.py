@@ -115,10 +115,25 @@ def train(url: str, lr: float, optimizer: str, seed: int, steps: int) -> str:
 def shoot(base: str, job_ids: list[str], out: Path) -> None:
     from playwright.sync_api import sync_playwright
 
+    runs_columns = [
+        "status",
+        "progress",
+        "config.optimizer",
+        "config.lr",
+        "metric.val_loss.best",
+        "metric.val/accuracy.max",
+        "spark",
+        "tags",
+        "duration",
+    ]
+    runs_query = "&".join(f"col={column}" for column in runs_columns)
     pages = {
-        "runs": f"{base}{API}/dashboard?sort=-metric.val_loss.best&stats=val_loss",
+        "runs": f"{base}{API}/dashboard?sort=metric.val_loss.best&{runs_query}",
         "job": f"{base}{API}/dashboard/job/{job_ids[0]}",
-        "compare": f"{base}{API}/dashboard/compare?jobs={','.join(job_ids)}&smooth=0.6",
+        "compare": (
+            f"{base}{API}/dashboard/compare?jobs={','.join(job_ids)}"
+            f"&smoothing=0.6&baseline={job_ids[0]}"
+        ),
     }
     views = [("", 1440, 1000, "light"), ("-390", 390, 844, "light"), ("-dark", 1440, 1000, "dark")]
     with sync_playwright() as playwright:

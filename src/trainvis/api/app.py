@@ -18,7 +18,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import RedirectResponse
 
-from trainvis.api import auth, charts, dashboard, events, jobs, metrics, stream, workspace
+from trainvis.api import auth, charts, compare, dashboard, events, jobs, metrics, stream, workspace
 from trainvis.api.errors import install_error_handlers
 from trainvis.api.middleware import (
     BodyLimitMiddleware,
@@ -71,7 +71,7 @@ def create_app(
     app.state.store = store
     app.state.broker = broker
     install_error_handlers(app)
-    for module in (jobs, metrics, events, charts, workspace, stream, dashboard, auth):
+    for module in (jobs, metrics, events, charts, workspace, compare, stream, dashboard, auth):
         app.include_router(module.router, prefix=API_PREFIX)
     app.add_middleware(
         BodyLimitMiddleware,

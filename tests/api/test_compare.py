@@ -250,7 +250,7 @@ def assert_422(response: Any, param: str) -> None:
 def test_rejects_bad_job_lists_group_by_and_baseline(client: TestClient) -> None:
     a, b = new_job(client, loss_rows(1.0)), new_job(client, loss_rows(1.0))
     fifty_one = ",".join([a, b] + [f"job-x{i}" for i in range(49)])
-    for jobs in (a, f"{a},{a}", " , ", "", fifty_one):
+    for jobs in (a, f"{a},{a}", " , ", "", f"{a},,{b}", f"{a}, {b}", fifty_one):
         assert_422(client.get(URL, params={"jobs": jobs, "metric": "val_loss"}), "jobs")
     assert_422(client.get(URL, params={"metric": "val_loss"}), "jobs")
     assert_422(client.get(URL, params={"jobs": f"{a},{b}"}), "metric")

@@ -28,20 +28,21 @@ Store = Annotated[MetricStore, Depends(get_store)]
 #: Fewest and most runs one compare request may name.
 MIN_COMPARE_JOBS = 2
 MAX_COMPARE_JOBS = 50
+JOBS_MESSAGE = f"name {MIN_COMPARE_JOBS} to {MAX_COMPARE_JOBS} different job ids"
+#: The schema's shape of ``jobs``: 2 to 50 ids (no blanks), comma-separated.
+JOBS_PATTERN = rf"^[^,\s]+(,[^,\s]+){{{MIN_COMPARE_JOBS - 1},{MAX_COMPARE_JOBS - 1}}}$"
 
 
 def parse_job_list(jobs: str) -> list[str]:
-    """The ids of a ``jobs=a,b`` list (blanks dropped, duplicates once, in order).
+    """The distinct ids of a ``jobs=a,b`` list, in order (a repeated id counts once).
 
     Raises:
-        InvalidArgument: fewer than 2 or more than 50 distinct ids (names ``jobs``).
+        InvalidArgument: fewer than 2 or more than 50 ids listed (names ``jobs``).
     """
-    ids = list(dict.fromkeys(part.strip() for part in jobs.split(",") if part.strip()))
-    if not MIN_COMPARE_JOBS <= len(ids) <= MAX_COMPARE_JOBS:
-        raise invalid(
-            "jobs", f"name {MIN_COMPARE_JOBS} to {MAX_COMPARE_JOBS} job ids, got {len(ids)}"
-        )
-    return ids
+    listed = [part.strip() for part in jobs.split(",") if part.strip()]
+    if not MIN_COMPARE_JOBS <= len(listed) <= MAX_COMPARE_JOBS:
+        raise invalid("jobs", JOBS_MESSAGE + f", got {len(listed)}")
+    return list(dict.fromkeys(listed))
 
 
 def compare_impl(
@@ -63,12 +64,14 @@ def compare_impl(
     ids = parse_job_list(jobs)
     if group_by is not None and not valid_group_by(group_by):
         raise invalid("group_by", "must be config.<path>, tag, model_name or status")
+    found = [store.get_job(job_id) for job_id in ids]  # 404 first: the ids may be typos
+    if len(ids) < MIN_COMPARE_JOBS:
+        raise invalid("jobs", JOBS_MESSAGE)  # one job listed twice
     if baseline is not None and baseline not in ids:
         raise invalid("baseline", "must be one of the compared jobs")
     runs = []
-    for job_id in ids:
-        job = store.get_job(job_id)
-        series = cache.read(job_id, [metric], with_time=query.x != "step")
+    for job in found:
+        series = cache.read(job.id, [metric], with_time=query.x != "step")
         runs.append(CompareRun(job, series.get(metric)))
     config, meta = build_compare(metric, runs, query=query, group_by=group_by, baseline=baseline)
     if query.format == "recharts":
@@ -89,7 +92,7 @@ async def compare(
         str,
         Query(
             description=f"comma-separated job ids ({MIN_COMPARE_JOBS} to {MAX_COMPARE_JOBS})",
-            pattern=r"[^\s,]",
+            pattern=JOBS_PATTERN,
         ),
     ],
     metric: Annotated[str, Query(min_length=1, max_length=1000, description="the metric name")],

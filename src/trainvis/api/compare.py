@@ -29,8 +29,10 @@ Store = Annotated[MetricStore, Depends(get_store)]
 MIN_COMPARE_JOBS = 2
 MAX_COMPARE_JOBS = 50
 JOBS_MESSAGE = f"name {MIN_COMPARE_JOBS} to {MAX_COMPARE_JOBS} different job ids"
-#: The schema's shape of ``jobs``: 2 to 50 ids (no blanks), comma-separated.
-JOBS_PATTERN = rf"^[^,\s]+(,[^,\s]+){{{MIN_COMPARE_JOBS - 1},{MAX_COMPARE_JOBS - 1}}}$"
+#: The schema's shape of ``jobs``: 2 to 50 ids of job-id characters, comma-separated
+#: (ASCII classes only: ``\s`` differs between the schema's regex engines).
+_ID = "[A-Za-z0-9._-]+"
+JOBS_PATTERN = rf"^{_ID}(,{_ID}){{{MIN_COMPARE_JOBS - 1},{MAX_COMPARE_JOBS - 1}}}$"
 
 
 def parse_job_list(jobs: str) -> list[str]:

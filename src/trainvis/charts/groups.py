@@ -22,13 +22,13 @@ from trainvis.models import TrainingJob
 FloatArray = npt.NDArray[np.float64]
 
 #: What ``group_by`` accepts: ``config.<dotted path>``, ``tag``, ``model_name``, ``status``.
-GROUP_BY_PATTERN = r"^(config\.[^.\s][^\s]*|tag|model_name|status)$"
+GROUP_BY_PATTERN = r"^(config\.[^.].*|tag|model_name|status)$"
 _GROUP_BY_RE = re.compile(GROUP_BY_PATTERN)
 
 
 def valid_group_by(group_by: str) -> bool:
     """True when ``group_by`` is one of the accepted shapes."""
-    return _GROUP_BY_RE.match(group_by) is not None
+    return _GROUP_BY_RE.fullmatch(group_by) is not None
 
 
 def config_value_text(config: dict[str, Any], path: str) -> str | None:

@@ -2,7 +2,8 @@
 // live rows from the SSE stream (points appended in place, no reload).
 
 import { addEventTo, withEvents } from "./annotations.js";
-import { getJSON, num, throttle } from "./common.js";
+import { el, getJSON, num, throttle } from "./common.js";
+import { applyTicks } from "./ticks.js";
 
 export const KINDS = ["loss", "gpu", "metrics", "learning_rate"];
 const ENDPOINT = {
@@ -13,6 +14,13 @@ const ENDPOINT = {
 };
 const SECONDARY_GPU = /^gpu(\d+|\/[^/]+\/\d+)\.(memory_total|temperature|power)$/;
 const REFETCH_FACTOR = 3; // re-request a chart once live points triple its budget
+const PER_DEVICE = /^gpu\d+\./;
+const BAND_ROLES = new Set(["band_min", "band_max"]);
+
+/** The legend entry a dataset belongs to: its metric (raw, smoothed and band together). */
+function legendKey(dataset) {
+  return dataset.metric ?? dataset.label;
+}
 
 /** Whether a job event is drawn on a chart of `kind` (notes without a metric go everywhere). */
 export function showsEvent(kind, event) {
@@ -28,12 +36,22 @@ export function kindOf(metric) {
 }
 
 export class JobCharts {
-  constructor(jobId, canvases) {
+  constructor(jobId, canvases, { legends = {} } = {}) {
     this.jobId = jobId;
     this.canvases = canvases; // kind -> canvas
+    this.legends = legends; // kind -> element for the chart's HTML legend
+    this.legendKey = `trainvis:legend:${jobId}`;
+    this.choices = this.loadChoices(); // kind -> Map(legend key -> hidden)
     this.charts = {}; // kind -> Chart
     this.meta = {}; // kind -> meta of the last response
-    this.view = { smoothing: 0, x: "step", logScale: false, startStep: null, endStep: null };
+    this.view = {
+      smoothing: 0,
+      x: "step",
+      logScale: false,
+      startStep: null,
+      endStep: null,
+      gpuAggregate: false,
+    };
     this.loadedStep = -1;
     this.loading = null;
     this.buffer = [];
@@ -61,6 +79,7 @@ export class JobCharts {
       q.set("smooth_factor", String(Number((1 - this.view.smoothing).toFixed(4))));
     }
     if (this.view.logScale && kind !== "gpu") q.set("log_scale", "true");
+    if (kind === "gpu" && this.view.gpuAggregate) q.set("aggregate", "true");
     if (this.view.startStep !== null) q.set("start_step", String(this.view.startStep));
     if (this.view.endStep !== null) q.set("end_step", String(this.view.endStep));
     return q;
@@ -116,25 +135,95 @@ export class JobCharts {
     this.meta[kind] = body.meta;
     const config = body.data;
     config.options = { ...config.options, animation: false, maintainAspectRatio: false };
+    const choices = this.choices.get(kind) || new Map();
     for (const dataset of config.data.datasets) {
       if (dataset.role === "smoothed") dataset._ema = lastFinite(dataset.data);
       // Per-device totals, temperature and power crowd the GPU chart: one legend click shows them.
       if (kind === "gpu" && SECONDARY_GPU.test(dataset.metric || "")) dataset.hidden = true;
+      // The user's legend choices outlive reloads and control changes.
+      if (choices.has(legendKey(dataset))) dataset.hidden = choices.get(legendKey(dataset));
     }
+    // The legend is HTML under the canvas (never takes the plot's space).
+    const plugins = (config.options.plugins ||= {});
+    plugins.legend = { ...plugins.legend, display: !this.legends[kind] && plugins.legend?.display !== false };
+    applyTicks(config);
     if (kind === "gpu") {
       // Axes whose datasets are all hidden (temperature, power) disappear until shown.
       for (const scale of Object.values(config.options.scales || {})) scale.display = "auto";
     }
     const known = [...this.events.values()].filter((event) => showsEvent(kind, event));
     withEvents(config, known, this.view.x, body.meta?.t0);
-    if (kind === "learning_rate" && config.options.scales?.y && !this.view.logScale) {
-      const y = config.options.scales.y;
-      y.ticks = { ...y.ticks, callback: (value) => (value === 0 ? "0" : Number(value).toExponential(1)) };
-    }
     const old = this.charts[kind];
     if (old) old.destroy();
     this.charts[kind] = new window.Chart(this.canvases[kind], config);
     this.stale.delete(kind);
+    this.renderLegend(kind);
+  }
+
+  loadChoices() {
+    const choices = new Map();
+    try {
+      const stored = JSON.parse(localStorage.getItem(this.legendKey) || "[]");
+      for (const [kind, entries] of stored) choices.set(kind, new Map(entries));
+    } catch (_) {
+      /* unreadable: start without choices */
+    }
+    return choices;
+  }
+
+  saveChoices() {
+    const entries = [...this.choices].map(([kind, map]) => [kind, [...map]]);
+    localStorage.setItem(this.legendKey, JSON.stringify(entries));
+  }
+
+  /** Show or hide every dataset of a legend entry, and remember the choice. */
+  toggle(kind, key) {
+    const chart = this.charts[kind];
+    if (!chart) return;
+    const sets = chart.data.datasets.filter((d) => legendKey(d) === key);
+    const hidden = !sets.every((d) => d.hidden);
+    for (const d of sets) d.hidden = hidden;
+    if (!this.choices.has(kind)) this.choices.set(kind, new Map());
+    this.choices.get(kind).set(key, hidden);
+    this.saveChoices();
+    chart.update("none");
+    this.renderLegend(kind);
+  }
+
+  /** One button per legend entry (a metric's raw, smoothed and band datasets share one). */
+  renderLegend(kind) {
+    const box = this.legends[kind];
+    const chart = this.charts[kind];
+    if (!box || !chart) return;
+    const entries = new Map(); // legend key -> {label, color, hidden}
+    for (const d of chart.data.datasets) {
+      if (BAND_ROLES.has(d.role)) continue;
+      const key = legendKey(d);
+      const entry = entries.get(key);
+      if (!entry || d.role === "raw" || d.role === "mean") {
+        const label = String(d.label ?? key).replace(/ \(smoothed\)$/, "");
+        entries.set(key, { label, color: d.borderColor, hidden: Boolean(d.hidden) });
+      }
+    }
+    const items = [...entries].map(([key, entry]) => {
+      const swatch = el("span", { class: "swatch" });
+      swatch.style.background = typeof entry.color === "string" ? entry.color : "";
+      return el(
+        "button",
+        {
+          type: "button",
+          class: "legend-item",
+          "aria-pressed": String(!entry.hidden),
+          dataset: { key },
+          title: entry.label,
+          onclick: () => this.toggle(kind, key),
+        },
+        swatch,
+        el("span", { class: "legend-label" }, entry.label),
+      );
+    });
+    for (const node of box.querySelectorAll(".legend-item")) node.remove();
+    box.append(...items);
   }
 
   async reloadStale() {
@@ -183,7 +272,11 @@ export class JobCharts {
       const chart = this.charts[kind];
       const datasets = chart ? chart.data.datasets.filter((d) => d.metric === metric) : [];
       if (!datasets.length) {
-        this.markStale(kind); // a metric the chart has not shown yet: re-request it
+        // A metric the chart has not shown yet: re-request it, unless the server
+        // left metrics out of the chart (the panels show those) or folds devices.
+        const meta = this.meta[kind];
+        const folded = kind === "gpu" && this.view.gpuAggregate && PER_DEVICE.test(metric);
+        if (!chart || folded || !(meta?.metrics_omitted > 0)) this.markStale(kind);
         continue;
       }
       const x = this.xOf(row, kind);

@@ -7,18 +7,25 @@ import {
   fmtDuration,
   fmtNumber,
   getJSON,
+  num,
   setBadge,
   setProgress,
   throttle,
 } from "./common.js";
 import { eventColor } from "./annotations.js";
 import { JobCharts, KINDS } from "./charts.js";
+import { PanelGrid } from "./panels.js";
 
 const $ = (id) => document.getElementById(id);
 const jobId = decodeURIComponent(window.location.pathname.split("/").filter(Boolean).pop());
 const base = `/training/${encodeURIComponent(jobId)}`;
 let charts = null;
 let source = null;
+let grid = null; // the metric panels
+const PANEL_POINTS = 600; // points per panel line (a panel is at most ~1,400 px wide)
+const ROW_KEYS = new Set(["step", "epoch", "timestamp"]);
+const panelStateKey = `trainvis:panels:${jobId}`;
+const gpuAggregateKey = `trainvis:gpu-aggregate:${jobId}`;
 
 function renderJob(job) {
   document.title = `${job.name} — trainvis`;
@@ -36,6 +43,12 @@ function renderJob(job) {
   $("job-message").textContent = job.message || "";
   $("job-tags").replaceChildren(...(job.tags || []).map((tag) => el("span", { class: "tag" }, tag)));
   $("job-config").textContent = JSON.stringify(job.config ?? {}, null, 2);
+  const devices = new Set();
+  for (const name of job.metric_names || []) {
+    const match = /^gpu(\d+)\./.exec(name);
+    if (match) devices.add(match[1]);
+  }
+  $("gpu-aggregate").closest("label").hidden = devices.size < 2;
 }
 
 const EVENT_LIMIT = 200;
@@ -106,6 +119,7 @@ function connect() {
   source.addEventListener("metrics", (event) => {
     const row = JSON.parse(event.data);
     charts.addRow(row);
+    feedPanels(row);
     $("job-step").textContent = String(row.step);
     refreshJob();
   });
@@ -136,9 +150,73 @@ function readStep(input) {
   return Number.isFinite(n) && n >= 0 ? n : null;
 }
 
+/** The panels' series request: compact arrays of `names` in the page's view. */
+async function fetchPanelSeries(names, view) {
+  const q = new URLSearchParams({ metrics: names.join(","), x: view.x, max_points: String(PANEL_POINTS) });
+  if (view.smoothing > 0) {
+    q.set("smooth", "true");
+    q.set("smooth_factor", String(Number((1 - view.smoothing).toFixed(4))));
+  }
+  if (view.startStep !== null) q.set("start_step", String(view.startStep));
+  if (view.endStep !== null) q.set("end_step", String(view.endStep));
+  const body = await getJSON(`${base}/series?${q}`);
+  const data = new Map(Object.entries(body.data)); // metric names are user data: a Map
+  const lines = new Map();
+  for (const name of names) {
+    const s = data.get(name);
+    if (s) lines.set(name, [{ key: "value", label: name, x: s.x, y: s.y, smoothed: s.smoothed }]);
+  }
+  return lines;
+}
+
+function loadPanelState() {
+  try {
+    return JSON.parse(localStorage.getItem(panelStateKey) || "{}") || {};
+  } catch (_) {
+    return {};
+  }
+}
+
+function panelView() {
+  const { x, smoothing, startStep, endStep } = charts.view;
+  return { x, smoothing, startStep, endStep };
+}
+
+/** Create the metric panels (first load) or give them the page's current view. */
+function syncPanels(job) {
+  if (!grid) {
+    grid = new PanelGrid($("metric-panels"), {
+      names: job.metric_names || [],
+      fetchSeries: fetchPanelSeries,
+      view: panelView(),
+      state: loadPanelState(),
+      onStateChange: (state) => localStorage.setItem(panelStateKey, JSON.stringify(state)),
+      csvUrl: (name) =>
+        `${API}${base}/metrics/history?${new URLSearchParams({ metrics: name, format: "csv" })}`,
+      fileName: (name, ext) => `${jobId}-${name.replace(/[^\w.-]+/g, "_")}.${ext}`,
+    });
+    window.trainvis.panels = grid;
+    if (window.location.hash === "#metrics") $("metrics").scrollIntoView();
+    return;
+  }
+  grid.addNames(job.metric_names || []);
+  const view = panelView();
+  if (JSON.stringify(view) !== JSON.stringify(grid.view)) grid.setView(view);
+}
+
+/** A live row's values to the panels (x on the page's axis). */
+function feedPanels(row) {
+  if (!grid) return;
+  const x = charts.xOf(row, "loss");
+  for (const [name, value] of Object.entries(row)) {
+    if (!ROW_KEYS.has(name)) grid.append(name, "value", { x, y: num(value), step: row.step });
+  }
+}
+
 async function reload() {
   const job = (await getJSON(`/training/jobs/${encodeURIComponent(jobId)}`)).data;
   renderJob(job);
+  syncPanels(job);
   await charts.load(job.current_step);
 }
 
@@ -176,6 +254,11 @@ function wireControls() {
     zoomTo(start, end);
   });
   $("reset-zoom").addEventListener("click", () => zoomTo(null, null));
+  $("gpu-aggregate").addEventListener("change", (event) => {
+    charts.view.gpuAggregate = event.target.checked;
+    localStorage.setItem(gpuAggregateKey, event.target.checked ? "1" : "0");
+    charts.loadOne("gpu").catch(() => charts.markStale("gpu"));
+  });
   for (const kind of KINDS) wireDragZoom(kind);
 }
 
@@ -218,8 +301,14 @@ async function main() {
   $("csv-link").href = `${API}${base}/metrics/history?format=csv`;
   $("csv-link").setAttribute("download", `${jobId}.csv`);
   const canvases = {};
-  for (const kind of KINDS) canvases[kind] = document.querySelector(`canvas[data-chart="${kind}"]`);
-  charts = new JobCharts(jobId, canvases);
+  const legends = {};
+  for (const kind of KINDS) {
+    canvases[kind] = document.querySelector(`canvas[data-chart="${kind}"]`);
+    legends[kind] = document.querySelector(`[data-legend="${kind}"]`);
+  }
+  charts = new JobCharts(jobId, canvases, { legends });
+  charts.view.gpuAggregate = localStorage.getItem(gpuAggregateKey) === "1";
+  $("gpu-aggregate").checked = charts.view.gpuAggregate;
   window.trainvis = { charts };
   connect(); // first: rows stored while the charts load are buffered, not lost
   wireControls();

@@ -12,6 +12,7 @@ are from the baseline's. Pure: no I/O.
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -19,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from trainvis.charts.compact import compact_series, empty_series, metric_summary
+from trainvis.charts.compact import compact_series, empty_series
 from trainvis.charts.config import (
     ANIMATION_LIMIT,
     BAND_ALPHA,
@@ -32,7 +33,7 @@ from trainvis.charts.datasets import fade, smooth_values, x_values
 from trainvis.charts.groups import GroupLine, RunPoints, group_keys, group_mean
 from trainvis.charts.params import ChartParams, ChartQuery, resolve_params
 from trainvis.charts.select import label_for
-from trainvis.models import TrainingJob
+from trainvis.models import TrainingJob, best_direction, encode_value
 from trainvis.series import Series
 
 Dataset = dict[str, Any]
@@ -152,36 +153,50 @@ def _run_points(run: CompareRun, params: ChartParams, query: ChartQuery) -> RunP
     return RunPoints(xs[known], values[idx][known])
 
 
-def _numbers(item: dict[str, Any]) -> tuple[float | None, float | None]:
-    """A summary's finite ``last`` and its ``best``."""
-    last = item["last"]
-    return (last if isinstance(last, float) else None), item["best"]
+def last_and_best(series: Series | None) -> tuple[float | str | None, float | None]:
+    """A run's last value (written like history values: ``"NaN"``) and best value.
+
+    ``best`` follows the summary's rule (:func:`~trainvis.models.best_direction`:
+    the minimum for losses, the maximum for accuracy-like metrics, else None)
+    over finite values only. The same numbers as
+    :func:`~trainvis.charts.compact.metric_summary`, without its other statistics.
+    """
+    if series is None or len(series) == 0:
+        return None, None
+    values = np.asarray(series.values, dtype=np.float64)
+    last = encode_value(float(values[-1]))
+    direction = best_direction(series.metric)
+    if direction is None:
+        return last, None
+    fill = np.inf if direction == "min" else -np.inf
+    finite = np.where(np.isfinite(values), values, fill)
+    best = float(finite.min() if direction == "min" else finite.max())
+    return last, best if math.isfinite(best) else None
 
 
 def _jobs_meta(runs: Sequence[CompareRun], baseline: str | None) -> list[dict[str, Any]]:
-    summaries = {
-        run.job.id: metric_summary(run.series)
-        if run.series is not None and len(run.series)
-        else {"last": None, "best": None}
-        for run in runs
-    }
-    base_last, base_best = _numbers(summaries[baseline]) if baseline in summaries else (None, None)
+    numbers = {run.job.id: last_and_best(run.series) for run in runs}
+    base_last, base_best = numbers.get(baseline or "", (None, None))
     result = []
     for run in runs:
-        item = summaries[run.job.id]
-        last, best = _numbers(item)
+        last, best = numbers[run.job.id]
         result.append(
             {
                 "job_id": run.job.id,
-                "last": item["last"],
-                "best": item["best"],
+                "last": last,
+                "best": best,
                 "delta_pct": {
-                    "last": delta_pct(last, base_last),
+                    "last": delta_pct(_finite(last), _finite(base_last)),
                     "best": delta_pct(best, base_best),
                 },
             }
         )
     return result
+
+
+def _finite(value: float | str | None) -> float | None:
+    """A last value for arithmetic: None when missing or written as NaN/Infinity."""
+    return value if isinstance(value, float) else None
 
 
 def _meta(

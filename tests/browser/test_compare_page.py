@@ -170,7 +170,7 @@ def test_compare_panels_one_line_per_run_and_state_restored_after_reload(
         ".map(r => [...r.cells].map(c => c.textContent))"
     )
     assert [row[0] for row in deltas] == [f"twin ({ids[0]})", "other", f"twin ({ids[2]})"]
-    assert deltas[1][2] == "—" and deltas[0][2] == "-25.6 %" and deltas[2][2] == "+25.6 %"
+    assert deltas[1][2] == "—" and deltas[0][2] == "-25.6%" and deltas[2][2] == "+25.6%"
     assert (
         page.evaluate(
             f"Chart.getChart({panel_js('train/lr')}.querySelector('canvas')).options.scales.y.type"

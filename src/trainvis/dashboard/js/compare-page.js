@@ -125,27 +125,30 @@ class CompareGrid extends PanelGrid {
     const meta = this.metas.get(panel.name);
     if (!view.baseline || !meta || !meta.baseline) return;
     const labels = new Map(this.jobs.map((job, i) => [job.id, { label: job.label, color: colorAt(i) }]));
-    const direction = meta.jobs.some((item) => item.best !== null) ? bestDirection(panel.name) : null;
+    const hasBest = meta.jobs.some((item) => item.best !== null);
+    const direction = hasBest ? bestDirection(panel.name) : null;
     const rows = meta.jobs.map((item) => {
       const run = labels.get(item.job_id) || { label: item.job_id, color: "" };
       const isBase = item.job_id === meta.baseline;
-      return el(
-        "tr",
-        { class: isBase ? "is-baseline" : null },
-        el("td", { class: "run" }, swatch(run.color), run.label),
+      const cells = [
+        el("td", { class: "run", title: run.label }, swatch(run.color), run.label),
         el("td", { class: "num" }, fmtNumber(item.last)),
         deltaCell(isBase ? null : item.delta_pct.last, direction),
-        el("td", { class: "num" }, item.best === null ? "—" : fmtNumber(item.best)),
-        deltaCell(isBase ? null : item.delta_pct.best, direction),
-      );
+      ];
+      if (hasBest) {
+        cells.push(el("td", { class: "num" }, item.best === null ? "—" : fmtNumber(item.best)));
+        cells.push(deltaCell(isBase ? null : item.delta_pct.best, direction));
+      }
+      return el("tr", { class: isBase ? "is-baseline" : null }, cells);
     });
+    const heads = hasBest ? ["run", "last", "Δ", "best", "Δ"] : ["run", "last", "Δ"];
     panel.deltas = el(
       "div",
       { class: "panel-deltas" },
       el(
         "table",
         { class: "deltas" },
-        el("thead", {}, el("tr", {}, ...["run", "last", "Δ last", "best", "Δ best"].map((t) => el("th", {}, t)))),
+        el("thead", {}, el("tr", {}, ...heads.map((text) => el("th", {}, text)))),
         el("tbody", {}, rows),
       ),
     );
@@ -169,7 +172,7 @@ function deltaCell(delta, direction) {
   if (delta === null || delta === undefined) return el("td", { class: "num muted" }, "—");
   const better = direction === null || delta === 0 ? "" : (delta < 0) === (direction === "min") ? "better" : "worse";
   const sign = delta > 0 ? "+" : "";
-  return el("td", { class: `num delta ${better}` }, `${sign}${fmtNumber(delta, 3)} %`);
+  return el("td", { class: `num delta ${better}` }, `${sign}${fmtNumber(delta, 3)}%`);
 }
 
 /** The compare query of one metric under a view. */

@@ -8,7 +8,9 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from trainvis.api.compare import CompactMemo
 from trainvis.api.schemas import ChartResponse
+from trainvis.charts.compare import RunCompact
 from trainvis.charts.config import PALETTE
 from trainvis.charts.smoothing import ema
 
@@ -279,3 +281,40 @@ def test_rejects_bad_job_lists_group_by_and_baseline(client: TestClient) -> None
     body = compare(client, many, metric="val_loss")
     assert len(by_role(body, "raw")) == 50
     assert len({d["borderColor"] for d in by_role(body, "raw")}) == min(50, len(PALETTE))
+
+
+def test_answers_follow_new_and_reposted_rows_and_renames(client: TestClient) -> None:
+    """Each run's part is kept by the job's sequence number: new rows, a re-posted
+    step and a rename all show in the next answer."""
+    a, b = new_job(client, loss_rows(1.0), name="a"), new_job(client, loss_rows(2.0), name="b")
+    before = compare(client, [a, b], metric="val_loss", smooth="true")
+    again = compare(client, [a, b], metric="val_loss", smooth="true")
+    assert again == before
+    client.post(f"{API}/training/{b}/metrics", json=[{"step": 50, "val_loss": 0.5}])
+    client.post(f"{API}/training/{a}/metrics", json=[{"step": 10, "val_loss": 7.0}])
+    client.patch(f"{API}/training/jobs/{a}", json={"name": "renamed"})
+    after = compare(client, [a, b], metric="val_loss", smooth="true")
+    raw_a, raw_b = by_role(after, "raw")
+    assert raw_a["label"] == "renamed"
+    assert ys(raw_a) == [1.0, 7.0, 21.0, 31.0, 41.0]
+    assert xs(raw_b)[-1] == 50 and ys(raw_b)[-1] == 0.5
+    assert after["meta"]["jobs"][1]["last"] == 0.5
+    assert by_role(after, "smoothed")[1]["data"][-1]["y"] == pytest.approx(
+        ema([2.0, 22.0, 42.0, 62.0, 82.0, 0.5], 0.4)[-1]
+    )
+
+
+def test_compact_memo_is_bounded_by_points_least_recently_used_first() -> None:
+    def compact(points: int) -> RunCompact:
+        body = {"x": [0.0] * points, "y": [0.0] * points, "nonfinite_x": []}
+        return RunCompact(True, body, {}, None, None)
+
+    memo = CompactMemo(max_points=100)
+    memo.put(("a",), compact(40))
+    memo.put(("b",), compact(40))
+    assert memo.get(("a",)) is not None  # "a" is now the most recent
+    memo.put(("c",), compact(40))  # 120 > 100: "b" goes
+    assert memo.get(("b",)) is None
+    assert memo.get(("a",)) is not None and memo.get(("c",)) is not None
+    memo.put(("d",), compact(500))  # bigger than the bound: only it stays
+    assert [memo.get((k,)) is not None for k in "acd"] == [False, False, True]

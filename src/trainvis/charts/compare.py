@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -42,11 +42,54 @@ MEAN_WIDTH = 3.0
 
 
 @dataclass(frozen=True)
+class RunCompact:
+    """A run's part of a compare answer that depends only on its points and the
+    options: its compact arrays (:func:`~trainvis.charts.compact.compact_series`),
+    their counts, and the run's last and best values. The same as long as the
+    run's stored points are (a caller may keep it by the job's sequence number).
+    """
+
+    present: bool  # False: the run has no such metric
+    body: dict[str, Any]
+    info: dict[str, Any]
+    last: float | str | None
+    best: float | None
+
+    @property
+    def points(self) -> int:
+        """Points held (the size a memo counts)."""
+        return len(self.body["x"])
+
+
+def compact_run(series: Series | None, query: ChartQuery, *, t0: float | None) -> RunCompact:
+    """One run's :class:`RunCompact` (``series``: its whole series, None if it has none).
+
+    Raises:
+        InvalidArgument: an option out of range (names the query parameter).
+    """
+    params = resolve_params(MetricsChartConfig(), query, t0=t0)
+    if series is None or len(series) == 0:
+        return RunCompact(False, empty_series(params), _empty_meta(), None, None)
+    body, info = compact_series(
+        series, params, start_step=query.start_step, end_step=query.end_step
+    )
+    last, best = last_and_best(series)
+    return RunCompact(True, body, info, last, best)
+
+
+@dataclass(frozen=True)
 class CompareRun:
-    """A run to compare: the job and its series of the metric (None: it has none)."""
+    """A run to compare: the job, its compact part, and (for group means) its
+    whole series of the metric."""
 
     job: TrainingJob
-    series: Series | None
+    compact: RunCompact
+    series: Series | None = None
+
+    @classmethod
+    def of(cls, job: TrainingJob, series: Series | None, query: ChartQuery) -> CompareRun:
+        """A run from its whole series (None: the job lacks the metric)."""
+        return cls(job, compact_run(series, query, t0=job.first_timestamp), series)
 
 
 def build_compare(
@@ -81,14 +124,8 @@ def build_compare(
     per_run: dict[str, Any] = {}
     for position, run in enumerate(runs):
         style = _Style(labels[position], cfg.color(position), cfg.line_width)
-        run_params = replace(params, t0=run.job.first_timestamp)
-        if run.series is None or len(run.series) == 0:
-            body, info = empty_series(params), _empty_meta()
-        else:
-            body, info = compact_series(
-                run.series, run_params, start_step=query.start_step, end_step=query.end_step
-            )
-        per_run[run.job.id] = {"label": style.label, **info}
+        per_run[run.job.id] = {"label": style.label, **run.compact.info}
+        body = run.compact.body
         datasets.extend(
             style.run_datasets(run.job.id, metric, body, params, grouped=bool(group_by))
         )
@@ -175,7 +212,7 @@ def last_and_best(series: Series | None) -> tuple[float | str | None, float | No
 
 
 def _jobs_meta(runs: Sequence[CompareRun], baseline: str | None) -> list[dict[str, Any]]:
-    numbers = {run.job.id: last_and_best(run.series) for run in runs}
+    numbers = {run.job.id: (run.compact.last, run.compact.best) for run in runs}
     base_last, base_best = numbers.get(baseline or "", (None, None))
     result = []
     for run in runs:
@@ -220,7 +257,7 @@ def _meta(
         "smoothing": params.smoothing_meta(),
         "band": "minmax" if params.band else None,
         "log_scale": params.log_scale,
-        "missing": [run.job.id for run in runs if run.series is None or not len(run.series)],
+        "missing": [run.job.id for run in runs if not run.compact.present],
         "group_by": group_by,
         "groups": [{"group": key, "runs": [r.job.id for r in members]} for key, members in groups],
         "baseline": baseline,

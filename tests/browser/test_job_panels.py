@@ -195,3 +195,107 @@ def test_pin_expand_log_and_downloads(
     assert "expanded" in (panel.get_attribute("class") or "")
     wait_js(page, panel_points_js("val/acc"))
     assert page.evaluate(f"{chart}.scales.y.type") == "logarithmic"
+
+
+def test_panels_follow_smoothing_and_x_axis_controls(
+    page: Any, api: httpx.Client, live_server: ServerProcess
+) -> None:
+    created = api.post("/training/jobs", json={"name": "controls"}).json()["data"]["id"]
+    rows = [{"step": s, "epoch": s / 10, "val/acc": 0.5 + (s % 3) * 0.1} for s in range(30)]
+    api.post(f"/training/{created}/metrics", json=rows).raise_for_status()
+    open_job(page, live_server, created, hash_="#metrics")
+    chart = f"Chart.getChart({panel_js('val/acc')}.querySelector('canvas'))"
+    wait_js(page, panel_points_js("val/acc"))
+    page.evaluate(
+        "(() => { const s = document.getElementById('smoothing'); s.value = '0.6';"
+        " s.dispatchEvent(new Event('input')); })()"
+    )
+    wait_js(page, f"{chart} && {chart}.data.datasets.some(d => d._role === 'smoothed')")
+    page.select_option("#x-axis", "epoch")
+    wait_js(
+        page,
+        f"(() => {{ const p = {panel_points_js('val/acc')}; return p && p[1][0] === 0.1; }})()",
+    )
+    assert page.evaluate("window.trainvis.panels.stats.maxInFlight") <= 6
+
+
+def legend_js(kind: str, label: str) -> str:
+    return (
+        f"[...document.querySelectorAll('[data-legend=\"{kind}\"] .legend-item')]"
+        f".find(b => b.textContent === {json.dumps(label)})"
+    )
+
+
+def test_legend_choice_survives_controls_and_reload(
+    page: Any, api: httpx.Client, live_server: ServerProcess
+) -> None:
+    job_id = api.post("/training/jobs", json={"name": "legend"}).json()["data"]["id"]
+    rows = [
+        {"step": s, "train_loss": 1 / (s + 1), "val_loss": 1.2 / (s + 1), "learning_rate": 1e-3}
+        for s in range(50)
+    ]
+    api.post(f"/training/{job_id}/metrics", json=rows).raise_for_status()
+    open_job(page, live_server, job_id)
+    hidden_js = (
+        "Chart.getChart(document.querySelector('canvas[data-chart=\"loss\"]'))"
+        ".data.datasets.filter(d => d.metric === 'val_loss').every(d => d.hidden)"
+    )
+    wait_js(page, legend_js("loss", "Val Loss"))
+    page.evaluate(f"{legend_js('loss', 'Val Loss')}.click()")
+    assert page.evaluate(hidden_js)
+    assert page.evaluate(f"{legend_js('loss', 'Val Loss')}.getAttribute('aria-pressed')") == "false"
+    page.evaluate(
+        "(() => { const s = document.getElementById('smoothing'); s.value = '0.5';"
+        " s.dispatchEvent(new Event('input')); })()"
+    )
+    wait_js(page, "window.trainvis.charts.meta.loss.smoothing !== null")
+    wait_js(page, hidden_js)  # raw and smoothed val_loss hidden after the reload
+    page.reload()
+    wait_ready(page)
+    wait_js(page, hidden_js)
+    assert (
+        page.evaluate(f"{legend_js('loss', 'Train Loss')}.getAttribute('aria-pressed')") == "true"
+    )
+
+
+def test_tick_labels_differ_on_narrow_ranges(
+    page: Any, api: httpx.Client, live_server: ServerProcess
+) -> None:
+    job_id = api.post("/training/jobs", json={"name": "ticks"}).json()["data"]["id"]
+    rows = [
+        {"step": s, "learning_rate": 3e-3 + 1e-6 * s, "train_loss": 10 ** (-4 + s / 25)}
+        for s in range(100)
+    ]
+    api.post(f"/training/{job_id}/metrics", json=rows).raise_for_status()
+    open_job(page, live_server, job_id)
+    labels_js = (
+        "Chart.getChart(document.querySelector('canvas[data-chart=\"{kind}\"]'))"
+        ".scales.y.ticks.map(t => t.label)"
+    )
+    lr = wait_js(page, labels_js.format(kind="learning_rate"))
+    assert len(lr) >= 3 and len(set(lr)) == len(lr), lr
+    assert all(label for label in lr)
+    page.check("#log-scale")
+    wait_js(page, "window.trainvis.charts.meta.loss.log_scale === true")
+    shown = [label for label in page.evaluate(labels_js.format(kind="loss")) if label]
+    assert len(shown) >= 3 and len(set(shown)) == len(shown), shown
+    assert "1e-4" in shown or "0.0001" in shown, shown
+
+
+def test_gpu_aggregate_toggle_requests_aggregate_and_persists(
+    page: Any, api: httpx.Client, live_server: ServerProcess
+) -> None:
+    job_id = api.post("/training/jobs", json={"name": "gpus"}).json()["data"]["id"]
+    rows = [
+        {"step": s, "gpus": [{"index": i, "utilization": 50.0 + i + s} for i in range(4)]}
+        for s in range(20)
+    ]
+    api.post(f"/training/{job_id}/metrics", json=rows).raise_for_status()
+    open_job(page, live_server, job_id)
+    toggle = page.locator("#gpu-aggregate")
+    assert toggle.is_visible()
+    with page.expect_request(lambda r: "/gpu?" in r.url and "aggregate=true" in r.url):
+        toggle.check()
+    page.reload()
+    wait_ready(page)
+    assert page.locator("#gpu-aggregate").is_checked()

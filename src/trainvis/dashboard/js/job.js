@@ -22,7 +22,7 @@ const base = `/training/${encodeURIComponent(jobId)}`;
 let charts = null;
 let source = null;
 let grid = null; // the metric panels
-const PANEL_POINTS = 600; // points per panel line (a panel is at most ~1,400 px wide)
+const PANEL_POINTS = [200, 1500]; // points per panel line: about one per pixel, within these
 const ROW_KEYS = new Set(["step", "epoch", "timestamp"]);
 const panelStateKey = `trainvis:panels:${jobId}`;
 const gpuAggregateKey = `trainvis:gpu-aggregate:${jobId}`;
@@ -152,7 +152,9 @@ function readStep(input) {
 
 /** The panels' series request: compact arrays of `names` in the page's view. */
 async function fetchPanelSeries(names, view) {
-  const q = new URLSearchParams({ metrics: names.join(","), x: view.x, max_points: String(PANEL_POINTS) });
+  const [least, most] = PANEL_POINTS;
+  const points = Math.min(most, Math.max(least, Math.round(view.width || 600)));
+  const q = new URLSearchParams({ metrics: names.join(","), x: view.x, max_points: String(points) });
   if (view.smoothing > 0) {
     q.set("smooth", "true");
     q.set("smooth_factor", String(Number((1 - view.smoothing).toFixed(4))));
@@ -194,6 +196,7 @@ function syncPanels(job) {
       csvUrl: (name) =>
         `${API}${base}/metrics/history?${new URLSearchParams({ metrics: name, format: "csv" })}`,
       fileName: (name, ext) => `${jobId}-${name.replace(/[^\w.-]+/g, "_")}.${ext}`,
+      onZoom: zoomTo,
     });
     window.trainvis.panels = grid;
     if (window.location.hash === "#metrics") $("metrics").scrollIntoView();
@@ -216,8 +219,9 @@ function feedPanels(row) {
 async function reload() {
   const job = (await getJSON(`/training/jobs/${encodeURIComponent(jobId)}`)).data;
   renderJob(job);
+  const loading = charts.load(job.current_step); // the four requests leave first
   syncPanels(job);
-  await charts.load(job.current_step);
+  await loading;
 }
 
 function zoomTo(start, end) {

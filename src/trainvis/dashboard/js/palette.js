@@ -1,5 +1,5 @@
 // The dashboard's line colours: 20 distinguishable hues, in the order series get them.
-// The first ten are Matplotlib's tab10 (the server's chart palette starts the same way).
+// The same list, in the same order, as the server's chart palette (charts/config.py PALETTE).
 
 export const PALETTE = [
   "#1f77b4",
@@ -12,16 +12,16 @@ export const PALETTE = [
   "#7f7f7f",
   "#bcbd22",
   "#17becf",
-  "#393b79",
+  "#a6761d",
+  "#009e73",
+  "#ff9896",
   "#637939",
-  "#8c6d31",
-  "#843c39",
-  "#7b4173",
-  "#e7969c",
-  "#9edae5",
-  "#fdae6b",
-  "#a1d99b",
   "#c5b0d5",
+  "#e7298a",
+  "#e6ab02",
+  "#0e6655",
+  "#74c476",
+  "#56b4e9",
 ];
 
 /** The colour of the i-th series (wraps around after the last). */

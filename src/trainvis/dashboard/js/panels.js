@@ -6,13 +6,14 @@
 //
 //   const grid = new PanelGrid(container, {
 //     names,                          // metric names (more via addNames)
-//     fetchSeries: async (names, view) => Map<name, Line[]>,
+//     fetchSeries: async (names, view) => Map<name, Line[]>,  // view has `width` (px) too
 //     view: { x: "step", smoothing: 0, startStep: null, endStep: null },
 //     state: { pinned: [], log: [], expanded: [] },   // restored view state
 //     onStateChange: (state) => {},   // persist it (localStorage, URL)
 //     csvUrl: (name) => url | null,   // server CSV; else the panel's data as CSV
 //     fileName: (name, ext) => string,
 //     legend: false,                  // a legend under each chart (compare)
+//     onZoom: (startStep, endStep) => {}, // a drag across a panel (x = step)
 //   });
 //   Line = { key, label, color, x: [], y: [], smoothed?: [], min?: [], max?: [] }
 //   grid.append(name, key, { x, y, step });  grid.setView(view);  grid.setFilter(text)
@@ -107,6 +108,7 @@ export class PanelGrid {
     this.csvUrl = options.csvUrl || (() => null);
     this.fileName = options.fileName || ((name, ext) => `${name.replace(/[^\w.-]+/g, "_")}.${ext}`);
     this.legend = Boolean(options.legend);
+    this.onZoom = options.onZoom || null;
     const state = options.state || {};
     this.pinned = [...(state.pinned || [])]; // names, in pin order
     this.logged = new Set(state.log || []);
@@ -213,37 +215,14 @@ export class PanelGrid {
   }
 
   makePanel(name) {
-    const button = (action, text, title) =>
-      el("button", { type: "button", class: "panel-tool", dataset: { action }, title, "aria-label": title }, text);
-    const log = button("log", "log", "Logarithmic y axis");
-    const pin = button("pin", "pin", "Pin to the top");
-    const expand = button("expand", "⤢", "Full width");
     const body = el("div", { class: "panel-canvas" });
     const note = el("div", { class: "panel-note muted" }, "…");
     body.append(note);
     const last = el("span", { class: "panel-last muted" });
-    const node = el(
-      "div",
-      { class: "metric-panel", dataset: { panel: name } },
-      el(
-        "div",
-        { class: "panel-head" },
-        el("span", { class: "panel-title", title: name }, name),
-        last,
-        el(
-          "span",
-          { class: "panel-tools" },
-          log,
-          pin,
-          expand,
-          button("csv", "CSV", "Download CSV"),
-          button("png", "PNG", "Download PNG"),
-        ),
-      ),
-      body,
-    );
+    const head = el("div", { class: "panel-head" }, el("span", { class: "panel-title", title: name }, name), last);
+    const node = el("div", { class: "metric-panel", dataset: { panel: name } }, head, body);
     const panel = {
-      name, node, body, note, last, log, pin, expand,
+      name, node, head, body, note, last, tools: null,
       canvas: null, chart: null, visible: false, stale: true, fetching: false,
       pending: [], failedAt: 0, sent: 0,
     };
@@ -251,19 +230,50 @@ export class PanelGrid {
       const action = event.target.closest("[data-action]")?.dataset.action;
       if (action) this.act(panel, action);
     });
-    this.showToggles(panel);
+    // A pinned, expanded or log-scaled panel shows its buttons at once; others when drawn
+    // (500 panels are built before any is seen: fewer nodes, a faster first screen).
+    if (this.pinned.includes(name) || this.expanded.has(name) || this.logged.has(name)) {
+      this.ensureTools(panel);
+    }
     this.observer?.observe(node);
     return panel;
   }
 
+  /** The panel's buttons: log, pin, expand, CSV, PNG. */
+  ensureTools(panel) {
+    if (panel.tools) return;
+    const button = (action, text, title) =>
+      el("button", { type: "button", class: "panel-tool", dataset: { action }, title, "aria-label": title }, text);
+    panel.tools = {
+      log: button("log", "log", "Logarithmic y axis"),
+      pin: button("pin", "pin", "Pin to the top"),
+      expand: button("expand", "⤢", "Full width"),
+    };
+    const { log, pin, expand } = panel.tools;
+    panel.head.append(
+      el(
+        "span",
+        { class: "panel-tools" },
+        log,
+        pin,
+        expand,
+        button("csv", "CSV", "Download CSV"),
+        button("png", "PNG", "Download PNG"),
+      ),
+    );
+    this.showToggles(panel);
+  }
+
   showToggles(panel) {
     const { name } = panel;
-    panel.log.setAttribute("aria-pressed", String(this.logged.has(name)));
-    panel.pin.setAttribute("aria-pressed", String(this.pinned.includes(name)));
-    panel.pin.textContent = this.pinned.includes(name) ? "unpin" : "pin";
-    panel.expand.setAttribute("aria-pressed", String(this.expanded.has(name)));
     panel.node.classList.toggle("expanded", this.expanded.has(name));
     panel.node.classList.toggle("is-pinned", this.pinned.includes(name));
+    if (!panel.tools) return;
+    const { log, pin, expand } = panel.tools;
+    log.setAttribute("aria-pressed", String(this.logged.has(name)));
+    pin.setAttribute("aria-pressed", String(this.pinned.includes(name)));
+    pin.textContent = this.pinned.includes(name) ? "unpin" : "pin";
+    expand.setAttribute("aria-pressed", String(this.expanded.has(name)));
   }
 
   act(panel, action) {
@@ -374,7 +384,9 @@ export class PanelGrid {
 
   async request(batch) {
     const generation = this.generation;
-    const view = { ...this.view };
+    // `width`: the widest chart of the batch in CSS px (a points budget for the request).
+    const width = Math.max(0, ...batch.map((panel) => panel.body.clientWidth));
+    const view = { ...this.view, width };
     for (const panel of batch) {
       panel.fetching = true;
       panel.pending = [];
@@ -453,6 +465,7 @@ export class PanelGrid {
         animation: false,
         maintainAspectRatio: false,
         responsive: true,
+        parsing: false, // the points are {x, y} objects in x order already
         normalized: true,
         interaction: { mode: "nearest", axis: "x", intersect: false },
         plugins: {
@@ -489,8 +502,10 @@ export class PanelGrid {
     if (!panel.canvas) {
       panel.canvas = el("canvas", { role: "img", "aria-label": panel.name });
       panel.body.prepend(panel.canvas);
+      if (this.onZoom) this.wireDragZoom(panel);
     }
     panel.chart = new window.Chart(panel.canvas, this.config(panel, datasets, view));
+    this.ensureTools(panel);
     panel.stale = false;
     panel.failedAt = 0;
     this.showLast(panel);
@@ -582,6 +597,38 @@ export class PanelGrid {
       }
       this.dirty.clear();
     });
+  }
+
+  /** Drag across a panel (x = step) to zoom the whole page to that step range. */
+  wireDragZoom(panel) {
+    const band = el("div", { class: "drag-band", hidden: true });
+    panel.body.append(band);
+    let from = null;
+    panel.canvas.addEventListener("mousedown", (event) => {
+      if (this.view.x !== "step" || event.button !== 0) return;
+      from = event.offsetX;
+      band.hidden = false;
+      band.style.left = `${from}px`;
+      band.style.width = "0px";
+    });
+    panel.canvas.addEventListener("mousemove", (event) => {
+      if (from === null) return;
+      band.style.left = `${Math.min(from, event.offsetX)}px`;
+      band.style.width = `${Math.abs(event.offsetX - from)}px`;
+    });
+    const finish = (event) => {
+      if (from === null) return;
+      const start = from;
+      from = null;
+      band.hidden = true;
+      if (!panel.chart || Math.abs(event.offsetX - start) < 6) return;
+      const scale = panel.chart.scales.x;
+      const a = scale.getValueForPixel(Math.min(start, event.offsetX));
+      const b = scale.getValueForPixel(Math.max(start, event.offsetX));
+      this.onZoom(Math.max(0, Math.floor(a)), Math.max(0, Math.ceil(b)));
+    };
+    panel.canvas.addEventListener("mouseup", finish);
+    panel.canvas.addEventListener("mouseleave", finish);
   }
 
   downloadCsv(panel) {

@@ -129,10 +129,12 @@ def test_compare_panels_one_line_per_run_and_state_restored_after_reload(
     page.select_option("select[name='baseline']", ids[1])
     page.click("[data-panel='grad_norm'] [data-action='pin']")
     page.click("[data-panel='train/lr'] [data-action='log']")
+    page.evaluate("window.trainvis.grid.onZoom(50, 150)")  # what a drag across a panel calls
     search = page.evaluate("location.search")
     assert search.startswith(f"?jobs={','.join(ids)}&")
     for part in ("smoothing=0.5", "x=relative_time", "group_by=config.optim", "band=1",
-                 f"baseline={ids[1]}", "pin=grad_norm", "log_metric=train%2Flr"):  # fmt: skip
+                 f"baseline={ids[1]}", "pin=grad_norm", "log_metric=train%2Flr",
+                 "start_step=50", "end_step=150"):  # fmt: skip
         assert part in search, (part, search)
 
     page.reload()
@@ -161,6 +163,9 @@ def test_compare_panels_one_line_per_run_and_state_restored_after_reload(
     roles = [(key, role) for key, role, _, _ in lines]
     for job_id in ids:
         assert (job_id, "raw") in roles and (job_id, "smoothed") in roles
+    counts = {count for key, role, _, count in lines if role == "raw" and key in ids}
+    assert counts == {11}  # steps 50-150
+    assert page.evaluate("document.getElementById('reset-zoom').hidden") is False
     means = [key for key, role, _, _ in lines if role == "raw" and key.startswith("group:")]
     assert means == ['group:"adam"', 'group:"sgd"']
     assert sum(1 for _, role, _, _ in lines if role == "band_min") == 2

@@ -2,7 +2,7 @@
 // share, one line per run in the run's colour on every panel, group means with a
 // min/max band, baseline deltas, and the config keys whose values differ.
 // Every control's state lives in the URL, so a reload or a shared link restores it:
-//   jobs=a,b  filter  smoothing  x  log=1  group_by  band=1  baseline
+//   jobs=a,b  filter  smoothing  x  log=1  group_by  band=1  baseline  start_step  end_step
 //   pin=<metric> (repeated)  log_metric=<metric> (repeated)  wide=<metric> (repeated)
 // Panels come from the shared PanelGrid (panels.js); each panel asks
 // GET /training/compare for its metric when it scrolls into view.
@@ -14,7 +14,7 @@ import { PanelGrid } from "./panels.js";
 const $ = (id) => document.getElementById(id);
 const X_MODES = ["step", "epoch", "relative_time", "time"];
 const MAX_JOBS = 50;
-const PANEL_POINTS = 600; // points per line (a panel is at most ~1,400 px wide)
+const PANEL_POINTS = [200, 1500]; // points per line: about one per pixel, within these
 const PARALLEL = 6; // job reads at once
 const LEGEND_LIMIT = 10; // a legend under each panel up to this many runs (the run list has them all)
 
@@ -25,6 +25,7 @@ export function readState(search) {
   const params = new URLSearchParams(search);
   const jobs = [...new Set((params.get("jobs") || "").split(",").map((id) => id.trim()).filter(Boolean))];
   const smoothing = Number(params.get("smoothing"));
+  const step = (name) => (/^\d{1,15}$/.test(params.get(name) || "") ? Number(params.get(name)) : null);
   return {
     jobs,
     filter: params.get("filter") || "",
@@ -34,6 +35,8 @@ export function readState(search) {
     groupBy: params.get("group_by") || "",
     band: params.get("band") === "1",
     baseline: jobs.includes(params.get("baseline")) ? params.get("baseline") : "",
+    startStep: step("start_step"),
+    endStep: step("end_step"),
     pinned: params.getAll("pin"),
     logMetrics: params.getAll("log_metric"),
     wide: params.getAll("wide"),
@@ -50,6 +53,8 @@ export function writeQuery(state) {
   if (state.groupBy) params.set("group_by", state.groupBy);
   if (state.band) params.set("band", "1");
   if (state.baseline) params.set("baseline", state.baseline);
+  if (state.startStep !== null) params.set("start_step", String(state.startStep));
+  if (state.endStep !== null) params.set("end_step", String(state.endStep));
   for (const name of state.pinned) params.append("pin", name);
   if (!state.log) for (const name of state.logMetrics) params.append("log_metric", name);
   for (const name of state.wide) params.append("wide", name);
@@ -177,12 +182,15 @@ function deltaCell(delta, direction) {
 
 /** The compare query of one metric under a view. */
 function compareQuery(metric, view) {
+  const [least, most] = PANEL_POINTS;
   const params = new URLSearchParams({
     jobs: state.jobs.join(","),
     metric,
     x: view.x,
-    max_points: String(PANEL_POINTS),
+    max_points: String(Math.min(most, Math.max(least, Math.round(view.width || 600)))),
   });
+  if (view.startStep !== null) params.set("start_step", String(view.startStep));
+  if (view.endStep !== null) params.set("end_step", String(view.endStep));
   if (view.smoothing > 0) {
     params.set("smooth", "true");
     params.set("smooth_factor", String(Number((1 - view.smoothing).toFixed(4))));
@@ -240,12 +248,28 @@ function viewOf() {
   return {
     x: state.x,
     smoothing: state.smoothing,
-    startStep: null,
-    endStep: null,
+    startStep: state.startStep,
+    endStep: state.endStep,
     groupBy: state.groupBy,
     band: state.band,
     baseline: state.baseline,
   };
+}
+
+/** Zoom every panel to a step range (null, null: the whole runs). */
+function zoom(startStep, endStep) {
+  state.startStep = startStep;
+  state.endStep = endStep;
+  showZoom();
+  saveState();
+  grid.setView(viewOf());
+}
+
+function showZoom() {
+  const button = $("reset-zoom");
+  const zoomed = state.startStep !== null || state.endStep !== null;
+  button.hidden = !zoomed;
+  button.textContent = zoomed ? `steps ${state.startStep ?? 0}–${state.endStep ?? "end"} ✕` : "";
 }
 
 function fail(message) {
@@ -343,6 +367,8 @@ function setupControls(jobs, labels, keys) {
   form.elements.log.checked = state.log;
   form.elements.band.checked = state.band;
   form.addEventListener("submit", (event) => event.preventDefault());
+  $("reset-zoom").addEventListener("click", () => zoom(null, null));
+  showZoom();
   form.addEventListener("input", (event) => {
     if (event.target.name === "smoothing") $("smoothing-value").textContent = event.target.value;
   });
@@ -420,6 +446,7 @@ async function main() {
     onStateChange: onGridState,
     fileName: (name, ext) => `compare-${name.replace(/[^\w.-]+/g, "_")}.${ext}`,
     legend: jobs.length <= LEGEND_LIMIT,
+    onZoom: zoom,
   });
   grid.setFilter(state.filter);
   grid.input.addEventListener("input", () => {

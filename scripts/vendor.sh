@@ -4,8 +4,8 @@
 #   bash scripts/vendor.sh
 #
 # Downloads pinned package tarballs with `npm pack` into a temp dir and copies
-# the UMD builds and LICENSE files: the dashboard's (Chart.js and its date
-# adapter) into src/trainvis/dashboard/vendor/, the browser tests' (React,
+# the UMD builds and LICENSE files: the dashboard's (Chart.js, its date adapter
+# and swagger-ui-dist for /docs) into src/trainvis/dashboard/vendor/, the browser tests' (React,
 # ReactDOM, prop-types, Recharts; never shipped in the package) into
 # tests/browser/pages/vendor/. Compiles the test page's Recharts snippet (JSX)
 # with esbuild and rewrites both vendor/README.md files. Bump a version below,
@@ -20,6 +20,7 @@ REACT=18.3.1           # React, ReactDOM, prop-types, Recharts: the browser test
 PROPTYPES=15.8.1
 RECHARTS=2.15.4
 ESBUILD=0.24.0
+SWAGGER=5.36.0         # swagger-ui-dist: the /docs page (served from the package, no CDN)
 
 VENDOR=src/trainvis/dashboard/vendor
 TEST=tests/browser/pages
@@ -45,6 +46,13 @@ cp "$p/dist/chartjs-adapter-date-fns.bundle.min.js" "$VENDOR/chartjs-adapter-dat
 cp "$p/LICENSE.md" "$VENDOR/licenses/chartjs-adapter-date-fns.LICENSE.md"
 p=$(fetch date-fns "$DATEFNS")
 cp "$p/LICENSE.md" "$VENDOR/licenses/date-fns.LICENSE.md"
+
+mkdir -p "$VENDOR/swagger-ui"
+p=$(fetch swagger-ui-dist "$SWAGGER")
+cp "$p/swagger-ui-bundle.js" "$p/swagger-ui.css" "$VENDOR/swagger-ui/"
+cp "$p/LICENSE" "$VENDOR/licenses/swagger-ui-dist.LICENSE"
+cp "$p/NOTICE" "$VENDOR/licenses/swagger-ui-dist.NOTICE"
+cp "$p/swagger-ui-bundle.js.LICENSE.txt" "$VENDOR/licenses/swagger-ui-bundle.js.LICENSE.txt"
 
 p=$(fetch react "$REACT")
 cp "$p/umd/react.production.min.js" "$TEST_VENDOR/react.production.min.js"
@@ -78,6 +86,7 @@ from a CDN. Licenses are in \`licenses/\`.
 |---|---|---|---|---|
 | chart.umd.min.js | chart.js | $CHARTJS | MIT | dashboard |
 | chartjs-adapter-date-fns.bundle.min.js | chartjs-adapter-date-fns (bundles date-fns 2; license of date-fns $DATEFNS) | $ADAPTER | MIT | dashboard (\`x=time\` axes) |
+| swagger-ui/swagger-ui-bundle.js, swagger-ui/swagger-ui.css | swagger-ui-dist (the bundle's own third-party notices: \`licenses/swagger-ui-bundle.js.LICENSE.txt\`) | $SWAGGER | Apache-2.0 | \`/docs\` (the interactive API reference) |
 
 The browser tests' React and Recharts builds live in \`tests/browser/pages/vendor/\`
 (not part of the package).

@@ -8,6 +8,7 @@ it is unreachable the PostgreSQL half skips with the reason, except under
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -28,6 +29,10 @@ from trainvis.config import Settings
 from trainvis.store import MetricStore, open_store
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+# Shared check modules: their asserts explain a failure as a test's own do.
+pytest.register_assert_rewrite("tests.live.import_checks")
+
 PG_ADMIN_URL = os.environ.get("TRAINVIS_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 API = "/api/v1/visualization"
 
@@ -43,14 +48,15 @@ def require_service(what: str, reason: str) -> None:
 # ---------------------------------------------------------------------- PostgreSQL
 
 
-@pytest.fixture(scope="session")
-def pg_url() -> Iterator[str]:
-    """A fresh PostgreSQL database for this test session (dropped afterwards)."""
+@contextlib.contextmanager
+def new_pg_database(prefix: str) -> Iterator[str]:
+    """A new database ``<prefix>_<random>`` on the test server; its URL. Dropped
+    afterwards. No psycopg or no server: skip (fail under ``CI=true``)."""
     try:
         import psycopg
     except ImportError:
         require_service("PostgreSQL", "psycopg is not installed (pip install -e '.[dev]')")
-    name = f"trainvis_test_{uuid.uuid4().hex[:12]}"
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
     try:
         with psycopg.connect(PG_ADMIN_URL, autocommit=True, connect_timeout=5) as conn:
             conn.execute(f'CREATE DATABASE "{name}"')
@@ -60,6 +66,13 @@ def pg_url() -> Iterator[str]:
     yield f"{base}/{name}"
     with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def pg_url() -> Iterator[str]:
+    """A fresh PostgreSQL database for this test session (dropped afterwards)."""
+    with new_pg_database("trainvis_test") as url:
+        yield url
 
 
 def _fresh_pg_schema(url: str) -> None:

@@ -519,6 +519,8 @@ class TrainingJob:
     eta_seconds: float | None = None
     #: Stored events by severity: ``{"info": n, "warning": n, "critical": n}``.
     alerts: dict[str, int] = field(default_factory=lambda: {"info": 0, "warning": 0, "critical": 0})
+    #: Statistics of the metrics a list asked for with ``stats=`` (issue 16); None: not asked.
+    stats: dict[str, dict[str, Any]] | None = None
 
     @property
     def progress(self) -> float | None:
@@ -550,6 +552,7 @@ class TrainingJob:
             "point_count": self.point_count,
             "summary": self.summary,
             "alerts": self.alerts,
+            **({} if self.stats is None else {"stats": self.stats}),
         }
 
 

@@ -19,10 +19,115 @@ import argparse
 import logging
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
 
 from trainvis.client.http import TrainvisError
-from trainvis.importers.rows import ImportedJob
-from trainvis.importers.sink import TransferError
+from trainvis.importers import (
+    ImportedJob,
+    TransferError,
+    import_file,
+    import_mlflow,
+    import_neptune,
+    import_swanlab,
+    import_tensorboard,
+    import_wandb,
+)
+from trainvis.importers.sink import OnJob
+
+#: One ``add_argument`` call: its names and its keywords.
+Argument = tuple[tuple[str, ...], dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class _Source:
+    """One ``trainvis import`` sub-command.
+
+    ``importer`` is called with the parsed ``source`` argument first, then the
+    destination options and the parsed ``keywords`` by name; ``arguments`` are
+    the sub-command's own (the destination options follow them).
+    """
+
+    help: str
+    importer: Callable[..., object]
+    source: str
+    arguments: tuple[Argument, ...]
+    keywords: tuple[str, ...] = ()
+    defaults: dict[str, Any] = field(default_factory=dict)
+
+
+_FILE_FORMATS = (("json", "JSON"), ("csv", "CSV"), ("parquet", "Parquet"))
+
+
+def _file_source(fmt: str, label: str) -> _Source:
+    """``trainvis import json|csv|parquet``: a file written by ``trainvis export``."""
+    return _Source(
+        f"a {label} file from `trainvis export`",
+        import_file,
+        "file",
+        (
+            (("file",), {"help": f"the {label} file"}),
+            (("--id",), {"dest": "job_id", "help": "import under this job id"}),
+            (("--name",), {"help": "job name (default: the file's job, or its name)"}),
+        ),
+        keywords=("fmt", "job_id", "name"),
+        defaults={"fmt": fmt},
+    )
+
+
+_SOURCES: dict[str, _Source] = {
+    "tensorboard": _Source(
+        "every run directory of a logdir becomes a job",
+        import_tensorboard,
+        "logdir",
+        (
+            (("logdir",), {"help": "TensorBoard log directory"}),
+            (("--name-prefix",), {"default": "", "help": "put before every job name"}),
+        ),
+        keywords=("name_prefix",),
+    ),
+    "mlflow": _Source(
+        "every run of an MLflow experiment becomes a job",
+        import_mlflow,
+        "tracking_uri",
+        (
+            (("--tracking-uri",), {"required": True, "help": "e.g. sqlite:///mlflow.db"}),
+            (("--experiment",), {"help": "experiment name or id (default: all active ones)"}),
+        ),
+        keywords=("experiment",),
+    ),
+    "neptune": _Source(
+        "every run neptune-exporter wrote becomes a job",
+        import_neptune,
+        "path",
+        (
+            (("path",), {"help": "neptune-exporter's --data-path, or one project directory"}),
+            (
+                ("--step-multiplier",),
+                {
+                    "type": int,
+                    "default": 1,
+                    "help": "multiply Neptune's decimal steps by this to make them whole "
+                    "(default 1)",
+                },
+            ),
+        ),
+        keywords=("step_multiplier",),
+    ),
+    "wandb": _Source(
+        "every W&B run directory becomes a job",
+        import_wandb,
+        "path",
+        ((("path",), {"help": "a wandb/ directory (offline-run-*, run-*), or one run"}),),
+    ),
+    "swanlab": _Source(
+        "every SwanLab run directory becomes a job",
+        import_swanlab,
+        "path",
+        ((("path",), {"help": "a swanlog/ directory (run-*), or one run"}),),
+    ),
+    **{fmt: _file_source(fmt, label) for fmt, label in _FILE_FORMATS},
+}
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -31,47 +136,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "import", help="import runs from TensorBoard, MLflow, Neptune, W&B, SwanLab or a file"
     )
     sources = parser.add_subparsers(dest="source", required=True)
-
-    tb = sources.add_parser("tensorboard", help="every run directory of a logdir becomes a job")
-    tb.add_argument("logdir", help="TensorBoard log directory")
-    tb.add_argument("--name-prefix", default="", help="put before every job name")
-    _destination(tb)
-    tb.set_defaults(func=_import_tensorboard)
-
-    ml = sources.add_parser("mlflow", help="every run of an MLflow experiment becomes a job")
-    ml.add_argument("--tracking-uri", required=True, help="e.g. sqlite:///mlflow.db")
-    ml.add_argument("--experiment", help="experiment name or id (default: all active ones)")
-    _destination(ml)
-    ml.set_defaults(func=_import_mlflow)
-
-    nep = sources.add_parser("neptune", help="every run neptune-exporter wrote becomes a job")
-    nep.add_argument("path", help="neptune-exporter's --data-path, or one project directory")
-    nep.add_argument(
-        "--step-multiplier",
-        type=int,
-        default=1,
-        help="multiply Neptune's decimal steps by this to make them whole (default 1)",
-    )
-    _destination(nep)
-    nep.set_defaults(func=_import_neptune)
-
-    wb = sources.add_parser("wandb", help="every W&B run directory becomes a job")
-    wb.add_argument("path", help="a wandb/ directory (offline-run-*, run-*), or one run")
-    _destination(wb)
-    wb.set_defaults(func=_import_wandb)
-
-    swan = sources.add_parser("swanlab", help="every SwanLab run directory becomes a job")
-    swan.add_argument("path", help="a swanlog/ directory (run-*), or one run")
-    _destination(swan)
-    swan.set_defaults(func=_import_swanlab)
-
-    for fmt, label in (("json", "JSON"), ("csv", "CSV"), ("parquet", "Parquet")):
-        reader = sources.add_parser(fmt, help=f"a {label} file from `trainvis export`")
-        reader.add_argument("file", help=f"the {label} file")
-        reader.add_argument("--id", dest="job_id", help="import under this job id")
-        reader.add_argument("--name", help="job name (default: the file's job, or its name)")
-        _destination(reader)
-        reader.set_defaults(func=_import_file, fmt=fmt)
+    for name, source in _SOURCES.items():
+        command = sources.add_parser(name, help=source.help)
+        for names, options in source.arguments:
+            command.add_argument(*names, **options)
+        _destination(command)
+        command.set_defaults(func=_import, **source.defaults)
 
     export = sub.add_parser("export", help="write a job's full history to a file")
     export.add_argument("job_id", metavar="JOB_ID")
@@ -90,7 +160,7 @@ def _destination(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
-def _reporter() -> Callable[[ImportedJob, str], None]:
+def _reporter() -> OnJob:
     def report(job: ImportedJob, outcome: str) -> None:
         print(
             f"{job.job_id}\t{outcome}\t{len(job.rows)} rows\t{job.points} points\t"
@@ -111,104 +181,19 @@ def _run(command: str, action: Callable[[], object]) -> int:
     return 0
 
 
-def _import_tensorboard(args: argparse.Namespace) -> int:
-    from trainvis.importers.tensorboard import import_tensorboard
-
+def _import(args: argparse.Namespace) -> int:
+    source = _SOURCES[args.source]
+    keywords = {name: getattr(args, name) for name in source.keywords}
     return _run(
-        "import tensorboard",
-        lambda: import_tensorboard(
-            args.logdir,
-            url=args.url,
-            db=args.db,
-            name_prefix=args.name_prefix,
-            force=args.force,
-            progress=not args.no_progress,
-            on_job=_reporter(),
-        ),
-    )
-
-
-def _import_mlflow(args: argparse.Namespace) -> int:
-    from trainvis.importers.mlflow import import_mlflow
-
-    return _run(
-        "import mlflow",
-        lambda: import_mlflow(
-            args.tracking_uri,
-            experiment=args.experiment,
+        f"import {args.source}",
+        lambda: source.importer(
+            getattr(args, source.source),
             url=args.url,
             db=args.db,
             force=args.force,
             progress=not args.no_progress,
             on_job=_reporter(),
-        ),
-    )
-
-
-def _import_neptune(args: argparse.Namespace) -> int:
-    from trainvis.importers.neptune import import_neptune
-
-    return _run(
-        "import neptune",
-        lambda: import_neptune(
-            args.path,
-            url=args.url,
-            db=args.db,
-            step_multiplier=args.step_multiplier,
-            force=args.force,
-            progress=not args.no_progress,
-            on_job=_reporter(),
-        ),
-    )
-
-
-def _import_wandb(args: argparse.Namespace) -> int:
-    from trainvis.importers.wandb import import_wandb
-
-    return _run(
-        "import wandb",
-        lambda: import_wandb(
-            args.path,
-            url=args.url,
-            db=args.db,
-            force=args.force,
-            progress=not args.no_progress,
-            on_job=_reporter(),
-        ),
-    )
-
-
-def _import_swanlab(args: argparse.Namespace) -> int:
-    from trainvis.importers.swanlab import import_swanlab
-
-    return _run(
-        "import swanlab",
-        lambda: import_swanlab(
-            args.path,
-            url=args.url,
-            db=args.db,
-            force=args.force,
-            progress=not args.no_progress,
-            on_job=_reporter(),
-        ),
-    )
-
-
-def _import_file(args: argparse.Namespace) -> int:
-    from trainvis.importers.files import import_file
-
-    return _run(
-        f"import {args.fmt}",
-        lambda: import_file(
-            args.file,
-            fmt=args.fmt,
-            url=args.url,
-            db=args.db,
-            job_id=args.job_id,
-            name=args.name,
-            force=args.force,
-            progress=not args.no_progress,
-            on_job=_reporter(),
+            **keywords,
         ),
     )
 

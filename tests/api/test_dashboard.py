@@ -85,7 +85,8 @@ def test_job_dashboard_json_has_the_job_and_four_chart_configs(client: TestClien
 
 
 def test_job_dashboard_of_unknown_job_is_404_envelope(client: TestClient) -> None:
-    for accept in ("application/json", BROWSER_ACCEPT):
+    """API clients get the envelope (browsers get the HTML 404 page: test_pages.py)."""
+    for accept in ("application/json", "*/*"):
         response = client.get(f"{API}/dashboard/job/nope", headers={"Accept": accept})
         assert response.status_code == 404
         assert response.json()["error"]["code"] == "job_not_found"

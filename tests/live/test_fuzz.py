@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import urllib.parse
-import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -28,7 +27,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from schemathesis.core import NotSet
 
-from tests.conftest import API, PG_ADMIN_URL, ServerProcess, require_service
+from tests.conftest import API, ServerProcess, new_pg_database
 
 pytestmark = [pytest.mark.live, pytest.mark.xdist_group("fuzz")]
 
@@ -41,19 +40,8 @@ def fuzz_db(
     if request.param == "sqlite":
         yield str(tmp_path_factory.mktemp("fuzz") / "fuzz.db")
         return
-    try:
-        import psycopg
-    except ImportError:
-        require_service("PostgreSQL", "psycopg is not installed (pip install -e '.[dev]')")
-    name = f"trainvis_fuzz_{uuid.uuid4().hex[:12]}"
-    try:
-        with psycopg.connect(PG_ADMIN_URL, autocommit=True, connect_timeout=5) as conn:
-            conn.execute(f'CREATE DATABASE "{name}"')
-    except psycopg.OperationalError as exc:
-        require_service("PostgreSQL", f"cannot connect to {PG_ADMIN_URL}: {exc}")
-    yield f"{PG_ADMIN_URL.rsplit('/', 1)[0]}/{name}"
-    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with new_pg_database("trainvis_fuzz") as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

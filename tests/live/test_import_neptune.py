@@ -28,6 +28,7 @@ import httpx
 import pytest
 
 from tests.conftest import API, ServerProcess, require_service
+from tests.live.import_checks import assert_unchanged, snapshot
 from trainvis.importers import TransferError
 from trainvis.importers.neptune import import_neptune
 from trainvis.models import encode_value, format_timestamp
@@ -317,22 +318,11 @@ def test_importing_twice_changes_nothing(
     assert first == ["created"] * 3  # the cut-off export is not a run yet
     store = open_store(db)
     try:
-        before = {
-            job_id: (store.get_job(job_id), store.last_seq(job_id), list(store.iter_rows(job_id)))
-            for job_id in ids
-        }
+        before = snapshot(store, ids)
         again: list[str] = []
         assert import_neptune(data, db=db, step_multiplier=2, on_job=lambda j, o: again.append(o))
         assert again == ["unchanged"] * 3
-        for job_id in ids:
-            old_job, old_seq, old_rows = before[job_id]
-            job = store.get_job(job_id)
-            assert (store.last_seq(job_id), list(store.iter_rows(job_id))) == (old_seq, old_rows)
-            assert (job.point_count, job.summary, job.status) == (
-                old_job.point_count,
-                old_job.summary,
-                old_job.status,
-            )
+        assert_unchanged(store, before)
         assert store.list_jobs()[1] == 3
     finally:
         store.close()

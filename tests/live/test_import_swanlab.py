@@ -20,21 +20,24 @@ import subprocess
 import sys
 import textwrap
 import time
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
-from tests.conftest import API, ServerProcess, require_service
+from tests.conftest import require_service
+from tests.live.import_checks import (
+    STEPS,
+    assert_cli_sends_runs_to_a_server,
+    assert_importing_twice_changes_nothing,
+    assert_jobs_value_for_value,
+    merge_parts,
+)
 from trainvis.importers import TransferError
 from trainvis.importers.swanlab import import_swanlab
-from trainvis.store import MetricStore, open_store
+from trainvis.store import MetricStore
 
 pytestmark = pytest.mark.slow
-
-STEPS = 1000
 
 SCRIPT = textwrap.dedent(
     """
@@ -67,6 +70,7 @@ SCRIPT = textwrap.dedent(
                 values["eval/accuracy"] = step / STEPS
             swanlab.log(values, step=step)
             put(step, values)
+        time.sleep(11)  # outlive SwanLab's 10 s hardware sampling: __swanlab__.* scalars
         swanlab.finish()
     elif kind == "crashed":
         swanlab.init(project="vision", name="vit-crashed", config={"depth": 12},
@@ -92,18 +96,6 @@ SCRIPT = textwrap.dedent(
     json.dump({"rows": logged, "started": started, "ended": time.time()}, open(out, "w"))
     """
 ).replace("STEPS", str(STEPS))
-
-
-def _merge(parts: list[dict[str, Any]]) -> dict[str, Any]:
-    rows: dict[int, dict[str, Any]] = {}
-    for part in parts:
-        for step, values in part["rows"].items():
-            rows.setdefault(int(step), {}).update(values)
-    return {
-        "rows": rows,
-        "started": min(part["started"] for part in parts),
-        "ended": max(part["ended"] for part in parts),
-    }
 
 
 @pytest.fixture(scope="module")
@@ -140,35 +132,10 @@ def swanlog(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, A
         assert (done.returncode != 0) == (kind == "crashed"), done.stderr
         logged.setdefault(name, []).append(json.loads(out.read_text()))
     assert len(list((root / "swanlog").glob("run-*"))) == 5
-    return root, {name: _merge(parts) for name, parts in logged.items()}
-
-
-NAMES = {
-    "train/loss": "train_loss",
-    "lr": "learning_rate",
-    "grad norm": "grad_norm",
-    "eval/loss": "val_loss",
-    "eval/accuracy": "accuracy",
-    "loss": "train_loss",
-    "train_loss": "train_loss",
-}
-
-
-def _unix(text: str) -> float:
-    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
-
-
-def assert_same_history(rows: list[dict[str, Any]], run: dict[str, Any]) -> None:
-    """Every step and value as logged; timestamps within the writer's window."""
-    expected = {
-        step: {"step": step, **{NAMES[key]: value for key, value in values.items()}}
-        for step, values in run["rows"].items()
-    }
-    assert [row["step"] for row in rows] == sorted(expected)
-    for row in rows:
-        stamp = _unix(row.pop("timestamp"))
-        assert run["started"] - 0.002 <= stamp <= run["ended"] + 0.002
-        assert row == expected[row["step"]]
+    # The finished run's log holds SwanLab's hardware metrics, which the import leaves out.
+    finished = min((root / "swanlog").glob("run-*/run-*.swanlab"))
+    assert b"__swanlab__." in finished.read_bytes()
+    return root, {name: merge_parts(parts) for name, parts in logged.items()}
 
 
 EXPECTED_JOBS = {
@@ -192,92 +159,34 @@ def test_runs_become_jobs_value_for_value(
     swanlog: tuple[Path, dict[str, Any]], db_url: str, store: MetricStore
 ) -> None:
     root, runs = swanlog
-    seen: list[tuple[str, str]] = []
-    ids = import_swanlab(
+    assert_jobs_value_for_value(
+        import_swanlab,
         root / "swanlog",
-        db=db_url,
-        on_job=lambda job, outcome: seen.append((job.spec["name"], outcome)),
+        source="swanlab",
+        runs=runs,
+        expected=EXPECTED_JOBS,
+        db_url=db_url,
+        store=store,
     )
-    # In the order the runs were written; the resumed run's two directories are one job.
-    assert seen == [(name, "created") for name in EXPECTED_JOBS]
-    for job_id, name in zip(ids, EXPECTED_JOBS, strict=True):
-        assert job_id.startswith("swanlab-")
-        job = store.get_job(job_id)
-        status, tags, config = EXPECTED_JOBS[name]
-        assert (job.name, job.status.value, job.tags, job.config) == (name, status, tags, config)
-        assert_same_history(list(store.iter_rows(job_id)), runs[name])
-    finished = store.get_job(ids[0])
-    assert finished.metric_names == [
-        "accuracy",
-        "grad_norm",
-        "learning_rate",
-        "train_loss",
-        "val_loss",
-    ]
-    assert finished.summary["has_nan"] and finished.total_steps == STEPS - 1
-    assert store.get_job(ids[3]).point_count == 10
 
 
 def test_importing_twice_changes_nothing(
     swanlog: tuple[Path, dict[str, Any]], tmp_path: Path
 ) -> None:
     root, _ = swanlog
-    db = str(tmp_path / "twice.db")
-    ids = import_swanlab(root, db=db)  # the directory above swanlog/ is found too
-    store = open_store(db)
-    try:
-        before = {
-            job_id: (store.get_job(job_id), store.last_seq(job_id), list(store.iter_rows(job_id)))
-            for job_id in ids
-        }
-        outcomes: list[str] = []
-        assert import_swanlab(root, db=db, on_job=lambda j, o: outcomes.append(o)) == ids
-        assert outcomes == ["unchanged"] * len(ids)
-        for job_id in ids:
-            job = store.get_job(job_id)
-            old_job, old_seq, old_rows = before[job_id]
-            assert (store.last_seq(job_id), list(store.iter_rows(job_id))) == (old_seq, old_rows)
-            assert (job.point_count, job.summary, job.status) == (
-                old_job.point_count,
-                old_job.summary,
-                old_job.status,
-            )
-        assert store.list_jobs()[1] == len(EXPECTED_JOBS)
-        # One run directory alone imports that run under the same id.
-        one = sorted((root / "swanlog").glob("run-*"))[2]
-        assert import_swanlab(one, db=db) == [ids[2]]
-    finally:
-        store.close()
+    # The directory above swanlog/ is found too; one run directory alone is its run.
+    one = sorted((root / "swanlog").glob("run-*"))[2]
+    assert_importing_twice_changes_nothing(
+        import_swanlab, root, one, expected=EXPECTED_JOBS, db=str(tmp_path / "twice.db")
+    )
 
 
 @pytest.mark.live
 def test_cli_sends_runs_to_a_server(swanlog: tuple[Path, dict[str, Any]], tmp_path: Path) -> None:
     root, runs = swanlog
-    with ServerProcess(str(tmp_path / "live.db")) as server:
-        command = [sys.executable, "-m", "trainvis", "import", "swanlab", str(root / "swanlog")]
-        command += ["--url", server.url]
-        done = subprocess.run(command, capture_output=True, text=True, timeout=240)
-        assert done.returncode == 0, done.stderr
-        lines = [line.split("\t") for line in done.stdout.splitlines()]
-        assert [(line[1], line[-1]) for line in lines] == [
-            ("created", name) for name in EXPECTED_JOBS
-        ]
-        for line, name in zip(lines, EXPECTED_JOBS, strict=True):
-            response = httpx.get(f"{server.url}{API}/training/jobs/{line[0]}", timeout=30)
-            job = response.json()["data"]
-            status, tags, config = EXPECTED_JOBS[name]
-            assert (job["name"], job["status"], job["tags"], job["config"]) == (
-                name,
-                status,
-                tags,
-                config,
-            )
-            response = httpx.get(
-                f"{server.url}{API}/training/{line[0]}/metrics/history", timeout=30
-            )
-            assert_same_history(response.json()["data"], runs[name])
-        again = subprocess.run(command, capture_output=True, text=True, timeout=240)
-        assert [line.split("\t")[1] for line in again.stdout.splitlines()] == ["unchanged"] * 4
+    assert_cli_sends_runs_to_a_server(
+        "swanlab", root / "swanlog", runs=runs, expected=EXPECTED_JOBS, tmp_path=tmp_path
+    )
 
 
 def test_nothing_to_import_is_an_error(tmp_path: Path) -> None:

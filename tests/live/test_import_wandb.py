@@ -17,21 +17,24 @@ import os
 import subprocess
 import sys
 import textwrap
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
-from tests.conftest import API, ServerProcess, require_service
+from tests.conftest import require_service
+from tests.live.import_checks import (
+    STEPS,
+    assert_cli_sends_runs_to_a_server,
+    assert_importing_twice_changes_nothing,
+    assert_jobs_value_for_value,
+    merge_parts,
+)
 from trainvis.importers import TransferError
 from trainvis.importers.wandb import import_wandb
-from trainvis.store import MetricStore, open_store
+from trainvis.store import MetricStore
 
 pytestmark = pytest.mark.slow
-
-STEPS = 1000
 
 SCRIPT = textwrap.dedent(
     """
@@ -107,18 +110,6 @@ def _env(root: Path) -> dict[str, str]:
     }
 
 
-def _merge(parts: list[dict[str, Any]]) -> dict[str, Any]:
-    rows: dict[int, dict[str, Any]] = {}
-    for part in parts:
-        for step, values in part["rows"].items():
-            rows.setdefault(int(step), {}).update(values)
-    return {
-        "rows": rows,
-        "started": min(part["started"] for part in parts),
-        "ended": max(part["ended"] for part in parts),
-    }
-
-
 @pytest.fixture(scope="module")
 def wandb_dir(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
     """A directory with ``wandb/offline-run-*`` runs and ``{run name: what was logged}``."""
@@ -149,35 +140,7 @@ def wandb_dir(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str,
         assert (done.returncode != 0) == (kind == "crashed"), done.stderr
         logged.setdefault(name, []).append(json.loads(out.read_text()))
     assert len(list((root / "wandb").glob("offline-run-*"))) == 5
-    return root, {name: _merge(parts) for name, parts in logged.items()}
-
-
-NAMES = {
-    "train/loss": "train_loss",
-    "lr": "learning_rate",
-    "grad norm": "grad_norm",
-    "eval/loss": "val_loss",
-    "eval/accuracy": "accuracy",
-    "loss": "train_loss",
-    "train_loss": "train_loss",
-}
-
-
-def _unix(text: str) -> float:
-    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
-
-
-def assert_same_history(rows: list[dict[str, Any]], run: dict[str, Any]) -> None:
-    """Every step and value as logged; timestamps within the writer's window."""
-    expected = {
-        step: {"step": step, **{NAMES[key]: value for key, value in values.items()}}
-        for step, values in run["rows"].items()
-    }
-    assert [row["step"] for row in rows] == sorted(expected)
-    for row in rows:
-        stamp = _unix(row.pop("timestamp"))
-        assert run["started"] - 0.002 <= stamp <= run["ended"] + 0.002
-        assert row == expected[row["step"]]
+    return root, {name: merge_parts(parts) for name, parts in logged.items()}
 
 
 EXPECTED_JOBS = {
@@ -202,92 +165,34 @@ def test_runs_become_jobs_value_for_value(
     wandb_dir: tuple[Path, dict[str, Any]], db_url: str, store: MetricStore
 ) -> None:
     root, runs = wandb_dir
-    seen: list[tuple[str, str]] = []
-    ids = import_wandb(
+    assert_jobs_value_for_value(
+        import_wandb,
         root / "wandb",
-        db=db_url,
-        on_job=lambda job, outcome: seen.append((job.spec["name"], outcome)),
+        source="wandb",
+        runs=runs,
+        expected=EXPECTED_JOBS,
+        db_url=db_url,
+        store=store,
     )
-    # In the order the runs were written; the resumed run's two directories are one job.
-    assert seen == [(name, "created") for name in EXPECTED_JOBS]
-    for job_id, name in zip(ids, EXPECTED_JOBS, strict=True):
-        assert job_id.startswith("wandb-")
-        job = store.get_job(job_id)
-        status, tags, config = EXPECTED_JOBS[name]
-        assert (job.name, job.status.value, job.tags, job.config) == (name, status, tags, config)
-        assert_same_history(list(store.iter_rows(job_id)), runs[name])
-    finished = store.get_job(ids[0])
-    assert finished.metric_names == [
-        "accuracy",
-        "grad_norm",
-        "learning_rate",
-        "train_loss",
-        "val_loss",
-    ]
-    assert finished.summary["has_nan"] and finished.total_steps == STEPS - 1
-    assert store.get_job(ids[3]).point_count == 10
 
 
 def test_importing_twice_changes_nothing(
     wandb_dir: tuple[Path, dict[str, Any]], tmp_path: Path
 ) -> None:
     root, _ = wandb_dir
-    db = str(tmp_path / "twice.db")
-    ids = import_wandb(root, db=db)  # the directory above wandb/ is found too
-    store = open_store(db)
-    try:
-        before = {
-            job_id: (store.get_job(job_id), store.last_seq(job_id), list(store.iter_rows(job_id)))
-            for job_id in ids
-        }
-        outcomes: list[str] = []
-        assert import_wandb(root, db=db, on_job=lambda j, o: outcomes.append(o)) == ids
-        assert outcomes == ["unchanged"] * len(ids)
-        for job_id in ids:
-            job = store.get_job(job_id)
-            old_job, old_seq, old_rows = before[job_id]
-            assert (store.last_seq(job_id), list(store.iter_rows(job_id))) == (old_seq, old_rows)
-            assert (job.point_count, job.summary, job.status) == (
-                old_job.point_count,
-                old_job.summary,
-                old_job.status,
-            )
-        assert store.list_jobs()[1] == len(EXPECTED_JOBS)
-        # One run directory alone imports that run under the same id.
-        one = sorted((root / "wandb").glob("offline-run-*"))[2]
-        assert import_wandb(one, db=db) == [ids[2]]
-    finally:
-        store.close()
+    # The directory above wandb/ is found too; one run directory alone is its run.
+    one = sorted((root / "wandb").glob("offline-run-*"))[2]
+    assert_importing_twice_changes_nothing(
+        import_wandb, root, one, expected=EXPECTED_JOBS, db=str(tmp_path / "twice.db")
+    )
 
 
 @pytest.mark.live
 def test_cli_sends_runs_to_a_server(wandb_dir: tuple[Path, dict[str, Any]], tmp_path: Path) -> None:
     root, runs = wandb_dir
-    with ServerProcess(str(tmp_path / "live.db")) as server:
-        command = [sys.executable, "-m", "trainvis", "import", "wandb", str(root / "wandb")]
-        command += ["--url", server.url]
-        done = subprocess.run(command, capture_output=True, text=True, timeout=240)
-        assert done.returncode == 0, done.stderr
-        lines = [line.split("\t") for line in done.stdout.splitlines()]
-        assert [(line[1], line[-1]) for line in lines] == [
-            ("created", name) for name in EXPECTED_JOBS
-        ]
-        for line, name in zip(lines, EXPECTED_JOBS, strict=True):
-            response = httpx.get(f"{server.url}{API}/training/jobs/{line[0]}", timeout=30)
-            job = response.json()["data"]
-            status, tags, config = EXPECTED_JOBS[name]
-            assert (job["name"], job["status"], job["tags"], job["config"]) == (
-                name,
-                status,
-                tags,
-                config,
-            )
-            response = httpx.get(
-                f"{server.url}{API}/training/{line[0]}/metrics/history", timeout=30
-            )
-            assert_same_history(response.json()["data"], runs[name])
-        again = subprocess.run(command, capture_output=True, text=True, timeout=240)
-        assert [line.split("\t")[1] for line in again.stdout.splitlines()] == ["unchanged"] * 4
+    assert_cli_sends_runs_to_a_server(
+        "wandb", root / "wandb", runs=runs, expected=EXPECTED_JOBS, tmp_path=tmp_path
+    )
 
 
 def test_nothing_to_import_is_an_error(tmp_path: Path) -> None:

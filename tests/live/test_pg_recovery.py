@@ -16,23 +16,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import glob
-import os
-import shutil
-import subprocess
-import tempfile
 import time
-import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
 
-from tests.conftest import API, ServerProcess, _fresh_pg_schema, free_port, require_service
+from tests.conftest import API, ServerProcess, _fresh_pg_schema
 from tests.live.conftest import Event, SSEStream, async_client, open_stream
+from tests.pgcluster import Cluster, pg_query, throwaway_cluster
 from trainvis.store.base import StoreError
 
 pytestmark = [pytest.mark.live, pytest.mark.postgres]
@@ -41,14 +34,6 @@ JOBS = 4
 STREAMS = 20  # across both replicas, five per job
 RECOVERY = 5.0  # seconds until rows flow again on every stream
 GENERIC = "The database is unavailable; retry later"
-
-
-def pg_query(url: str, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-    import psycopg
-
-    with psycopg.connect(url, autocommit=True, connect_timeout=5) as conn:
-        cursor = conn.execute(sql.encode(), params)
-        return cursor.fetchall() if cursor.description is not None else []
 
 
 def terminate_every_backend(url: str) -> int:
@@ -63,92 +48,11 @@ def terminate_every_backend(url: str) -> int:
     return len(rows)
 
 
-# ---------------------------------------------------------------------- a throwaway cluster
-
-
-def _as_postgres(command: list[str]) -> list[str]:
-    """PostgreSQL refuses to run as root: run its tools as the ``postgres`` OS user then."""
-    return ["runuser", "-u", "postgres", "--", *command] if os.geteuid() == 0 else command
-
-
-class Cluster:
-    """A PostgreSQL cluster in a temporary directory on a free port (trust auth)."""
-
-    def __init__(self, bindir: Path) -> None:
-        self.bindir = bindir
-        self.port = free_port()
-        # /tmp, not $TMPDIR: the postgres user must reach it (and the socket path stays short).
-        self.root = Path(tempfile.mkdtemp(prefix="trainvis-pgcluster-", dir="/tmp"))
-        self.data = self.root / "data"
-        self.logfile = self.root / "server.log"
-        if os.geteuid() == 0:
-            shutil.chown(self.root, "postgres", "postgres")
-        self.admin_url = f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
-
-    def _run(self, *args: str, timeout: float = 60) -> None:
-        command = _as_postgres([str(self.bindir / args[0]), *args[1:]])
-        done = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
-        if done.returncode != 0:
-            raise RuntimeError(f"{' '.join(args)} failed:\n{done.stdout}\n{done.stderr}")
-
-    def init(self) -> Cluster:
-        self._run("initdb", "-D", str(self.data), "-U", "postgres", "-A", "trust", "--no-sync")
-        settings = [
-            f"port = {self.port}",
-            f"unix_socket_directories = '{self.root}'",
-            "listen_addresses = '127.0.0.1'",
-            "fsync = off",
-        ]
-        with (self.data / "postgresql.conf").open("a") as conf:
-            conf.write("\n" + "\n".join(settings) + "\n")
-        return self
-
-    def pg_ctl(self, *args: str) -> None:
-        self._run("pg_ctl", "-D", str(self.data), "-l", str(self.logfile), "-w", *args)
-
-    def start(self) -> None:
-        self.pg_ctl("start")
-
-    def stop(self) -> None:
-        self.pg_ctl("stop", "-m", "fast")
-
-    def restart(self) -> None:
-        self.pg_ctl("restart", "-m", "fast")
-
-    def new_database(self) -> str:
-        name = f"trainvis_test_{uuid.uuid4().hex[:12]}"
-        pg_query(self.admin_url, f'CREATE DATABASE "{name}"')
-        return f"postgresql://postgres@127.0.0.1:{self.port}/{name}"
-
-    def destroy(self) -> None:
-        with contextlib.suppress(RuntimeError, subprocess.TimeoutExpired):
-            self._run("pg_ctl", "-D", str(self.data), "stop", "-m", "immediate", timeout=30)
-        shutil.rmtree(self.root, ignore_errors=True)
-
-
-def _pg_bindir() -> Path | None:
-    for candidate in sorted(glob.glob("/usr/lib/postgresql/*/bin"), reverse=True):
-        if (Path(candidate) / "pg_ctl").exists() and (Path(candidate) / "initdb").exists():
-            return Path(candidate)
-    found = shutil.which("pg_ctl")
-    return Path(found).parent if found and shutil.which("initdb") else None
-
-
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[Cluster]:
     """A throwaway PostgreSQL cluster for this module (missing binaries fail under CI)."""
-    bindir = _pg_bindir()
-    if bindir is None:
-        require_service("PostgreSQL server binaries", "no initdb/pg_ctl found")
-    assert bindir is not None
-    if os.geteuid() == 0 and shutil.which("runuser") is None:
-        require_service("PostgreSQL server binaries", "running as root without runuser")
-    made = Cluster(bindir)
-    try:
-        made.init().start()
+    with throwaway_cluster() as made:
         yield made
-    finally:
-        made.destroy()
 
 
 # ---------------------------------------------------------------------- the scenario

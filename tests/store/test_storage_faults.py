@@ -14,22 +14,19 @@ is a tmpfs of 2 MiB.
 from __future__ import annotations
 
 import contextlib
-import glob
 import os
 import pwd
 import shutil
-import subprocess
 import tempfile
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.conftest import API, _fresh_pg_schema, free_port, require_service
+from tests.conftest import API, _fresh_pg_schema
 from tests.filesystems import remount, tmpfs
+from tests.pgcluster import throwaway_cluster
 from trainvis.api.app import create_app
 from trainvis.config import Settings
 from trainvis.store import open_store
@@ -201,50 +198,6 @@ def test_a_read_only_postgres_database_refuses_writes_and_serves_reads(pg_url: s
         set_read_only(pg_url, False)
 
 
-def _pg_bindir() -> Path | None:
-    for candidate in sorted(glob.glob("/usr/lib/postgresql/*/bin"), reverse=True):
-        if (Path(candidate) / "pg_ctl").exists() and (Path(candidate) / "initdb").exists():
-            return Path(candidate)
-    found = shutil.which("pg_ctl")
-    return Path(found).parent if found and shutil.which("initdb") else None
-
-
-@contextlib.contextmanager
-def throwaway_cluster() -> Iterator[str]:
-    """A PostgreSQL cluster of this test's own (initdb, pg_ctl as the ``postgres`` user
-    when root), on a free port; yields the admin URL and is destroyed afterwards."""
-    bindir = _pg_bindir()
-    if bindir is None:
-        require_service("PostgreSQL server binaries", "no initdb/pg_ctl found")
-    assert bindir is not None
-    root = Path(tempfile.mkdtemp(prefix="trainvis-pgfull-"))
-    user = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
-    if os.geteuid() == 0:
-        shutil.chown(root, "postgres", "postgres")
-    data, port = root / "data", free_port()
-
-    def run(*args: str) -> None:
-        done = subprocess.run(
-            [*user, str(bindir / args[0]), *args[1:]], capture_output=True, text=True, timeout=120
-        )
-        if done.returncode != 0:
-            raise RuntimeError(f"{args[0]} failed: {done.stdout}\n{done.stderr}")
-
-    try:
-        run("initdb", "-D", str(data), "-U", "postgres", "-A", "trust", "--no-sync")
-        with (data / "postgresql.conf").open("a") as conf:
-            conf.write(
-                f"\nport = {port}\nunix_socket_directories = '{root}'\n"
-                "listen_addresses = '127.0.0.1'\nfsync = off\n"
-            )
-        run("pg_ctl", "-D", str(data), "-l", str(root / "log"), "-w", "start")
-        yield f"postgresql://postgres@127.0.0.1:{port}/postgres"
-    finally:
-        with contextlib.suppress(RuntimeError, subprocess.TimeoutExpired):
-            run("pg_ctl", "-D", str(data), "-w", "stop", "-m", "immediate")
-        shutil.rmtree(root, ignore_errors=True)
-
-
 @pytest.mark.postgres
 def test_a_full_postgres_disk_is_507_and_reads_keep_working(tmp_path: Path) -> None:
     """issue 13: PostgreSQL's disk-full error (SQLSTATE 53100) was a 503 with the
@@ -253,14 +206,12 @@ def test_a_full_postgres_disk_is_507_and_reads_keep_working(tmp_path: Path) -> N
     base = Path(tempfile.mkdtemp(prefix="trainvis-pgspace-"))
     base.chmod(0o755)  # the postgres user must reach the tablespace
     try:
-        with tmpfs(base / "small", "2m") as disk, throwaway_cluster() as admin:
+        with tmpfs(base / "small", "2m") as disk, throwaway_cluster() as cluster:
             space = disk / "space"
             space.mkdir()
             postgres = pwd.getpwnam("postgres")
             os.chown(space, postgres.pw_uid, postgres.pw_gid)
-            name = f"trainvis_full_{uuid.uuid4().hex[:8]}"
-            pg_execute(admin, f'CREATE DATABASE "{name}"')
-            url = f"{admin.rsplit('/', 1)[0]}/{name}"
+            url = cluster.new_database()
             with TestClient(create_app(Settings(db=url))) as client:
                 pg_execute(url, f"CREATE TABLESPACE small LOCATION '{space}'")
                 for table in ("points", "steps"):

@@ -4,22 +4,33 @@ from __future__ import annotations
 
 import json
 import math
+import re
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 
+import trainvis
 from trainvis.charts import (
+    ChartQuery,
     GpuChartConfig,
     LossChartConfig,
+    build_chart,
     build_gpu_chart,
     build_learning_rate_chart,
     build_loss_chart,
     build_metrics_chart,
+    default_config,
     ema,
+    resolve_params,
     select_metrics,
     to_recharts,
 )
+from trainvis.charts.aggregate import aggregate_devices
+from trainvis.charts.config import PALETTE
+from trainvis.charts.datasets import envelope_at, pick_window
+from trainvis.charts.select import limit_metrics
 from trainvis.errors import InvalidArgument
 from trainvis.series import Series
 
@@ -390,3 +401,134 @@ def test_repeated_epochs_are_not_declared_normalized() -> None:
 def test_recharts_of_an_empty_chart() -> None:
     config, _ = build_metrics_chart({})
     assert to_recharts(config, "step")["data"]["datasets"] == []
+
+
+# ----------------------------------------------------------------- issue 16
+
+PALETTE_JS = Path(trainvis.__file__).parent / "dashboard" / "js" / "palette.js"
+
+
+def _lab(color: str) -> np.ndarray:
+    """CIELAB (D65) of ``#rrggbb``."""
+    rgb = np.array([int(color[i : i + 2], 16) / 255 for i in (1, 3, 5)])
+    linear = np.where(rgb <= 0.04045, rgb / 12.92, ((rgb + 0.055) / 1.055) ** 2.4)
+    xyz = (
+        np.array([[0.4124, 0.3576, 0.1805], [0.2126, 0.7152, 0.0722], [0.0193, 0.1192, 0.9505]])
+        @ linear
+        / np.array([0.95047, 1.0, 1.08883])
+    )
+    f = np.where(xyz > 0.008856, np.cbrt(xyz), 7.787 * xyz + 16 / 116)
+    return np.array([116 * f[1] - 16, 500 * (f[0] - f[1]), 200 * (f[1] - f[2])])
+
+
+def test_palette_has_twenty_distinguishable_colours() -> None:
+    assert len(PALETTE) >= 20
+    assert all(re.fullmatch(r"#[0-9a-f]{6}", color) for color in PALETTE)
+    labs = [_lab(color) for color in PALETTE]
+    closest = min(
+        float(np.linalg.norm(labs[i] - labs[j]))
+        for i in range(len(labs))
+        for j in range(i + 1, len(labs))
+    )
+    assert closest > 20  # ΔE*76: clearly different side by side
+    assert all(35 <= lab[0] <= 80 for lab in labs)  # readable on light and dark
+
+
+@pytest.mark.parametrize("kind", ["loss", "gpu", "metrics", "learning_rate"])
+def test_every_chart_draws_with_the_palette(kind: str) -> None:
+    assert default_config(kind).colors == list(PALETTE)
+    names = [f"gpu{i}.utilization" if kind == "gpu" else f"m{i}" for i in range(25)]
+    series = {name: make(name, range(3), [1.0, 2.0, 3.0]) for name in names}
+    config, _ = build_chart(kind, series)
+    colours = [d["borderColor"] for d in config["data"]["datasets"] if d["role"] == "raw"]
+    assert colours == [PALETTE[i % len(PALETTE)] for i in range(25)]
+
+
+def test_browser_palette_matches_when_present() -> None:
+    """The browser's js/palette.js lists the same colours in the same order.
+
+    The job page's panels add that file; until it exists there is nothing to compare.
+    """
+    if not PALETTE_JS.exists():
+        return
+    listed = re.findall(r"#[0-9a-fA-F]{6}\b", PALETTE_JS.read_text(encoding="utf-8"))
+    assert [color.lower() for color in listed] == list(PALETTE)
+
+
+def test_builders_cut_to_the_step_range_after_smoothing_the_whole_series() -> None:
+    values = np.random.default_rng(3).normal(size=300)
+    series = {"train_loss": make("train_loss", range(300), values)}
+    config, meta = build_loss_chart(series, smooth=True, start_step=100, end_step=199)
+    raw, smoothed = by_role(config, "raw")[0], by_role(config, "smoothed")[0]
+    assert [p["x"] for p in raw["data"]] == list(range(100, 200))
+    assert ys(smoothed) == pytest.approx(ema(values, 0.4)[100:200].tolist(), rel=1e-12)
+    assert meta["points_total"] == meta["series"]["train_loss"]["points_total"] == 100
+
+
+def test_aggregate_devices_folds_each_field_over_the_union_of_steps() -> None:
+    series = {
+        "gpu_utilization": make("gpu_utilization", [0, 1, 2], [5.0, 5.0, 5.0]),
+        "gpu/node-a/utilization": make("gpu/node-a/utilization", [0, 1, 2], [1.0, 1.0, 1.0]),
+        "gpu0.utilization": make("gpu0.utilization", [0, 1, 2], [10.0, math.nan, 30.0]),
+        "gpu1.utilization": make("gpu1.utilization", [1, 2, 3], [20.0, 50.0, 40.0]),
+        "gpu1.power": make("gpu1.power", [0], [300.0]),
+    }
+    folded, kept = aggregate_devices(series)
+    assert kept == ["gpu_utilization"]  # the host's mean is covered by the aggregate
+    assert [item.field for item in folded] == ["utilization", "power"]
+    util = folded[0]
+    assert util.devices == ["gpu0.utilization", "gpu1.utilization"]
+    assert util.mean.metric == "gpu_mean.utilization"
+    assert util.mean.steps.tolist() == [0, 1, 2, 3]
+    assert util.mean.values.tolist() == [10.0, 20.0, 40.0, 40.0]
+    assert util.low.tolist() == [10.0, 20.0, 30.0, 40.0]
+    assert util.high.tolist() == [10.0, 20.0, 50.0, 40.0]
+    assert util.mean.timestamps is not None and util.mean.timestamps.tolist() == [
+        T0 + s * 0.5 for s in range(4)
+    ]
+    none, everything = aggregate_devices({"gpu_memory": make("gpu_memory", [0], [1.0])})
+    assert none == [] and everything == ["gpu_memory"]
+
+
+def test_gpu_aggregate_hides_secondary_fields_and_keeps_the_legend_small() -> None:
+    names = [f"gpu{d}.{field}" for d in range(16) for field in ("utilization", "power")]
+    series = {
+        name: make(name, range(10), np.linspace(0, 90, 10) + i) for i, name in enumerate(names)
+    }
+    config, meta = build_gpu_chart(series, aggregate=True)
+    datasets = config["data"]["datasets"]
+    assert [d["role"] for d in datasets] == ["mean", "band_min", "band_max"] * 2
+    assert all(d.get("hidden") for d in datasets if d["metric"] == "gpu_mean.power")
+    assert not any(d.get("hidden") for d in datasets if d["metric"] == "gpu_mean.utilization")
+    assert config["options"]["plugins"]["legend"]["position"] == "top"
+    assert meta["metrics"] == ["gpu_mean.utilization", "gpu_mean.power"]
+    per_device, _ = build_gpu_chart(series)
+    assert per_device["options"]["plugins"]["legend"]["position"] == "right"
+
+
+def test_envelope_covers_every_step_of_the_window() -> None:
+    values = np.zeros(1000)
+    low, high = values - 1, values + 1
+    high[437] = 99.0  # between kept points after downsampling
+    series = make("m", range(1000), values)
+    params = resolve_params(default_config("metrics"), ChartQuery(max_points=16, start_step=400))
+    window = pick_window(series, params, t0=None)
+    lows, highs = envelope_at(window, low, high)
+    assert window.idx.size <= 16 and 437 not in window.idx.tolist()
+    assert highs.max() == 99.0 and lows.min() == -1.0
+    assert window.total == 600
+
+
+def test_limit_metrics_keeps_the_first_and_names_the_rest() -> None:
+    names = [f"m{i:03d}" for i in range(150)]
+    shown, note = limit_metrics("metrics", names)
+    assert shown == names[:20]
+    assert note == {
+        "metrics_total": 150,
+        "metrics_omitted": 130,
+        "metrics_omitted_names": names[20:40],
+    }
+    assert limit_metrics("loss", ["train_loss"]) == (
+        ["train_loss"],
+        {"metrics_total": 1, "metrics_omitted": 0, "metrics_omitted_names": []},
+    )

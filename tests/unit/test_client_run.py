@@ -9,14 +9,13 @@ import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
 
 import trainvis
+from tests.localdb import history, job
 from trainvis.client import ApiError, ClientSettings
-from trainvis.client.local import LocalClient
 from trainvis.client.run import Run
 
 
@@ -27,22 +26,6 @@ def db(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     path = str(tmp_path / "local.db")
     monkeypatch.setenv("TRAINVIS_DB", path)
     yield path
-
-
-def history(db: str, job_id: str) -> list[dict[str, Any]]:
-    client = LocalClient(db)
-    try:
-        return client.history(job_id)
-    finally:
-        client.close()
-
-
-def job(db: str, job_id: str) -> dict[str, Any]:
-    client = LocalClient(db)
-    try:
-        return client.get_job(job_id)
-    finally:
-        client.close()
 
 
 class FakeTensor:

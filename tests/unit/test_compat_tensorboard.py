@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from tests import localdb
 from trainvis.client.local import LocalClient
 from trainvis.compat import _common
 from trainvis.compat.tensorboard import SummaryWriter
@@ -30,15 +31,7 @@ def local(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
 
 
 def read(db: str, job_id: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    client = LocalClient(db)
-    try:
-        history = [
-            {key: value for key, value in row.items() if key != "timestamp"}
-            for row in client.history(job_id)
-        ]
-        return client.get_job(job_id), history
-    finally:
-        client.close()
+    return localdb.job(db, job_id), localdb.history(db, job_id, timestamps=False)
 
 
 def test_scalars_keep_their_tags_and_steps(local: str) -> None:

@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 
 import trainvis.compat.wandb as wandb
-from trainvis.client.local import LocalClient
+from tests.localdb import history, job
 from trainvis.compat import _common
 
 
@@ -38,23 +38,8 @@ def local(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
         wandb.finish()
 
 
-def job(db: str, job_id: str) -> dict[str, Any]:
-    client = LocalClient(db)
-    try:
-        return client.get_job(job_id)
-    finally:
-        client.close()
-
-
 def rows(db: str, job_id: str) -> list[dict[str, Any]]:
-    client = LocalClient(db)
-    try:
-        return [
-            {key: value for key, value in row.items() if key != "timestamp"}
-            for row in client.history(job_id)
-        ]
-    finally:
-        client.close()
+    return history(db, job_id, timestamps=False)
 
 
 def test_log_without_step_writes_one_row_per_call_from_step_0(local: str) -> None:

@@ -13,16 +13,15 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import psutil
 import pytest
 
 import trainvis
+from tests.localdb import history
 from tests.unit.test_gpu import make_fake_nvml
 from trainvis import gpu
 from trainvis.client import system
-from trainvis.client.local import LocalClient
 from trainvis.client.system import MIB, SystemSampler
 
 KEYS = {
@@ -48,14 +47,6 @@ def db(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     monkeypatch.delenv("TRAINVIS_URL", raising=False)
     monkeypatch.setitem(sys.modules, "pynvml", None)  # no GPU unless a test installs one
     yield str(tmp_path / "system.db")
-
-
-def history(db: str, job_id: str) -> list[dict[str, Any]]:
-    client = LocalClient(db)
-    try:
-        return client.history(job_id)
-    finally:
-        client.close()
 
 
 def loopback_traffic(size: int) -> None:

@@ -2,7 +2,9 @@
 
 ``create_app(settings)`` opens the store named by ``settings.db`` (unless one is
 passed in), starts the realtime broker and the health monitor (with its webhook
-worker) in the lifespan and mounts every router under ``/api/v1/visualization``.
+worker) in the lifespan and mounts every router under ``/api/v1/visualization``
+(the root aliases, the HTML 404 page and the offline ``/docs`` are in
+:mod:`trainvis.api.pages`).
 """
 
 from __future__ import annotations
@@ -16,9 +18,20 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.openapi.utils import get_openapi
-from fastapi.responses import RedirectResponse
+from fastapi.responses import RedirectResponse, Response
 
-from trainvis.api import auth, charts, compare, dashboard, events, jobs, metrics, stream, workspace
+from trainvis.api import (
+    auth,
+    charts,
+    compare,
+    dashboard,
+    events,
+    jobs,
+    metrics,
+    pages,
+    stream,
+    workspace,
+)
 from trainvis.api.errors import install_error_handlers
 from trainvis.api.middleware import (
     BodyLimitMiddleware,
@@ -66,6 +79,8 @@ def create_app(
         description="Training visualization: metrics ingest, Chart.js charts, live SSE streams.",
         lifespan=lifespan,
         default_response_class=JSONBody,
+        docs_url=None,  # served below from the vendored Swagger UI (no CDN)
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.store = store
@@ -73,6 +88,7 @@ def create_app(
     install_error_handlers(app)
     for module in (jobs, metrics, events, charts, workspace, compare, stream, dashboard, auth):
         app.include_router(module.router, prefix=API_PREFIX)
+    app.include_router(pages.router)
     app.add_middleware(
         BodyLimitMiddleware,
         max_bytes=settings.max_body_bytes,
@@ -100,6 +116,10 @@ def create_app(
     @app.get("/", include_in_schema=False)
     async def root() -> RedirectResponse:
         return RedirectResponse(f"{API_PREFIX}/dashboard")
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs() -> Response:
+        return pages.docs_page(app.openapi_url or "/openapi.json", app.title)
 
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app

@@ -27,6 +27,8 @@ from trainvis.store.base import MetricStore
 
 STATIC_DIR = Path(__file__).resolve().parent.parent / "dashboard"
 RECENT_JOBS = 10
+#: Beyond this many metrics the dashboard's job JSON summarizes only the charted ones.
+SUMMARY_METRICS = 100
 router = APIRouter(tags=["dashboard"])
 # Pages and their JSON need the read token; the static files (scripts, styles,
 # the sign-in page's stylesheet) are public.
@@ -101,14 +103,46 @@ def dashboard_impl(store: MetricStore) -> dict[str, Any]:
     }
 
 
-def job_dashboard_impl(store: MetricStore, cache: Any, job_id: str) -> dict[str, Any]:
-    """The job and its four chart configs (default options).
+def job_dashboard_impl(
+    store: MetricStore, cache: Any, job_id: str
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The job and its four chart configs (default options), and the response's meta.
+
+    The job is read once. Each chart draws at most its default number of
+    metrics; for a job with more than :data:`SUMMARY_METRICS` metrics the job's
+    per-metric summary (``last``, ``best``) keeps only the metrics the charts
+    draw, and ``meta.summary_omitted`` counts the others (the full summary is
+    at ``GET /training/jobs/{id}`` and ``metrics/summary``), so a wide job's
+    JSON stays small (issue 16).
 
     Raises:
         JobNotFound: unknown job.
     """
     job = store.get_job(job_id)
-    return {"job": job.to_wire(), "charts": all_charts(store, cache, job_id)}
+    charts = all_charts(store, cache, job_id, job=job)
+    wire = job.to_wire()
+    omitted = 0
+    if len(job.metric_names) > SUMMARY_METRICS:
+        drawn = {
+            dataset.get("metric")
+            for config in charts.values()
+            for dataset in config["data"]["datasets"]
+        }
+        wire["summary"], omitted = _summary_of(job.summary, drawn)
+    return {"job": wire, "charts": charts}, {"summary_omitted": omitted}
+
+
+def _summary_of(summary: dict[str, Any], keep: set[Any]) -> tuple[dict[str, Any], int]:
+    """``summary`` with its per-metric maps cut to ``keep``; how many metrics were cut."""
+    cut: dict[str, Any] = {}
+    dropped: set[str] = set()
+    for key, value in summary.items():
+        if isinstance(value, dict):
+            cut[key] = {name: item for name, item in value.items() if name in keep}
+            dropped.update(name for name in value if name not in keep)
+        else:
+            cut[key] = value
+    return cut, len(dropped)
 
 
 @router.get(
@@ -137,7 +171,8 @@ async def job_dashboard(
     if wants_html(request.headers.get("accept"), format):
         await run_in_threadpool(store.get_job, job_id)  # 404 for an unknown job
         return _page("job.html")
-    return _json(await run_in_threadpool(job_dashboard_impl, store, cache, job_id))
+    data, meta = await run_in_threadpool(job_dashboard_impl, store, cache, job_id)
+    return JSONBody({"data": data, "meta": meta}, headers={"Vary": "Accept"})
 
 
 @router.get(

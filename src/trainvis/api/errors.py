@@ -2,7 +2,9 @@
 
 A :class:`~trainvis.errors.PublicError` renders its own code and status; request
 validation errors become 422 (or 400 for unparseable JSON) naming the field;
-anything unexpected is an opaque 500 whose detail goes to the log only.
+anything unexpected is an opaque 500 whose detail goes to the log only. A
+browser asking for a page that does not exist gets the HTML 404 page instead
+(:func:`trainvis.api.pages.not_found_page_for`).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
+from trainvis.api.pages import not_found_page_for
 from trainvis.api.responses import error_response
 from trainvis.errors import PublicError
 
@@ -61,6 +64,8 @@ def _summary(details: list[dict[str, Any]]) -> str:
 
 async def _public(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, PublicError)
+    if exc.http_status == 404 and (page := not_found_page_for(request)) is not None:
+        return page  # a browser asked for an unknown job's page
     headers = dict(exc.headers)
     if exc.http_status == 401:
         headers.setdefault("WWW-Authenticate", "Bearer")
@@ -85,6 +90,8 @@ async def _pydantic(request: Request, exc: Exception) -> Response:
 async def _http(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
     status = exc.status_code
+    if status == 404 and (page := not_found_page_for(request)) is not None:
+        return page  # a browser asked for a page that does not exist
     code = HTTP_CODES.get(status, "error")
     message = str(exc.detail) if exc.detail else code
     if status == 400 and "parsing the body" in message:

@@ -42,6 +42,17 @@ class Summary(BaseModel):
     has_nan: bool
 
 
+class MetricStatsOut(BaseModel):
+    """A metric's statistics in a listed job's ``stats`` (``GET /training/jobs?stats=``)."""
+
+    last: float | str | None
+    min: float | None
+    max: float | None
+    best: float | None
+    best_step: int | None
+    count: int
+
+
 class JobOut(_Open):
     id: str
     name: str
@@ -63,6 +74,7 @@ class JobOut(_Open):
     metric_names: list[str]
     point_count: int
     summary: Summary
+    stats: dict[str, MetricStatsOut] | None = None
 
 
 class ListMeta(BaseModel):

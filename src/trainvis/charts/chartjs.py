@@ -16,14 +16,20 @@ Pure: no I/O. Bad options raise :class:`~trainvis.errors.InvalidArgument`.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 
+from trainvis.charts.aggregate import DeviceAggregate, aggregate_devices
 from trainvis.charts.config import (
     ANIMATION_LIMIT,
     GPU_AXES,
+    GPU_FIELD_LABELS,
+    GPU_SECONDARY_FIELDS,
+    LEGEND_SIDE_WIDTH,
+    LEGEND_TOP_ENTRIES,
     NONFINITE_COLOR,
     X_TITLES,
     ChartConfig,
@@ -50,6 +56,7 @@ def build_chart(
     query: ChartQuery | None = None,
     algorithm: str = "minmaxlttb",
     t0: float | None = None,
+    aggregate: bool = False,
     **options: Any,
 ) -> ChartPair:
     """Build the Chart.js config and meta of a chart of ``kind``.
@@ -65,6 +72,10 @@ def build_chart(
         algorithm: downsampler, ``minmaxlttb``, ``m4`` or ``minmax``.
         t0: the job's first timestamp for ``relative_time``; default: the
             earliest timestamp of the given series.
+        aggregate: GPU chart only: instead of one line per device, one mean
+            line per field (``role: "mean"``) with the devices' min and max
+            as a band (``band_min``/``band_max``); see
+            :func:`~trainvis.charts.aggregate.aggregate_devices`.
 
     Raises:
         InvalidArgument: an option out of range (``details`` name the query
@@ -79,19 +90,30 @@ def build_chart(
         raise TypeError("pass the chart options either as query= or as keywords, not both")
     params = resolve_params(cfg, query, algorithm=algorithm, t0=t0)
     origin = _time_origin(series, params)
+    folded: list[DeviceAggregate] = []
+    plain = list(series)
+    if aggregate and kind == "gpu":
+        folded, plain = aggregate_devices(series)
     results = [
         build_series(
             metric,
-            data,
+            series[metric],
             index=position,
             axis=gpu_axis_for(metric) if kind == "gpu" else "y",
             config=cfg,
             params=params,
             t0=origin,
         )
-        for position, (metric, data) in enumerate(series.items())
+        for position, metric in enumerate(plain)
     ]
-    meta = _meta(kind, list(series), results, params, origin)
+    results += [
+        _aggregate_series(item, index=len(plain) + position, config=cfg, params=params, t0=origin)
+        for position, item in enumerate(folded)
+    ]
+    metrics = plain + [item.mean.metric for item in folded]
+    meta = _meta(kind, metrics, results, params, origin)
+    if aggregate and kind == "gpu":
+        meta["aggregate"] = {item.mean.metric: item.devices for item in folded}
     datasets = [dataset for result in results for dataset in result.datasets]
     options = _options(kind, cfg, params, datasets, results, meta)
     return {"type": "line", "data": {"datasets": datasets}, "options": options}, meta
@@ -111,11 +133,13 @@ def build_gpu_chart(
     series: Mapping[str, Series],
     *,
     config: GpuChartConfig | None = None,
+    aggregate: bool = False,
     **options: Any,
 ) -> ChartPair:
     """The GPU chart: utilization (%) left, memory (MiB) right, per device;
-    temperature (°C) and power (W) on their own right axes when present."""
-    return build_chart("gpu", series, config=config, **options)
+    temperature (°C) and power (W) on their own right axes when present.
+    ``aggregate=True``: one mean line per field with the devices' min/max band."""
+    return build_chart("gpu", series, config=config, aggregate=aggregate, **options)
 
 
 def build_metrics_chart(
@@ -139,6 +163,30 @@ def build_learning_rate_chart(
 
 
 # --------------------------------------------------------------------------- helpers
+
+
+def _aggregate_series(
+    item: DeviceAggregate, *, index: int, config: ChartConfig, params: ChartParams, t0: float | None
+) -> SeriesResult:
+    """One GPU field across devices: the mean line and the devices' min/max band."""
+    label, axis = GPU_FIELD_LABELS.get(item.field, (item.field, gpu_axis_for(item.field)))
+    result = build_series(
+        item.mean.metric,
+        item.mean,
+        index=index,
+        axis=axis,
+        config=config,
+        params=params,
+        t0=t0,
+        label=f"GPU {label}, mean of {len(item.devices)}",
+        line_role="mean",
+        envelope=(item.low, item.high),
+    )
+    for dataset in result.datasets:
+        dataset["devices"] = len(item.devices)
+        if item.field in GPU_SECONDARY_FIELDS:
+            dataset["hidden"] = True
+    return result
 
 
 def _time_origin(series: Mapping[str, Series], params: ChartParams) -> float | None:
@@ -196,6 +244,8 @@ def _options(
     meta: dict[str, Any],
 ) -> dict[str, Any]:
     hover = {"mode": "nearest", "axis": "x", "intersect": False}
+    legend = _legend(len(datasets))
+    meta["legend"] = {"entries": len(datasets), "position": legend["position"]}
     options: dict[str, Any] = {
         "responsive": True,
         "parsing": False,
@@ -204,7 +254,7 @@ def _options(
         "plugins": {
             "title": {"display": True, "text": cfg.title},
             "subtitle": _subtitle(meta),
-            "legend": {"display": True, "position": "top"},
+            "legend": legend,
             "tooltip": dict(hover),
         },
         "scales": {"x": _x_scale(params), **_y_scales(kind, cfg, params, datasets)},
@@ -214,6 +264,23 @@ def _options(
     if sum(len(dataset["data"]) for dataset in datasets) > ANIMATION_LIMIT:
         options["animation"] = False
     return options
+
+
+def _legend(entries: int) -> dict[str, Any]:
+    """On top for a few datasets; beyond :data:`LEGEND_TOP_ENTRIES` on the right
+    with a bounded width, from the top down (entries that do not fit are cut at
+    the canvas edge), so many series never squeeze the plot to a strip (issue
+    16). ``meta.legend`` says which, for clients that lay out narrow screens."""
+    labels = {"boxWidth": 12, "padding": 6, "font": {"size": 11}}
+    if entries <= LEGEND_TOP_ENTRIES:
+        return {"display": True, "position": "top", "labels": labels}
+    return {
+        "display": True,
+        "position": "right",
+        "align": "start",
+        "maxWidth": LEGEND_SIDE_WIDTH,
+        "labels": labels,
+    }
 
 
 def _subtitle(meta: dict[str, Any]) -> dict[str, Any]:
@@ -240,14 +307,20 @@ def _y_scales(
 ) -> dict[str, Any]:
     if kind != "gpu":
         scale_type = "logarithmic" if params.log_scale else "linear"
-        return {"y": {"type": scale_type, "title": {"display": True, "text": cfg.y_title}}}
+        scale: dict[str, Any] = {
+            "type": scale_type,
+            "title": {"display": True, "text": cfg.y_title},
+        }
+        if kind == "learning_rate":
+            scale.update(_lr_bounds(params.log_scale, datasets))
+        return {"y": scale}
     used = {dataset["yAxisID"] for dataset in datasets} | {"y", "y1"}
-    scales: dict[str, Any] = {}
+    scales = {}
     for axis_id, (title, position) in GPU_AXES.items():
         if axis_id not in used:
             continue
         text = cfg.y_title if axis_id == "y" else title
-        scale: dict[str, Any] = {
+        scale = {
             "type": "linear",
             "position": position,
             "beginAtZero": True,
@@ -259,3 +332,29 @@ def _y_scales(
             scale["grid"] = {"drawOnChartArea": False}
         scales[axis_id] = scale
     return scales
+
+
+def _lr_bounds(log_scale: bool, datasets: list[dict[str, Any]]) -> dict[str, Any]:
+    """Axis bounds that keep a learning-rate schedule readable (issue 16).
+
+    Linear: from zero, so a constant or slowly decaying rate is a line at its
+    height, not noise stretched over the whole axis. Logarithmic: whole
+    decades around the positive values (``1e-5`` to ``1e-3``), so the axis
+    always spans at least one decade and its ticks fall on round values;
+    zeros and negatives (a warmup's first step) cannot be drawn on it and do
+    not drag the axis down.
+    """
+    if not log_scale:
+        return {"beginAtZero": True}
+    values = [
+        point["y"]
+        for dataset in datasets
+        if not dataset.get("hidden")
+        for point in dataset["data"]
+        if isinstance(point["y"], float | int) and point["y"] > 0
+    ]
+    if not values:
+        return {}
+    low = math.floor(math.log10(min(values)))
+    high = max(math.ceil(math.log10(max(values))), low + 1)
+    return {"min": 10.0**low, "max": 10.0**high}

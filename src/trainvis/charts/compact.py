@@ -15,8 +15,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from trainvis.charts.datasets import smooth_values, x_values
-from trainvis.charts.downsample import downsample
+from trainvis.charts.datasets import pick_window
 from trainvis.charts.params import ChartParams
 from trainvis.models import best_direction, encode_value
 from trainvis.series import Series
@@ -37,29 +36,18 @@ def compact_series(
     """One metric as ``({"x", "y", "nonfinite_x"[, "smoothed"][, "min", "max"]}, meta)``.
 
     ``series`` is the whole series (every step): smoothing runs on all of it,
-    then the points in ``[start_step, end_step]`` are downsampled to
-    ``params.max_points``. ``y`` (and ``smoothed``) are null where the raw value
+    then the points in ``[start_step, end_step]`` (None: the request's
+    ``params.start_step``/``params.end_step``) are downsampled to
+    ``params.max_points`` (:func:`~trainvis.charts.datasets.pick_window`, the
+    same primitive as the Chart.js charts). ``y`` (and ``smoothed``) are null where the raw value
     is non-finite, and ``nonfinite_x`` lists the x of those returned points.
     With ``params.band`` the ``min``/``max`` of each kept point's bucket (equal
     to ``y`` where nothing was merged). Points whose x is unknown (``x=epoch``
     on rows without an epoch) are left out; the points are in x order.
     """
     values = np.asarray(series.values, dtype=np.float64)
-    smoothed = smooth_values(values, params) if params.smooth and values.size else None
-    lo = 0 if start_step is None else int(np.searchsorted(series.steps, start_step, side="left"))
-    hi = values.size if end_step is None else int(np.searchsorted(series.steps, end_step, "right"))
-    hi = max(hi, lo)
-    window = values[lo:hi]
-    picked = downsample(
-        series.steps[lo:hi], window, params.max_points, algorithm=params.algorithm, band=params.band
-    )
-    idx = picked.indices + lo  # positions in the full series
-    xs = x_values(series, params.x, params.t0, idx)
-    known = np.isfinite(xs) if xs.dtype.kind == "f" else np.ones(idx.size, dtype=bool)
-    order = np.flatnonzero(known)
-    if not bool(np.all(np.diff(xs[order]) >= 0)):  # re-posted steps with later timestamps
-        order = order[np.argsort(xs[order], kind="stable")]
-    idx, xs = idx[order], xs[order]
+    window = pick_window(series, params, t0=params.t0, start_step=start_step, end_step=end_step)
+    idx, xs = window.idx, window.xs
     ys = values[idx]
     bad = ~np.isfinite(ys)
     body: dict[str, Any] = {
@@ -67,18 +55,19 @@ def compact_series(
         "y": _nullable(ys),
         "nonfinite_x": xs[bad].tolist(),
     }
-    if smoothed is not None:
-        kept = smoothed[idx]
+    if window.smoothed is not None:
+        kept = window.smoothed.copy()
         kept[bad] = np.nan
         body["smoothed"] = _nullable(kept)
-    if picked.band_min is not None and picked.band_max is not None:
-        body["min"] = _nullable(picked.band_min[order])
-        body["max"] = _nullable(picked.band_max[order])
+    if window.band_min is not None and window.band_max is not None:
+        body["min"] = _nullable(window.band_min)
+        body["max"] = _nullable(window.band_max)
+    inside = values[window.start : window.stop]
     meta = {
-        "points_total": int(window.size),
+        "points_total": window.total,
         "points_returned": int(idx.size),
-        "downsampled": picked.downsampled,
-        "nonfinite_count": int(np.count_nonzero(~np.isfinite(window))),
+        "downsampled": window.downsampled,
+        "nonfinite_count": int(np.count_nonzero(~np.isfinite(inside))),
     }
     return body, meta
 

@@ -46,10 +46,32 @@ POINT_DOT_LIMIT = 200
 RAW_ALPHA = 0.3
 #: Opacity of a min/max band's fill.
 BAND_ALPHA = 0.15
+#: Most metrics a chart draws by default (its ``metrics=`` names others);
+#: ``meta.metrics_omitted`` counts the rest. The workspace panels show every one.
+DEFAULT_CHART_METRICS: dict[ChartKind, int] = {
+    "loss": 20,
+    "gpu": 100,  # per-device series: 20 GPUs × 5 fields (``aggregate=true`` folds any number)
+    "metrics": 20,
+    "learning_rate": 20,
+}
+#: Most names an explicit ``metrics=`` list may hold.
+MAX_CHART_METRICS = 100
+#: How many of the omitted metrics ``meta.metrics_omitted_names`` lists.
+OMITTED_LISTED = 20
+#: Up to this many datasets the legend sits on top; beyond it moves to the
+#: right with a bounded width, so it never squeezes the plot's height.
+LEGEND_TOP_ENTRIES = 10
+LEGEND_SIDE_WIDTH = 160
+#: GPU fields whose datasets start hidden (one legend click shows them).
+GPU_SECONDARY_FIELDS = ("memory_total", "temperature", "power")
 #: Colour of the markers drawn where a value is NaN or ±Infinity.
 NONFINITE_COLOR = "#dc2626"
 
-#: Tableau 10: distinguishable, colour-blind aware, the matplotlib default.
+#: The one list of series colours (every chart config, and the browser's
+#: ``js/palette.js`` holds the same list): Tableau 10 (the matplotlib default,
+#: colour-blind aware), then ten more chosen greedily for the largest distance
+#: in CIELAB from those before them. Every pair differs by ΔE*76 > 20 and every
+#: lightness L* is 38–75, readable on light and dark backgrounds.
 PALETTE: tuple[str, ...] = (
     "#1f77b4",
     "#ff7f0e",
@@ -61,6 +83,16 @@ PALETTE: tuple[str, ...] = (
     "#7f7f7f",
     "#bcbd22",
     "#17becf",
+    "#a6761d",
+    "#009e73",
+    "#ff9896",
+    "#637939",
+    "#c5b0d5",
+    "#e7298a",
+    "#e6ab02",
+    "#0e6655",
+    "#74c476",
+    "#56b4e9",
 )
 
 TITLES: dict[ChartKind, str] = {

@@ -1,8 +1,12 @@
 """One metric series -> its Chart.js datasets (raw, smoothed, band, NaN markers).
 
-The flow for each series: smooth on the full-resolution values, downsample the
-raw values (extremes kept), take both at the kept positions, map steps to the
-chosen x, and write ``{x, y}`` points with ``null`` for NaN/±Infinity.
+The flow for each series (:func:`pick_window`, shared with the workspace's
+compact series): smooth the *whole* full-resolution series, cut it to
+``start_step``/``end_step``, downsample the raw values in that window (extremes
+kept), take raw and smoothed values at the kept positions, map steps to the
+chosen x; then write ``{x, y}`` points with ``null`` for NaN/±Infinity. A
+smoothed value at a step therefore never depends on the window (DESIGN
+"Smoothing never depends on the window").
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from trainvis.charts.smoothing import ema, gaussian, moving_average
 from trainvis.series import Series
 
 FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.int64]
 Dataset = dict[str, Any]
 _HEX_RE = re.compile(r"^#([0-9a-fA-F]{3}|[0-9a-fA-F]{6})$")
 _RGB_RE = re.compile(r"^rgb\(\s*(\d+)\s*,\s*(\d+)\s*,\s*(\d+)\s*\)$")
@@ -98,6 +103,111 @@ def x_values(
     return picked
 
 
+@dataclass(frozen=True)
+class Window:
+    """The points of one series a chart draws (see :func:`pick_window`).
+
+    Attributes:
+        idx: positions in the *whole* series of the kept points, in x order
+            (points whose x is unknown are left out).
+        xs: their x positions.
+        smoothed: the smoothed values at ``idx`` (computed on the whole
+            series), or None without smoothing.
+        band_min, band_max: per kept point the min/max of the bucket it stands
+            for (``params.band``), else None.
+        start, stop: the window as a slice of the whole series.
+        downsampled: whether points of the window were dropped.
+    """
+
+    idx: IntArray
+    xs: npt.NDArray[Any]
+    smoothed: FloatArray | None
+    band_min: FloatArray | None
+    band_max: FloatArray | None
+    start: int
+    stop: int
+    downsampled: bool
+
+    @property
+    def total(self) -> int:
+        """Points of the series inside the window (before downsampling)."""
+        return self.stop - self.start
+
+
+def pick_window(
+    series: Series,
+    params: ChartParams,
+    *,
+    t0: float | None,
+    start_step: int | None = None,
+    end_step: int | None = None,
+) -> Window:
+    """Smooth the whole ``series``, cut it to a step range, downsample the range.
+
+    ``start_step``/``end_step`` (inclusive; None: the request's
+    ``params.start_step``/``params.end_step``, None there too: open) select the
+    window; smoothing runs on every point first, so the smoothed value at a
+    step is the same for every window. ``t0`` is the origin of
+    ``x=relative_time``.
+
+    Raises:
+        ValueError: an x mode that needs times the series was read without.
+    """
+    values = np.asarray(series.values, dtype=np.float64)
+    smoothed = smooth_values(values, params) if params.smooth and values.size else None
+    first = params.start_step if start_step is None else start_step
+    last = params.end_step if end_step is None else end_step
+    lo = 0 if first is None else int(np.searchsorted(series.steps, first, side="left"))
+    hi = values.size if last is None else int(np.searchsorted(series.steps, last, side="right"))
+    hi = max(hi, lo)
+    picked = downsample(
+        series.steps[lo:hi],
+        values[lo:hi],
+        params.max_points,
+        algorithm=params.algorithm,
+        band=params.band,
+    )
+    idx = picked.indices + lo
+    xs = x_values(series, params.x, t0, idx)
+    known = np.isfinite(xs) if xs.dtype.kind == "f" else np.ones(idx.size, dtype=bool)
+    order = np.flatnonzero(known)
+    if not bool(np.all(np.diff(xs[order]) >= 0)):
+        # Chart.js with ``parsing: false`` needs x sorted (re-posted steps can
+        # carry later timestamps): draw in x order.
+        order = order[np.argsort(xs[order], kind="stable")]
+    idx = idx[order]
+    band = picked.band_min is not None and picked.band_max is not None
+    return Window(
+        idx=idx,
+        xs=xs[order],
+        smoothed=None if smoothed is None else smoothed[idx],
+        band_min=picked.band_min[order] if band and picked.band_min is not None else None,
+        band_max=picked.band_max[order] if band and picked.band_max is not None else None,
+        start=lo,
+        stop=hi,
+        downsampled=picked.downsampled,
+    )
+
+
+def envelope_at(window: Window, low: FloatArray, high: FloatArray) -> tuple[FloatArray, FloatArray]:
+    """The min of ``low`` and max of ``high`` over the steps each kept point stands for.
+
+    ``low``/``high`` are per-step arrays aligned with the whole series (NaN
+    where unknown). Every step of the window belongs to the kept point nearest
+    to it (split at the midpoints between kept positions), so a value of any
+    step, however short, stays inside the envelope.
+    """
+    if window.idx.size == 0:
+        return np.empty(0), np.empty(0)
+    kept = np.sort(window.idx)
+    bounds = np.concatenate(([window.start], (kept[:-1] + kept[1:] + 1) // 2))
+    with np.errstate(invalid="ignore"):
+        lows = np.fmin.reduceat(low[window.start : window.stop], bounds - window.start)
+        highs = np.fmax.reduceat(high[window.start : window.stop], bounds - window.start)
+    where = np.searchsorted(kept, window.idx)  # back to the window's x order
+    return lows[where], highs[where]
+
+
 def points(xs: npt.NDArray[Any], ys: FloatArray) -> list[dict[str, Any]]:
     """``[{x, y}]`` with ``None`` (JSON null, a gap) for non-finite y."""
     return [
@@ -115,34 +225,38 @@ def build_series(
     config: ChartConfig,
     params: ChartParams,
     t0: float | None,
+    label: str | None = None,
+    line_role: str = "raw",
+    envelope: tuple[FloatArray, FloatArray] | None = None,
 ) -> SeriesResult:
-    """The datasets of one metric and its ``meta.series`` entry."""
+    """The datasets of one metric and its ``meta.series`` entry.
+
+    ``series`` is the whole series: it is smoothed whole, then cut to the
+    request's step range and downsampled (:func:`pick_window`). With
+    ``envelope`` (per-step low and high arrays aligned with ``series``, e.g.
+    the min and max across GPUs) the band datasets show it instead of the
+    downsampling band, and the main line's role is ``line_role``.
+    """
+    label = label or label_for(metric)
     values = np.asarray(series.values, dtype=np.float64)
-    picked = downsample(
-        series.steps, values, params.max_points, algorithm=params.algorithm, band=params.band
-    )
-    idx = picked.indices
-    xs = x_values(series, params.x, t0, idx)
-    known = np.isfinite(xs) if xs.dtype.kind == "f" else np.ones(idx.size, dtype=bool)
-    order = np.flatnonzero(known)
-    if not bool(np.all(np.diff(xs[order]) >= 0)):
-        # Chart.js with ``parsing: false`` needs x sorted (re-posted steps can
-        # carry later timestamps): draw in x order.
-        order = order[np.argsort(xs[order], kind="stable")]
-    idx, xs = idx[order], xs[order]
+    window = pick_window(series, params, t0=t0)
+    idx, xs = window.idx, window.xs
     sorted_x = bool(np.all(np.diff(xs) > 0))  # unique too: ``normalized`` holds
-    style = _Style(label_for(metric), config.color(index), axis, config.line_width, idx.size)
-    datasets = [style.line(metric, "raw", xs, values[idx], faded=params.smooth)]
-    if params.smooth:
-        smoothed = smooth_values(values, params)[idx]
-        datasets.append(style.line(metric, "smoothed", xs, smoothed, faded=False))
-    if picked.band_min is not None and picked.band_max is not None:
-        datasets.extend(style.band(metric, xs, picked.band_min[order], picked.band_max[order]))
+    style = _Style(label, config.color(index), axis, config.line_width, idx.size)
+    datasets = [style.line(metric, line_role, xs, values[idx], faded=params.smooth)]
+    if window.smoothed is not None:
+        datasets.append(style.line(metric, "smoothed", xs, window.smoothed, faded=False))
+    band = envelope_at(window, *envelope) if envelope is not None else None
+    if band is None and window.band_min is not None and window.band_max is not None:
+        band = (window.band_min, window.band_max)
+    if band is not None:
+        datasets.extend(style.band(metric, xs, band[0], band[1]))
     markers = _nonfinite_markers(values, idx)
     if markers is not None:
         datasets.append(style.markers(metric, xs[markers[0]], markers[1]))
-    meta = _series_meta(metric, series, values, idx.size, picked.downsampled)
-    return SeriesResult(datasets, meta, idx.size, len(series), picked.downsampled, sorted_x)
+    inside = slice(window.start, window.stop)
+    meta = _series_meta(label, series.steps[inside], values[inside], idx.size, window.downsampled)
+    return SeriesResult(datasets, meta, idx.size, window.total, window.downsampled, sorted_x)
 
 
 def _nonfinite_markers(values: FloatArray, idx: npt.NDArray[np.int64]) -> tuple[Any, Any] | None:
@@ -163,16 +277,17 @@ def _nonfinite_markers(values: FloatArray, idx: npt.NDArray[np.int64]) -> tuple[
 
 
 def _series_meta(
-    metric: str, series: Series, values: FloatArray, returned: int, downsampled: bool
+    label: str, steps: IntArray, values: FloatArray, returned: int, downsampled: bool
 ) -> dict[str, Any]:
+    """``meta.series`` of one metric: counts over the window's points."""
     bad = np.flatnonzero(~np.isfinite(values))
     return {
-        "label": label_for(metric),
-        "points_total": len(series),
+        "label": label,
+        "points_total": int(values.size),
         "points_returned": int(returned),
         "downsampled": downsampled,
         "nonfinite_count": int(bad.size),
-        "first_nonfinite_step": int(series.steps[bad[0]]) if bad.size else None,
+        "first_nonfinite_step": int(steps[bad[0]]) if bad.size else None,
     }
 
 
@@ -202,7 +317,7 @@ class _Style:
     def line(
         self, metric: str, role: str, xs: npt.NDArray[Any], ys: FloatArray, *, faded: bool
     ) -> Dataset:
-        label = self.label if role == "raw" else f"{self.label} ({role})"
+        label = self.label if role in ("raw", "mean") else f"{self.label} ({role})"
         color = fade(self.color, RAW_ALPHA) if faded else self.color
         dataset = self._base(metric, role, label, points(xs, ys))
         dataset.update(

@@ -116,6 +116,9 @@ class ChartParams:
     log_scale: bool
     algorithm: Algorithm
     t0: float | None
+    #: The step range shown (inclusive; None: open). Smoothing ignores it.
+    start_step: int | None = None
+    end_step: int | None = None
 
     def smoothing_meta(self) -> dict[str, Any] | None:
         """What ``meta.smoothing`` reports (None without smoothing)."""
@@ -174,6 +177,8 @@ def resolve_params(
         log_scale=config.log_scale if query.log_scale is None else query.log_scale,
         algorithm=_choice("algorithm", algorithm, ALGORITHMS),
         t0=None if t0 is None else _number("t0", t0),
+        start_step=query.start_step,
+        end_step=query.end_step,
     )
 
 

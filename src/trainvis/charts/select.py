@@ -7,8 +7,15 @@ Pure string logic, shared by the chart builders and the API layer (which asks
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from typing import Any
 
-from trainvis.charts.config import GPU_FIELD_LABELS, LABELS, ChartKind
+from trainvis.charts.config import (
+    DEFAULT_CHART_METRICS,
+    GPU_FIELD_LABELS,
+    LABELS,
+    OMITTED_LISTED,
+    ChartKind,
+)
 from trainvis.models import parse_gpu_series
 
 # Known metrics first, in this order; the rest follow alphabetically.
@@ -75,11 +82,34 @@ def select_metrics(
     return sorted(chosen, key=lambda name: _sort_key(kind, name))
 
 
+def limit_metrics(kind: ChartKind, names: Sequence[str]) -> tuple[list[str], dict[str, Any]]:
+    """Cut a chart's *default* selection to :data:`DEFAULT_CHART_METRICS` names.
+
+    A job with 10,000 metrics must not put 10,000 lines on one canvas (issue
+    16: a 70 MB chart); the workspace panels show every metric.
+
+    Returns:
+        The names drawn (the first ones, in display order) and what ``meta``
+        says about the selection: ``metrics_total`` (the default selection's
+        size), ``metrics_omitted`` (how many were left out) and
+        ``metrics_omitted_names`` (the first :data:`OMITTED_LISTED` of them).
+    """
+    limit = DEFAULT_CHART_METRICS[kind]
+    omitted = list(names[limit:])
+    note = {
+        "metrics_total": len(names),
+        "metrics_omitted": len(omitted),
+        "metrics_omitted_names": omitted[:OMITTED_LISTED],
+    }
+    return list(names[:limit]), note
+
+
 def _sort_key(kind: ChartKind, name: str) -> tuple[int, str, int, int, str]:
     preferred = _PREFERRED[kind]
     if name in preferred:
         return (0, "", preferred.index(name), 0, "")
-    gpu = parse_gpu_series(name)
+    # Only GPU names can parse as a device (and a regex per name costs on wide jobs).
+    gpu = parse_gpu_series(name) if kind == "gpu" else None
     if gpu:  # single-host devices, then host by host: its means, then its devices
         index = -1 if gpu.device is None else gpu.device
         return (1, gpu.host or "", index, _GPU_FIELD_ORDER.get(gpu.field, 99), gpu.field)

@@ -1,10 +1,12 @@
-"""What both drop-ins share: warn-once, numbers, metric names, ignored objects."""
+"""What both drop-ins share: warn-once, numbers, metric names, ignored objects,
+the status a ``with`` block (or the interpreter) ends a job with."""
 
 from __future__ import annotations
 
 import logging
 import re
-from typing import Any
+from types import TracebackType
+from typing import Any, Self
 
 from trainvis.models import METRIC_NAME_RE, ROW_ATTRIBUTES
 
@@ -143,3 +145,34 @@ def unsupported(name: str, what: str = "not supported by trainvis; ignored") -> 
     """An :class:`Ignored` for ``name``, with one warning per name."""
     warn_once(f"unsupported:{name}", "trainvis: %s is %s", name, what)
     return Ignored(name)
+
+
+def exit_status(exc: BaseException | None) -> tuple[str, str | None]:
+    """The job's status and message for a block (or a process) that ended with ``exc``:
+    no exception → ``completed``; ``KeyboardInterrupt`` → ``cancelled``; any other
+    (``SystemExit`` included) → ``failed``, with the exception as the message
+    (2,000 characters at most)."""
+    if exc is None:
+        return "completed", None
+    if isinstance(exc, KeyboardInterrupt):
+        return "cancelled", "interrupted (KeyboardInterrupt)"
+    return "failed", f"{type(exc).__name__}: {exc}"[:2000]
+
+
+class FinishesOnExit:
+    """``with`` support for a drop-in's run: leaving the block ends the job with
+    :func:`exit_status`'s status, through the class's ``_finish``."""
+
+    def _finish(self, status: str, message: str | None) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self._finish(*exit_status(exc))

@@ -27,12 +27,20 @@ import math
 import os
 import sys
 from collections.abc import Callable, Mapping
-from types import TracebackType
 from typing import Any
 
 from trainvis.client import Run as TrainvisRun
 from trainvis.client import init as trainvis_init
-from trainvis.compat._common import Names, as_number, kind, log, unsupported, warn_once
+from trainvis.compat._common import (
+    FinishesOnExit,
+    Names,
+    as_number,
+    exit_status,
+    kind,
+    log,
+    unsupported,
+    warn_once,
+)
 from trainvis.compat._wandb_config import Config, Summary
 
 TOOL = "wandb"
@@ -45,7 +53,7 @@ def _as_step(value: Any) -> int | None:
     return int(number)
 
 
-class Run:
+class Run(FinishesOnExit):
     """What ``wandb.init`` returns (see the module docstring for its rules)."""
 
     def __init__(
@@ -350,22 +358,6 @@ class Run:
     def finished(self) -> bool:
         return self._finished
 
-    def __enter__(self) -> Run:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        if exc is None:
-            self._finish("completed", None)
-        elif isinstance(exc, KeyboardInterrupt):
-            self._finish("cancelled", "interrupted (KeyboardInterrupt)")
-        else:
-            self._finish("failed", f"{type(exc).__name__}: {exc}"[:2000])
-
     def __repr__(self) -> str:
         return f"<trainvis.compat.wandb.Run {self._id or '(not created yet)'}>"
 
@@ -374,20 +366,10 @@ class Run:
 OPEN: list[Run] = []
 
 
-def _exit_status() -> tuple[str, str | None]:
-    """The job status for an interpreter that is exiting: an uncaught exception
-    (``sys.last_value``, set before exit handlers run) fails it."""
-    exc = getattr(sys, "last_value", None)
-    if exc is None:
-        return "completed", None
-    if isinstance(exc, KeyboardInterrupt):
-        return "cancelled", "interrupted (KeyboardInterrupt)"
-    return "failed", f"{type(exc).__name__}: {exc}"[:2000]
-
-
 def finish_at_exit() -> None:
-    """Finish the open runs (their pending step and summary included)."""
-    status, message = _exit_status()
+    """Finish the open runs (their pending step and summary included); an uncaught
+    exception (``sys.last_value``, set before exit handlers run) fails them."""
+    status, message = exit_status(getattr(sys, "last_value", None))
     for run in list(reversed(OPEN)):
         try:
             run._finish(status, message, timeout=10.0)

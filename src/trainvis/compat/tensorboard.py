@@ -38,12 +38,18 @@ import os
 import sys
 from collections.abc import Mapping
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 from trainvis.client import Run
 from trainvis.client import init as trainvis_init
-from trainvis.compat._common import Names, as_number, kind, unsupported, warn_once
+from trainvis.compat._common import (
+    FinishesOnExit,
+    Names,
+    as_number,
+    kind,
+    unsupported,
+    warn_once,
+)
 
 __all__ = ["SummaryWriter"]
 TOOL = "TensorBoard"
@@ -57,7 +63,7 @@ def _job_name(log_dir: str | os.PathLike[str] | None, comment: str) -> str:
     return f"{base}{comment}"
 
 
-class SummaryWriter:
+class SummaryWriter(FinishesOnExit):
     """TensorBoard's ``SummaryWriter`` for scalars, writing one trainvis job."""
 
     def __init__(
@@ -209,22 +215,6 @@ class SummaryWriter:
         self._closed = True
         if self._run is not None:
             self._run.finish(status, message=message)
-
-    def __enter__(self) -> SummaryWriter:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        if exc is None:
-            self._finish("completed", None)
-        elif isinstance(exc, KeyboardInterrupt):
-            self._finish("cancelled", "interrupted (KeyboardInterrupt)")
-        else:
-            self._finish("failed", f"{type(exc).__name__}: {exc}"[:2000])
 
     def __getattr__(self, name: str) -> Any:
         if name.startswith("_"):

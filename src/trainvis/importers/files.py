@@ -23,7 +23,7 @@ from typing import Any
 
 from trainvis.importers.names import job_id as make_job_id
 from trainvis.importers.rows import ImportedJob, Row
-from trainvis.importers.sink import TransferError, write_all
+from trainvis.importers.sink import OnJob, TransferError, write_all
 from trainvis.models import NONFINITE_STRINGS
 
 FILE_FORMATS = ("json", "csv", "parquet")
@@ -148,7 +148,7 @@ def import_file(
     name: str | None = None,
     force: bool = False,
     progress: bool = False,
-    on_job: Callable[[ImportedJob, str], None] | None = None,
+    on_job: OnJob | None = None,
 ) -> str:
     """Import one file (format from ``fmt`` or the file's suffix); returns the job id.
 

@@ -29,14 +29,13 @@ from __future__ import annotations
 
 import math
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 from trainvis.importers.progress import Progress
 from trainvis.importers.rows import ImportedJob, RowBuilder
-from trainvis.importers.sink import TransferError, write_all
+from trainvis.importers.sink import OnJob, TransferError, write_all
 
-OnJob = Callable[[ImportedJob, str], None]
 STATUS = {
     "FINISHED": "completed",
     "FAILED": "failed",

@@ -47,10 +47,9 @@ from typing import Any
 from trainvis.importers.names import job_id
 from trainvis.importers.progress import Progress
 from trainvis.importers.rows import ImportedJob, RowBuilder
-from trainvis.importers.sink import TransferError, write_all
+from trainvis.importers.sink import OnJob, TransferError, write_all
 
 log = logging.getLogger("trainvis.importers")
-OnJob = Callable[[ImportedJob, str], None]
 MAX_NAME = 200
 MAX_TAGS = 100
 MAX_TAG = 100

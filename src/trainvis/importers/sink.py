@@ -28,6 +28,8 @@ from trainvis.importers.rows import ImportedJob, Row, iter_batches
 
 log = logging.getLogger("trainvis.importers")
 T = TypeVar("T")
+#: Hears each written job with ``"created"``, ``"updated"`` or ``"unchanged"``.
+OnJob = Callable[[ImportedJob, str], None]
 
 #: The server's per-request row limit.
 MAX_ROWS = 10_000
@@ -166,7 +168,7 @@ def write_all(
     db: str | None,
     force: bool,
     progress: bool,
-    on_job: Callable[[ImportedJob, str], None] | None,
+    on_job: OnJob | None,
 ) -> list[str]:
     """Write every job ``jobs(progress)`` yields to one destination; returns their ids.
 

@@ -7,7 +7,9 @@ SwanLab (0.10) writes every run, in ``local`` and ``offline`` mode alike, to
 (``DataStoreReader`` and its ``Record`` messages); a damaged tail ends the
 log at the last good record, as it does for ``swanlab sync``. The start,
 scalar and finish records are used; media, console lines and system
-metadata are left out.
+metadata are left out, and so are the hardware metrics SwanLab samples
+every 10 s (scalars named ``__swanlab__.*``), as the W&B importer leaves
+W&B's system metrics out.
 
 The path given may be a ``.swanlab`` file, a run directory, a ``swanlog``
 directory or any directory above them (searched at any depth). Directories
@@ -34,21 +36,17 @@ Each job:
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from trainvis.importers.names import job_id
 from trainvis.importers.progress import Progress
-from trainvis.importers.rows import ImportedJob, RowBuilder
-from trainvis.importers.sink import TransferError, write_all
+from trainvis.importers.rows import ImportedJob, LoggedRun, iter_logged_jobs
+from trainvis.importers.sink import OnJob, TransferError, write_all
 
 log = logging.getLogger("trainvis.importers")
-OnJob = Callable[[ImportedJob, str], None]
-MAX_NAME = 200
-MAX_TAGS = 100
-MAX_TAG = 100
+SYSTEM_PREFIX = "__swanlab__."  # SwanLab's own hardware metrics
 STATUS = {
     "RUN_STATE_FINISHED": "completed",
     "RUN_STATE_CRASHED": "failed",
@@ -136,20 +134,11 @@ def _seconds(stamp: Any) -> float | None:
 
 
 @dataclass
-class _Run:
-    """One SwanLab run, gathered from one or more logs."""
+class _Run(LoggedRun):
+    """One SwanLab run (``owner`` is its workspace), gathered from one or more logs."""
 
-    run_id: str
-    project: str = ""
-    workspace: str = ""
-    name: str = ""
-    group: str = ""
-    job_type: str = ""
-    tags: list[str] = field(default_factory=list)
-    config: dict[str, Any] = field(default_factory=dict)
     state: str | None = None
     started: bool = False
-    builder: RowBuilder = field(default_factory=RowBuilder)
 
     def read(self, log_file: Path) -> None:
         """Take in one log's records and its directory's config (a later log continues)."""
@@ -160,6 +149,8 @@ class _Run:
                 self._start(record.start)
             elif record.HasField("scalar"):
                 scalar = record.scalar
+                if scalar.key.startswith(SYSTEM_PREFIX):
+                    continue
                 self.builder.add(
                     scalar.key, int(scalar.step), scalar.value.number, _seconds(scalar.timestamp)
                 )
@@ -170,45 +161,20 @@ class _Run:
     def _start(self, start: Any) -> None:
         self.started = True
         self.project = start.project or self.project
-        self.workspace = start.workspace or self.workspace
+        self.owner = start.workspace or self.owner
         self.name = start.name or self.name
         self.group = start.group or self.group
         self.job_type = start.job_type or self.job_type
         if start.tags:
             self.tags = [str(tag) for tag in start.tags]
 
+    def status(self) -> str:
+        """finished → completed, crashed or no finish record → failed, aborted → cancelled."""
+        return STATUS.get(self.state or "", "failed")
 
-def build_job(run: _Run) -> ImportedJob:
-    """The job for one SwanLab run (see the module doc)."""
-    name = (run.name or run.run_id)[:MAX_NAME]
-    tags = ["swanlab"]
-    if run.project:
-        tags.append(f"project={run.project}")
-    if run.group:
-        tags.append(f"group={run.group}")
-    if run.job_type:
-        tags.append(f"job_type={run.job_type}")
-    tags.extend(run.tags)
-    rows, points = run.builder.build()
-    spec: dict[str, Any] = {
-        "id": job_id("swanlab", run.run_id, f"{run.workspace}\0{run.project}\0{run.run_id}"),
-        "name": name,
-        "config": run.config,
-        "tags": list(dict.fromkeys(tag[:MAX_TAG] for tag in tags if tag))[:MAX_TAGS],
-    }
-    job = ImportedJob(
-        spec=spec, rows=rows, status=STATUS.get(run.state or "", "failed"), points=points
-    )
-    if job.last_step:
-        spec["total_steps"] = job.last_step
-    if run.builder.skipped:
-        log.warning("%s: %d points at negative steps skipped", name, run.builder.skipped)
-    return job
-
-
-def _run_id(log_file: Path) -> str:
-    """The run id in ``run-<id>.swanlab``."""
-    return log_file.stem[len("run-") :]
+    def missing(self) -> str | None:
+        """A log without a start record holds no run."""
+        return None if self.started else "no start record in its log"
 
 
 def iter_jobs(path: str | Path, *, progress: Progress | None = None) -> Iterator[ImportedJob]:
@@ -217,20 +183,14 @@ def iter_jobs(path: str | Path, *, progress: Progress | None = None) -> Iterator
     if not logs:
         raise TransferError(f"{path}: no SwanLab run logs (run-*.swanlab) in it or below it")
     _swanlab()
-    by_run: dict[str, list[Path]] = {}
-    for log_file in logs:
-        by_run.setdefault(_run_id(log_file), []).append(log_file)
-    bar = progress or Progress()
-    task = bar.add(f"read {len(by_run)} SwanLab run(s)", total=sum(p.stat().st_size for p in logs))
-    for run_id in sorted(by_run, key=lambda key: logs.index(by_run[key][0])):
-        run = _Run(run_id=run_id)
-        for log_file in by_run[run_id]:
-            run.read(log_file)
-            bar.advance(task, log_file.stat().st_size)
-        if not run.started:
-            log.warning("%s: no start record in its log; skipped", run_id)
-            continue
-        yield build_job(run)
+    yield from iter_logged_jobs(
+        logs,
+        lambda run_id: _Run(run_id=run_id),
+        source="swanlab",
+        label="SwanLab",
+        progress=progress,
+        weigh=lambda log_file: log_file.stat().st_size,
+    )
 
 
 def import_swanlab(

@@ -36,26 +36,19 @@ Each job:
 from __future__ import annotations
 
 import json
-import logging
 import math
 import os
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from trainvis.importers.names import job_id
 from trainvis.importers.progress import Progress
-from trainvis.importers.rows import ImportedJob, RowBuilder
-from trainvis.importers.sink import TransferError, write_all
+from trainvis.importers.rows import ImportedJob, LoggedRun, iter_logged_jobs
+from trainvis.importers.sink import OnJob, TransferError, write_all
 
-log = logging.getLogger("trainvis.importers")
-OnJob = Callable[[ImportedJob, str], None]
-MAX_NAME = 200
-MAX_TAGS = 100
-MAX_TAG = 100
 NON_FINITE = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
 SUMMARY_KEY = "wandb_summary"
 
@@ -129,27 +122,18 @@ def _number(value: Any) -> float | None:
 
 
 @dataclass
-class _Run:
-    """One W&B run, gathered from one or more transaction logs."""
+class _Run(LoggedRun):
+    """One W&B run (``owner`` is its entity), gathered from one or more transaction logs."""
 
-    run_id: str
-    project: str = ""
-    entity: str = ""
-    name: str = ""
-    group: str = ""
-    job_type: str = ""
-    tags: list[str] = field(default_factory=list)
-    config: dict[str, Any] = field(default_factory=dict)
     summary: dict[str, Any] = field(default_factory=dict)
     last: dict[str, Any] = field(default_factory=dict)
     media: set[str] = field(default_factory=set)
     exit_code: int | None = None
-    builder: RowBuilder = field(default_factory=RowBuilder)
 
-    def read(self, records: Iterator[dict[str, Any]]) -> None:
+    def read(self, log_file: Path) -> None:
         """Take in one log's records (a later log continues the run)."""
         self.exit_code = None
-        for record in records:
+        for record in read_records(log_file):
             kind = record.get("type")
             body = record.get(kind, {}) if isinstance(kind, str) else {}
             if kind == "run":
@@ -167,7 +151,7 @@ class _Run:
 
     def _run(self, body: dict[str, Any]) -> None:
         self.project = body.get("project") or self.project
-        self.entity = body.get("entity") or self.entity
+        self.owner = body.get("entity") or self.owner
         self.name = body.get("display_name") or self.name
         self.group = body.get("run_group") or body.get("group") or self.group
         self.job_type = body.get("job_type") or self.job_type
@@ -210,45 +194,23 @@ class _Run:
             and not any(key.startswith(prefix) for prefix in self.media)
         }
 
+    def job_config(self) -> dict[str, Any]:
+        """The run's config plus ``wandb_summary``: the hand-set summary values."""
+        config = dict(self.config)
+        summary = self.hand_set_summary()
+        if summary:
+            config.setdefault(SUMMARY_KEY, summary)
+        return config
 
-def build_job(run: _Run) -> ImportedJob:
-    """The job for one W&B run (see the module doc)."""
-    name = (run.name or run.run_id)[:MAX_NAME]
-    tags = ["wandb"]
-    if run.project:
-        tags.append(f"project={run.project}")
-    if run.group:
-        tags.append(f"group={run.group}")
-    if run.job_type:
-        tags.append(f"job_type={run.job_type}")
-    tags.extend(run.tags)
-    config = dict(run.config)
-    summary = run.hand_set_summary()
-    if summary:
-        config.setdefault(SUMMARY_KEY, summary)
-    rows, points = run.builder.build()
-    spec: dict[str, Any] = {
-        "id": job_id("wandb", run.run_id, f"{run.entity}\0{run.project}\0{run.run_id}"),
-        "name": name,
-        "config": config,
-        "tags": list(dict.fromkeys(tag[:MAX_TAG] for tag in tags if tag))[:MAX_TAGS],
-    }
-    job = ImportedJob(
-        spec=spec,
-        rows=rows,
-        status="completed" if run.exit_code == 0 else "failed",
-        points=points,
-    )
-    if job.last_step:
-        spec["total_steps"] = job.last_step
-    if run.builder.skipped:
-        log.warning("%s: %d points at negative steps skipped", name, run.builder.skipped)
-    return job
+    def status(self) -> str:
+        """Exit code 0 → completed; another exit code, or no exit record → failed."""
+        return "completed" if self.exit_code == 0 else "failed"
 
-
-def _run_id(log_file: Path) -> str:
-    """The run id in ``run-<id>.wandb``."""
-    return log_file.stem[len("run-") :]
+    def missing(self) -> str | None:
+        """A log with no run record, no name and no history was never written to."""
+        if not self.project and not self.name and not self.builder.names:
+            return "no run record in its log (nothing was written)"
+        return None
 
 
 def iter_jobs(path: str | Path, *, progress: Progress | None = None) -> Iterator[ImportedJob]:
@@ -257,20 +219,9 @@ def iter_jobs(path: str | Path, *, progress: Progress | None = None) -> Iterator
     if not logs:
         raise TransferError(f"{path}: no W&B run logs (run-*.wandb) in it or below it")
     _check_wandb()
-    by_run: dict[str, list[Path]] = {}
-    for log_file in logs:
-        by_run.setdefault(_run_id(log_file), []).append(log_file)
-    bar = progress or Progress()
-    task = bar.add(f"read {len(by_run)} W&B run(s)", total=len(logs))
-    for run_id in sorted(by_run, key=lambda key: logs.index(by_run[key][0])):
-        run = _Run(run_id=run_id)
-        for log_file in by_run[run_id]:
-            run.read(read_records(log_file))
-            bar.advance(task)
-        if not run.project and not run.name and not run.builder.names:
-            log.warning("%s: no run record in its log (nothing was written); skipped", run_id)
-            continue
-        yield build_job(run)
+    yield from iter_logged_jobs(
+        logs, lambda run_id: _Run(run_id=run_id), source="wandb", label="W&B", progress=progress
+    )
 
 
 def import_wandb(

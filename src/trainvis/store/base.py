@@ -20,6 +20,7 @@ Data model, common to every backend:
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -55,6 +56,90 @@ class JobFilter:
     status: JobStatus | None = None
     tag: str | None = None
     q: str | None = None
+    #: ``(path, value)`` pairs: the job's ``config`` value at the dotted ``path``
+    #: (object keys only), as JSON text with strings unquoted, equals ``value``;
+    #: a number also matches a numerically equal ``value`` (``1e-05`` and
+    #: ``0.00001``), an object or array equal JSON. A missing or null value
+    #: never matches (issue 16).
+    config: tuple[tuple[tuple[str, ...], str], ...] = ()
+
+
+#: The column keys of :class:`JobSort` (``config.<path>`` and ``metric.<name>.<stat>`` aside).
+SORT_COLUMNS = ("created_at", "updated_at", "name", "status", "progress")
+#: The statistics a ``metric.<name>.<stat>`` sort key may name.
+SORT_STATS = ("last", "min", "max", "best")
+
+
+@dataclass(frozen=True)
+class JobSort:
+    """The order of ``list_jobs`` (issue 16): one key, ascending unless ``descending``.
+
+    Exactly one of ``column`` (one of :data:`SORT_COLUMNS`), ``config``
+    (a dotted path into the job's ``config``, object keys only) or
+    ``metric``/``stat`` (a metric's statistic from :data:`SORT_STATS`; ``best``
+    follows :func:`~trainvis.models.best_direction`, null for other metrics)
+    is set. Jobs lacking the key (no such config value or a null one, no such
+    metric or no finite value of it, no progress) come last in both directions;
+    ties and those jobs are ordered by id descending.
+    """
+
+    column: str | None = "created_at"
+    config: tuple[str, ...] = ()
+    metric: str | None = None
+    stat: str | None = None
+    descending: bool = True
+
+    @classmethod
+    def parse(cls, text: str) -> JobSort:
+        """The sort of a ``sort`` query value (:data:`SORT_PATTERN`).
+
+        Raises:
+            ValueError: an unknown key or a bad shape (the message says which).
+        """
+        descending = text.startswith("-")
+        key = text[1:] if descending else text
+        if key in SORT_COLUMNS:
+            return cls(column=key, descending=descending)
+        if key.startswith("config."):
+            return cls(column=None, config=parse_config_path(key), descending=descending)
+        if key.startswith("metric."):
+            name, _, stat = key.removeprefix("metric.").rpartition(".")
+            if stat not in SORT_STATS or not _METRIC_NAME.fullmatch(name):
+                raise ValueError(
+                    "a metric sort key is metric.<name>.<stat> with stat " + ", ".join(SORT_STATS)
+                )
+            return cls(column=None, metric=name, stat=stat, descending=descending)
+        raise ValueError(
+            "sort by " + ", ".join(SORT_COLUMNS) + ", config.<path> or metric.<name>.<stat>"
+            ", with a leading - for descending"
+        )
+
+
+_SEGMENT = r'[^."\\\x00-\x1f]+'
+_METRIC = r"[A-Za-z_][A-Za-z0-9_./-]{0,127}"
+_METRIC_NAME = re.compile(_METRIC)
+_CONFIG_PATH = re.compile(rf"{_SEGMENT}(?:\.{_SEGMENT})*")
+#: Every ``sort`` value :meth:`JobSort.parse` accepts (the OpenAPI schema's pattern).
+SORT_PATTERN = (
+    "^-?(?:" + "|".join(SORT_COLUMNS) + rf"|config\.{_CONFIG_PATH.pattern}"
+    rf"|metric\.{_METRIC}\.(?:" + "|".join(SORT_STATS) + "))$"
+)
+
+
+def parse_config_path(key: str) -> tuple[str, ...]:
+    """The object keys of ``config.<dotted path>`` (``key`` includes ``config.``).
+
+    Raises:
+        ValueError: no path, an empty segment, or a quote, backslash or control
+            character in a key.
+    """
+    path = key.removeprefix("config.")
+    if key == path or not _CONFIG_PATH.fullmatch(path):
+        raise ValueError(
+            "a config key is config.<dotted path> (keys without quotes, backslashes "
+            "or control characters)"
+        )
+    return tuple(path.split("."))
 
 
 class MetricStore(Protocol):
@@ -85,9 +170,21 @@ class MetricStore(Protocol):
         ...
 
     def list_jobs(
-        self, *, filters: JobFilter | None = None, limit: int = 50, offset: int = 0
+        self,
+        *,
+        filters: JobFilter | None = None,
+        sort: JobSort | None = None,
+        stats: Sequence[str] | None = None,
+        limit: int = 50,
+        offset: int = 0,
     ) -> tuple[list[TrainingJob], int]:
-        """Jobs newest first (ties by id descending) and the total matching."""
+        """A page of the jobs matching ``filters`` in ``sort`` order (default newest
+        first, ties by id descending) and the total matching.
+
+        With ``stats`` (metric names), each job's ``stats`` maps those of the
+        names it has to their statistics (see :func:`~trainvis.store.common.stats_wire`);
+        a job with none of them gets an empty dict.
+        """
         ...
 
     def delete_job(self, job_id: str) -> None:

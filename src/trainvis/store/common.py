@@ -185,12 +185,36 @@ def build_summary(stats: dict[str, MetricStats]) -> dict[str, Any]:
         if item.last_value is not None:
             last[name] = encode_value(item.last_value)
         has_nan = has_nan or item.nonfinite > 0
-        direction = best_direction(name)
-        if direction == "min" and item.min_value is not None:
-            best[name] = {"value": item.min_value, "step": item.min_step}
-        elif direction == "max" and item.max_value is not None:
-            best[name] = {"value": item.max_value, "step": item.max_step}
+        value, step = best_of(name, item)
+        if value is not None:
+            best[name] = {"value": value, "step": step}
     return {"last": last, "best": best, "has_nan": has_nan}
+
+
+def best_of(name: str, item: MetricStats) -> tuple[float | None, int | None]:
+    """``(value, step)`` of the best finite value of metric ``name`` by
+    :func:`~trainvis.models.best_direction`; ``(None, None)`` when there is none."""
+    direction = best_direction(name)
+    if direction == "min":
+        return item.min_value, item.min_step
+    if direction == "max":
+        return item.max_value, item.max_step
+    return None, None
+
+
+def stats_wire(name: str, item: MetricStats) -> dict[str, Any]:
+    """A metric's statistics in a listed job's ``stats`` (issue 16): ``last`` as in
+    history rows (``"NaN"``…), ``min``/``max``/``best`` over finite values (null
+    when none), ``count`` of every value."""
+    best, best_step = best_of(name, item)
+    return {
+        "last": None if item.last_value is None else encode_value(item.last_value),
+        "min": item.min_value,
+        "max": item.max_value,
+        "best": best,
+        "best_step": best_step,
+        "count": item.count,
+    }
 
 
 def check_transition(current: JobStatus, target: JobStatus) -> None:

@@ -5,8 +5,8 @@ writes every statement once, with ``?`` placeholders, and runs it through a
 :class:`Dialect`: :data:`SQLITE` passes the text through, :data:`POSTGRES`
 turns ``?`` into ``%s`` (psycopg's placeholder) and hands psycopg bytes.
 Everything else a dialect knows is a small piece of SQL or a value conversion:
-row locks, ``IN`` lists, the tag filter, JSON columns, and how an event's NaN
-is kept.
+row locks, ``IN`` lists, the tag filter, JSON columns, how an event's NaN
+is kept, and the runs table's config lookups and sort keys (issue 16).
 
 This module imports no driver: the SDK's local mode loads it without psycopg.
 """
@@ -43,6 +43,69 @@ class Dialect:
     #: Columns of an event's value: ``value`` and a NaN flag (SQLite stores NaN as NULL).
     event_value_insert = "value, value_nan"
     event_value_select = "value, value_nan"
+    #: Suffix that makes text compare by code point (SQLite's default already does).
+    text_order = ""
+    #: The smaller and the larger of two values (SQLite's multi-argument min/max).
+    least = "min"
+    greatest = "max"
+    #: A bound number compared with :meth:`config_number`.
+    number_param = "CAST(? AS REAL)"
+    #: The ``jobs`` rows as a list query that looks into ``config`` reads them.
+    config_source = "jobs"
+
+    def nan_null(self, expr: str) -> str:
+        """``expr`` (a stored double) with NaN as NULL (SQLite stores NaN as NULL)."""
+        return expr
+
+    def config_kind(self, path: Sequence[str]) -> tuple[str, list[Any]]:
+        """SQL of the JSON type of ``config`` at ``path`` (object keys): ``number``,
+        ``string``, ``boolean``, ``null``, ``object``, ``array``, or NULL when missing."""
+        p = _json_path(path)
+        return (
+            "CASE json_type(config, ?) WHEN 'integer' THEN 'number' WHEN 'real' THEN 'number' "
+            "WHEN 'text' THEN 'string' WHEN 'true' THEN 'boolean' WHEN 'false' THEN 'boolean' "
+            "WHEN 'null' THEN 'null' WHEN 'object' THEN 'object' WHEN 'array' THEN 'array' END",
+            [p],
+        )
+
+    def config_text(self, path: Sequence[str]) -> tuple[str, list[Any]]:
+        """SQL of a scalar of ``config`` at ``path`` as JSON text (a string without its
+        quotes); NULL for an object or array (they compare with :meth:`config_equals`)."""
+        p = _json_path(path)
+        return (
+            "CASE json_type(config, ?) WHEN 'text' THEN json_extract(config, ?) "
+            "WHEN 'object' THEN NULL WHEN 'array' THEN NULL ELSE config -> ? END",
+            [p, p, p],
+        )
+
+    def config_equals(self, path: Sequence[str]) -> tuple[str, list[Any]]:
+        """SQL: ``config`` at ``path`` equals the JSON of the next parameter (valid
+        JSON, an object or array); SQLite compares the minified texts."""
+        return "(config -> ?) = json(?)", [_json_path(path)]
+
+    def config_number(self, path: Sequence[str]) -> tuple[str, list[Any]]:
+        """SQL of ``config`` at ``path`` as a number where it is one, else NULL."""
+        p = _json_path(path)
+        return (
+            "CASE WHEN json_type(config, ?) IN ('integer', 'real') "
+            "THEN json_extract(config, ?) END",
+            [p, p],
+        )
+
+    def recent_steps(
+        self, conn: Connection, pks: Sequence[int], limit: int
+    ) -> dict[int, list[tuple[int, float]]]:
+        """The newest ``limit`` ``(step, timestamp)`` of each job in ``pks``, newest
+        first (a query per job: in-process, each is an index probe)."""
+        found: dict[int, list[tuple[int, float]]] = {}
+        for pk in pks:
+            rows = self.run(
+                conn,
+                "SELECT step, ts FROM steps WHERE job_pk = ? ORDER BY step DESC LIMIT ?",
+                (pk, limit),
+            )
+            found[pk] = [(int(step), float(ts)) for step, ts in rows]
+        return found
 
     def sql(self, text: str) -> Any:
         """``text`` (``?`` placeholders) as this driver's query."""
@@ -98,6 +161,58 @@ class PostgresDialect(Dialect):
     tags_param = "?::jsonb"
     event_value_insert = "value"
     event_value_select = "value, FALSE"  # double precision keeps NaN itself
+    text_order = ' COLLATE "C"'
+    least = "least"
+    greatest = "greatest"
+    number_param = "?::numeric"
+    # ``config`` is ``json`` (text as posted): each ``->`` on it parses the text
+    # again, so the row's config is parsed once into ``config_b`` (OFFSET 0 keeps
+    # the planner from inlining the cast into every use)
+    config_source = "(SELECT *, config::jsonb AS config_b FROM jobs OFFSET 0) AS jobs"
+
+    def nan_null(self, expr: str) -> str:
+        return f"NULLIF({expr}, 'NaN')"
+
+    def config_kind(self, path: Sequence[str]) -> tuple[str, list[Any]]:
+        value, params = _pg_config_value(path)
+        return f"jsonb_typeof({value})", params
+
+    def config_text(self, path: Sequence[str]) -> tuple[str, list[Any]]:
+        value, params = _pg_config_value(path)
+        return (
+            f"CASE WHEN jsonb_typeof({value}) IN ('object', 'array') THEN NULL "
+            f"ELSE {value} #>> '{{}}' END",
+            params * 2,
+        )
+
+    def config_number(self, path: Sequence[str]) -> tuple[str, list[Any]]:
+        value, params = _pg_config_value(path)
+        return (
+            f"CASE WHEN jsonb_typeof({value}) = 'number' THEN ({value} #>> '{{}}')::numeric END",
+            params * 2,
+        )
+
+    def config_equals(self, path: Sequence[str]) -> tuple[str, list[Any]]:
+        value, params = _pg_config_value(path)
+        return f"{value} = ?::jsonb", params
+
+    def recent_steps(
+        self, conn: Connection, pks: Sequence[int], limit: int
+    ) -> dict[int, list[tuple[int, float]]]:
+        # one round trip for the page: an index probe per job through LATERAL
+        found: dict[int, list[tuple[int, float]]] = {pk: [] for pk in pks}
+        if not pks:
+            return found
+        rows = self.run(
+            conn,
+            "SELECT p.pk, s.step, s.ts FROM unnest(?::bigint[]) AS p (pk) CROSS JOIN LATERAL "
+            "(SELECT step, ts FROM steps WHERE job_pk = p.pk ORDER BY step DESC LIMIT ?) AS s "
+            "ORDER BY p.pk, s.step DESC",
+            (list(pks), limit),
+        )
+        for pk, step, ts in rows:
+            found[int(pk)].append((int(step), float(ts)))
+        return found
 
     def sql(self, text: str) -> Any:
         return _pg_sql(text)
@@ -116,6 +231,18 @@ class PostgresDialect(Dialect):
 
     def event_value(self, value: float | None) -> list[Any]:
         return [value]
+
+
+def _json_path(path: Sequence[str]) -> str:
+    """An SQLite JSON path of object keys (keys hold no quote or backslash:
+    :func:`~trainvis.store.base.parse_config_path`)."""
+    return "$" + "".join(f'."{key}"' for key in path)
+
+
+def _pg_config_value(path: Sequence[str]) -> tuple[str, list[Any]]:
+    """``config_b`` (the row's config parsed once: :attr:`PostgresDialect.config_source`)
+    at ``path``; ``->`` with a text key is NULL on an array, as SQLite's quoted keys are."""
+    return "(config_b" + " -> ?::text" * len(path) + ")", list(path)
 
 
 @functools.lru_cache(maxsize=512)

@@ -37,6 +37,7 @@ try:
 except ImportError as exc:  # pragma: no cover - exercised only without the extra
     raise ImportError("PostgreSQL support needs psycopg: pip install 'trainvis[postgres]'") from exc
 import orjson
+from psycopg import IsolationLevel
 
 from trainvis.errors import DISK_FULL, READ_ONLY, InsufficientStorage, StoreReadOnly
 from trainvis.store.base import Row, StoreError
@@ -121,9 +122,12 @@ class PostgresStore(SQLStore):
         )
 
     @contextmanager
-    def _tx(self) -> Iterator[Conn]:
-        """A pooled connection in a transaction, committed when the block succeeds."""
+    def _tx(self, *, snapshot: bool = False) -> Iterator[Conn]:
+        """A pooled connection in a transaction, committed when the block succeeds;
+        ``snapshot``: ``REPEATABLE READ`` (reads only: one snapshot for all queries)."""
         pool, conn = self._acquire()
+        # Set on every use (no round trip: it shapes the BEGIN psycopg sends).
+        conn.isolation_level = IsolationLevel.REPEATABLE_READ if snapshot else None
         try:
             with conn:  # what ``pool.connection()`` does: commit, or roll back on error
                 yield conn
@@ -197,7 +201,9 @@ class PostgresStore(SQLStore):
         threading.Thread(target=stale.close, kwargs={"timeout": 1.0}, daemon=True).start()
 
     def _read(self) -> AbstractContextManager[Conn]:
-        return self._tx()
+        # One snapshot per read: a compaction committed between a read's block and
+        # head queries must show no point twice and none missing (issue 15).
+        return self._tx(snapshot=True)
 
     def _write(self) -> AbstractContextManager[Conn]:
         return self._tx()
@@ -216,9 +222,9 @@ class PostgresStore(SQLStore):
     def _row_chunks(self, query: RowQuery) -> Iterator[list[Row]]:
         """Keyset chunks (see ``iter_chunks``). The job is looked up at once (an
         unknown job raises before the first row); no connection is held between chunks."""
-        with self._tx() as conn:
+        with self._read() as conn:
             job_pk(POSTGRES, conn, query.job_id)
-        return iter_chunks(self._tx, query)
+        return iter_chunks(self._read, query)
 
 
 # ---------------------------------------------------------------------- helpers

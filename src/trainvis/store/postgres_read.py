@@ -13,6 +13,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import numpy.typing as npt
 
+from trainvis.store import blocks
 from trainvis.store.base import Row
 from trainvis.store.common import wire_rows, wire_value
 from trainvis.store.dialect import POSTGRES
@@ -62,15 +63,14 @@ def _column(
     conn: Conn, metric_id: int, steps: npt.NDArray[np.int64], *, exact: bool
 ) -> tuple[npt.NDArray[np.intp], list[float]]:
     """One metric's values at ``steps``: ``(positions in steps, values)``."""
-    if exact:
-        condition, params = step_filter(POSTGRES, steps.tolist())
-    else:
-        condition, params = "step BETWEEN ? AND ?", [int(steps[0]), int(steps[-1])]
-    found, values = fetch_columns(
+    found, values = blocks.read_points(
+        POSTGRES,
         conn,
-        f"SELECT step, value FROM points WHERE metric_id = %s AND {condition}",
-        [metric_id, *params],
-        "qd",
+        metric_id,
+        int(steps[0]),
+        int(steps[-1]),
+        point_columns,
+        steps if exact else None,
     )
     where = steps.searchsorted(found)
     if not exact and len(found) == len(steps):

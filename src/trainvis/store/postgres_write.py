@@ -21,11 +21,12 @@ from itertools import chain
 
 import numpy as np
 
+from trainvis.store import blocks
 from trainvis.store.base import Row
 from trainvis.store.common import MergedRow, MetricStats, stored_rows
 from trainvis.store.dialect import POSTGRES
 from trainvis.store.postgres_copy import Conn, copy_in, encode_tuples
-from trainvis.store.postgres_read import rows_for_steps
+from trainvis.store.postgres_read import point_columns, rows_for_steps
 from trainvis.store.sql_read import step_filter
 from trainvis.store.sql_write import (
     PerMetric,
@@ -62,9 +63,22 @@ def write_batch(conn: Conn, batch: WriteBatch) -> Callable[[], list[tuple[int, R
     # out of order from several writers): nothing can conflict, plain COPY.
     fresh = not existing
     per_metric = group_by_metric(merged, names)
+    head: PerMetric = {}
     for name, (steps_of, values_of) in per_metric.items():
-        stats[name].apply(steps_of, values_of, replaced.get(ids[name], {}))
-    _write_points(conn, ids, per_metric, fresh)
+        # Points inside a block rewrite it; a long batch above the stored ones is
+        # a block of its own; the rest goes to the head (issue 15).
+        (head_steps, head_values), from_blocks = blocks.route(
+            POSTGRES, conn, ids[name], steps_of, values_of, stats[name].last_step
+        )
+        stats[name].apply(steps_of, values_of, {**replaced.get(ids[name], {}), **from_blocks})
+        if len(head_steps):
+            head[name] = (head_steps.tolist(), head_values.tolist())
+    if not fresh:
+        ensure_staging(conn)
+    if head:
+        _write_points(conn, ids, head, fresh)
+    for metric_id in blocks.needs_compaction(POSTGRES, conn, list(ids.values())):
+        blocks.compact(POSTGRES, conn, metric_id, point_columns)
     _write_steps(conn, pk, merged, last_seq, fresh)
     _save_stats(conn, ids, stats)
     save_progress(POSTGRES, conn, batch, len(merged) - len(existing))
@@ -126,7 +140,6 @@ def _write_points(
     if fresh:
         copy_in(conn, "COPY points (metric_id, step, value) FROM STDIN", data)
         return
-    ensure_staging(conn)
     copy_in(conn, "COPY stage_points (metric_id, step, value) FROM STDIN", data)
     conn.execute(
         "INSERT INTO points (metric_id, step, value) SELECT metric_id, step, value "
@@ -172,7 +185,7 @@ def _write_steps(conn: Conn, pk: int, merged: list[MergedRow], last_seq: int, fr
 
 
 def _save_stats(conn: Conn, ids: dict[str, int], stats: dict[str, MetricStats]) -> None:
-    rescan_extremes(POSTGRES, conn, ids, stats)
+    rescan_extremes(POSTGRES, conn, ids, stats, point_columns)
     items = list(stats.items())
 
     def floats(values: list[float | None]) -> list[float | None]:

@@ -13,7 +13,7 @@ import time
 from abc import abstractmethod
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 import numpy as np
 import numpy.typing as npt
@@ -30,14 +30,15 @@ from trainvis.models import (
     WriteResult,
 )
 from trainvis.series import Series
-from trainvis.store.base import JobFilter, MetricStore, Row
+from trainvis.store import blocks
+from trainvis.store.base import JobFilter, JobSort, MetricStore, Row
 from trainvis.store.common import check_transition, merge_batch, status_timestamps
 from trainvis.store.dialect import Connection, Dialect
 from trainvis.store.sql_events import insert_event, select_event, select_events
 from trainvis.store.sql_jobs import (
-    JOB_COLUMNS,
     delete_rows,
     fetch_job,
+    fetch_jobs,
     filter_sql,
     hydrate,
     insert_job,
@@ -45,6 +46,7 @@ from trainvis.store.sql_jobs import (
     job_pk,
     update_row,
 )
+from trainvis.store.sql_list import page_sql, uses_config
 from trainvis.store.sql_read import (
     PointColumns,
     RowQuery,
@@ -56,6 +58,16 @@ from trainvis.store.sql_read import (
     step_filter,
 )
 from trainvis.store.sql_write import WriteBatch
+
+
+class _RowQueryArgs(TypedDict, total=False):
+    """The keywords of ``iter_rows``, handed on as they are to ``iter_row_chunks``."""
+
+    metrics: Sequence[str] | None
+    start_step: int | None
+    end_step: int | None
+    limit: int | None
+    offset: int
 
 
 class SQLStore(MetricStore):
@@ -106,7 +118,8 @@ class SQLStore(MetricStore):
     def _point_columns(
         self, conn: Connection, metric_id: int, condition: str, params: Sequence[Any]
     ) -> PointColumns:
-        """One metric's points whose ``step`` matches ``condition``; NaN kept."""
+        """One metric's head points (the ``points`` table, see :mod:`~trainvis.store.blocks`)
+        whose ``step`` matches ``condition``, ascending by step; NaN kept."""
 
     # ------------------------------------------------------------------ jobs
 
@@ -121,19 +134,25 @@ class SQLStore(MetricStore):
             return hydrate(self.dialect, conn, [fetch_job(self.dialect, conn, job_id)])[0]
 
     def list_jobs(
-        self, *, filters: JobFilter | None = None, limit: int = 50, offset: int = 0
+        self,
+        *,
+        filters: JobFilter | None = None,
+        sort: JobSort | None = None,
+        stats: Sequence[str] | None = None,
+        limit: int = 50,
+        offset: int = 0,
     ) -> tuple[list[TrainingJob], int]:
         d = self.dialect
-        clause, params = filter_sql(d, filters or JobFilter())
+        filters, sort = filters or JobFilter(), sort or JobSort()
+        clause, params = filter_sql(d, filters)
+        source = d.config_source if uses_config(filters, sort) else "jobs"
+        page, before, after = page_sql(d, sort, clause, source)
         with self._read() as conn:
-            total = int(d.scalar(conn, f"SELECT count(*) FROM jobs WHERE {clause}", params))
-            rows = d.run(
-                conn,
-                f"SELECT {JOB_COLUMNS} FROM jobs WHERE {clause} "
-                "ORDER BY created_at DESC, id DESC LIMIT ? OFFSET ?",
-                [*params, limit, offset],
-            ).fetchall()
-            return hydrate(d, conn, rows), total
+            total = int(d.scalar(conn, f"SELECT count(*) FROM {source} WHERE {clause}", params))
+            page_params = [*before, *params, *after, limit, offset]
+            pks = [int(row[0]) for row in d.run(conn, page, page_params)]
+            rows = fetch_jobs(d, conn, pks)
+            return hydrate(d, conn, rows, stats_of=stats), total
 
     def delete_job(self, job_id: str) -> None:
         with self._write() as conn:
@@ -272,33 +291,16 @@ class SQLStore(MetricStore):
                 sql = "SELECT count(*) FROM steps WHERE job_pk = ? AND step BETWEEN ? AND ?"
                 return int(d.scalar(conn, sql, (pk, lo, hi)))
             ids = list(metric_map(d, conn, pk, metrics).values())
-            if not ids:
-                return 0
-            condition, params = d.in_list("metric_id", ids, "bigint")
-            sql = (
-                f"SELECT count(DISTINCT step) FROM points WHERE {condition} "
-                "AND step BETWEEN ? AND ?"
-            )
-            return int(d.scalar(conn, sql, (*params, lo, hi)))
+            columns = [
+                blocks.read_points(d, conn, metric_id, lo, hi, self._point_columns)[0]
+                for metric_id in ids
+            ]
+            if len(columns) == 1:
+                return len(columns[0])
+            return len(np.unique(np.concatenate(columns))) if columns else 0
 
-    def iter_rows(
-        self,
-        job_id: str,
-        *,
-        metrics: Sequence[str] | None = None,
-        start_step: int | None = None,
-        end_step: int | None = None,
-        limit: int | None = None,
-        offset: int = 0,
-    ) -> Iterator[Row]:
-        for chunk in self.iter_row_chunks(
-            job_id,
-            metrics=metrics,
-            start_step=start_step,
-            end_step=end_step,
-            limit=limit,
-            offset=offset,
-        ):
+    def iter_rows(self, job_id: str, **query: Unpack[_RowQueryArgs]) -> Iterator[Row]:
+        for chunk in self.iter_row_chunks(job_id, **query):
             yield from chunk
 
     def iter_row_chunks(
@@ -333,7 +335,7 @@ class SQLStore(MetricStore):
         lo, hi = bounds(start_step, end_step)
         with self._read() as conn:
             pk = job_pk(self.dialect, conn, job_id)
-            return self._series(conn, pk, metrics, with_time, "step BETWEEN ? AND ?", [lo, hi])
+            return self._series(conn, pk, metrics, with_time, (lo, hi))
 
     def rows_since(self, job_id: str, seq: int, *, limit: int = 1000) -> list[tuple[int, Row]]:
         with self._read() as conn:
@@ -356,8 +358,8 @@ class SQLStore(MetricStore):
             if not found:
                 return seq, {}
             wanted = np.unique(np.fromiter((step for step, _ in found), np.int64, len(found)))
-            condition, params = step_filter(self.dialect, wanted.tolist())
-            series = self._series(conn, pk, metrics, True, condition, params, wanted)
+            span = (int(wanted[0]), int(wanted[-1]))
+            series = self._series(conn, pk, metrics, True, span, wanted)
             return found[-1][1], series
 
     def last_seq(self, job_id: str) -> int:
@@ -376,6 +378,13 @@ class SQLStore(MetricStore):
                 counts[status] = int(number)
         return counts
 
+    def compact(self) -> int:
+        """Move every metric's head points and open blocks into blocks now, in one
+        transaction (writes compact on their own; this settles a store, e.g.
+        before measuring it). Returns the number of metrics compacted."""
+        with self._write() as conn:
+            return blocks.compact_all(self.dialect, conn, self._point_columns)
+
     def total_points(self) -> int:
         with self._read() as conn:
             return int(self.dialect.scalar(conn, "SELECT coalesce(sum(count), 0) FROM metrics"))
@@ -388,22 +397,25 @@ class SQLStore(MetricStore):
         pk: int,
         metrics: Sequence[str],
         with_time: bool,
-        condition: str,
-        params: Sequence[Any],
+        span: tuple[int, int],
         wanted: npt.NDArray[np.int64] | None = None,
     ) -> dict[str, Series]:
-        """Series of ``metrics`` with the points whose step matches ``condition``
-        (and is one of ``wanted`` when given); ``with_time`` adds epochs and timestamps."""
+        """Series of ``metrics`` with the points whose step is in ``span`` (inclusive)
+        and is one of ``wanted`` (sorted) when given; ``with_time`` adds epochs and
+        timestamps."""
         result: dict[str, Series] = {}
         ids = metric_map(self.dialect, conn, pk, metrics)
         times: StepColumns | None = None
+        if wanted is not None:
+            condition, params = step_filter(self.dialect, wanted.tolist())
+        else:
+            condition, params = "step BETWEEN ? AND ?", list(span)
         if with_time and ids:
             times = self._step_columns(conn, pk, condition, params)
         for name, metric_id in ids.items():
-            steps, values = self._point_columns(conn, metric_id, condition, params)
-            if wanted is not None and len(steps):
-                keep = np.isin(steps, wanted)
-                steps, values = steps[keep], values[keep]
+            steps, values = blocks.read_points(
+                self.dialect, conn, metric_id, *span, self._point_columns, wanted
+            )
             if not len(steps):
                 continue
             epochs = timestamps = None

@@ -22,9 +22,16 @@ from trainvis.models import (
     usable_counter,
 )
 from trainvis.store.base import JobFilter
-from trainvis.store.common import RECREATED_SEQ_GAP, MetricStats, build_summary, eta_from_rate
+from trainvis.store.common import (
+    RECREATED_SEQ_GAP,
+    MetricStats,
+    build_summary,
+    eta_from_rate,
+    stats_wire,
+)
 from trainvis.store.dialect import Connection, Dialect
 from trainvis.store.sql_events import severity_counts
+from trainvis.store.sql_list import config_filter_sql
 
 JOB_COLUMNS = (
     "pk, id, name, model_name, status, message, total_epochs, total_steps, config, tags, "
@@ -157,6 +164,16 @@ def fetch_job(d: Dialect, conn: Connection, job_id: str, *, lock: bool = False) 
     return row
 
 
+def fetch_jobs(d: Dialect, conn: Connection, pks: Sequence[int]) -> list[Any]:
+    """The ``JOB_COLUMNS`` rows of the jobs ``pks``, in that order (missing ones left out)."""
+    found: dict[int, Any] = {}
+    for chunk in d.chunks(pks):
+        condition, params = d.in_list("pk", chunk, "bigint")
+        for row in d.run(conn, f"SELECT {JOB_COLUMNS} FROM jobs WHERE {condition}", params):
+            found[int(row[0])] = row
+    return [found[pk] for pk in pks if pk in found]
+
+
 def job_pk(d: Dialect, conn: Connection, job_id: str, *, lock: str = "") -> int:
     """The job's primary key; ``lock`` is a row-lock suffix (``d.for_update``…).
 
@@ -184,6 +201,10 @@ def filter_sql(d: Dialect, filters: JobFilter) -> tuple[str, list[Any]]:
             "(lower(name) LIKE ? ESCAPE '\\' OR lower(coalesce(model_name, '')) LIKE ? ESCAPE '\\')"
         )
         params += [pattern, pattern]
+    for path, value in filters.config:
+        term, term_params = config_filter_sql(d, path, value)
+        where.append(term)
+        params += term_params
     return " AND ".join(where), params
 
 
@@ -191,9 +212,15 @@ def _escape_like(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
-def hydrate(d: Dialect, conn: Connection, rows: Sequence[Sequence[Any]]) -> list[TrainingJob]:
+def hydrate(
+    d: Dialect,
+    conn: Connection,
+    rows: Sequence[Sequence[Any]],
+    *,
+    stats_of: Sequence[str] | None = None,
+) -> list[TrainingJob]:
     """Jobs from ``JOB_COLUMNS`` rows with metric names, point counts, summary, alert
-    counts and ETA."""
+    counts and ETA; with ``stats_of`` (metric names), each job's ``stats`` too."""
     jobs = [job_from_row(d, row) for row in rows]
     pks = [int(row[0]) for row in rows]
     stats: dict[int, dict[str, MetricStats]] = {pk: {} for pk in pks}
@@ -212,14 +239,23 @@ def hydrate(d: Dialect, conn: Connection, rows: Sequence[Sequence[Any]]) -> list
         job.metric_names = sorted(stats[pk])
         job.point_count = sum(item.count for item in stats[pk].values())
         job.summary = build_summary(stats[pk])
-        if job.status is JobStatus.RUNNING and job.total_steps:
-            recent = d.run(
-                conn,
-                "SELECT step, ts FROM steps WHERE job_pk = ? ORDER BY step DESC LIMIT 50",
-                (pk,),
-            ).fetchall()
-            job.eta_seconds = eta_from_rate(job, [(int(s), float(t)) for s, t in recent])
+        if stats_of is not None:
+            mine = stats[pk]
+            job.stats = {name: stats_wire(name, mine[name]) for name in stats_of if name in mine}
+    timed = [pk for pk, job in zip(pks, jobs, strict=True) if _has_eta(job)]
+    recent = d.recent_steps(conn, timed, ETA_STEPS)
+    for pk, job in zip(pks, jobs, strict=True):
+        if pk in recent:
+            job.eta_seconds = eta_from_rate(job, recent[pk])
     return jobs
+
+
+#: How many of a running job's newest steps its ETA is estimated from.
+ETA_STEPS = 50
+
+
+def _has_eta(job: TrainingJob) -> bool:
+    return job.status is JobStatus.RUNNING and bool(job.total_steps)
 
 
 def job_from_row(d: Dialect, row: Sequence[Any]) -> TrainingJob:
@@ -272,11 +308,12 @@ def delete_rows(d: Dialect, conn: Connection, job_id: str) -> None:
         "ON CONFLICT (id) DO UPDATE SET last_seq = excluded.last_seq",
         (pk,),
     )
-    d.run(
-        conn,
-        "DELETE FROM points WHERE metric_id IN (SELECT id FROM metrics WHERE job_pk = ?)",
-        (pk,),
-    )
+    for table in ("points", "blocks"):
+        d.run(
+            conn,
+            f"DELETE FROM {table} WHERE metric_id IN (SELECT id FROM metrics WHERE job_pk = ?)",
+            (pk,),
+        )
     for table in ("steps", "metrics", "events"):
         d.run(conn, f"DELETE FROM {table} WHERE job_pk = ?", (pk,))
     d.run(conn, "DELETE FROM jobs WHERE pk = ?", (pk,))

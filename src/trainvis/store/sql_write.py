@@ -14,11 +14,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from trainvis.models import MetricRow
+from trainvis.store.blocks import HeadReader, extremes
 from trainvis.store.common import MergedRow, MetricStats, check_metric_budget
 from trainvis.store.dialect import Connection, Dialect
 from trainvis.store.sql_jobs import STAT_COLUMNS, stats_from_row
-
-FINITE_MAX = 1.7976931348623157e308
 
 PerMetric = dict[str, tuple[list[int], list[float]]]
 """``name -> (steps, values)`` of a batch, steps ascending."""
@@ -117,16 +116,17 @@ def save_progress(d: Dialect, conn: Connection, batch: WriteBatch, new_rows: int
 
 
 def rescan_extremes(
-    d: Dialect, conn: Connection, ids: dict[str, int], stats: dict[str, MetricStats]
+    d: Dialect,
+    conn: Connection,
+    ids: dict[str, int],
+    stats: dict[str, MetricStats],
+    head: HeadReader,
 ) -> None:
     """Recompute min/max of the metrics whose stored extreme was overwritten (rare)."""
-    base = "SELECT value, step FROM points WHERE metric_id = ? AND value BETWEEN ? AND ? "
     for name, item in stats.items():
         if not item.needs_rescan:
             continue
-        bounds = (ids[name], -FINITE_MAX, FINITE_MAX)
-        low = d.run(conn, base + "ORDER BY value ASC, step ASC LIMIT 1", bounds).fetchone()
-        high = d.run(conn, base + "ORDER BY value DESC, step ASC LIMIT 1", bounds).fetchone()
-        item.min_value, item.min_step = (low[0], low[1]) if low else (None, None)
-        item.max_value, item.max_step = (high[0], high[1]) if high else (None, None)
+        low, high = extremes(d, conn, ids[name], head)
+        item.min_value, item.min_step = low if low else (None, None)
+        item.max_value, item.max_step = high if high else (None, None)
         item.needs_rescan = False

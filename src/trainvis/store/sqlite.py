@@ -114,7 +114,15 @@ class SQLiteStore(SQLStore):
                 conn = self._connect(READ_CACHE_KIB)
             self._held.conn = conn
             try:
-                yield conn
+                # One snapshot per read: a compaction committed between a read's
+                # block and head queries must show no point twice and none
+                # missing (issue 15).
+                conn.execute("BEGIN")
+                try:
+                    yield conn
+                finally:
+                    if conn.in_transaction:
+                        conn.execute("COMMIT")
             finally:
                 self._held.conn = None
                 self._readers.put(conn)

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from trainvis.errors import JobNotFound
+from trainvis.store import blocks
 from trainvis.store.base import Row
 from trainvis.store.common import Head, head_rows, heads, wire_value
 from trainvis.store.dialect import SQLITE
@@ -187,27 +188,25 @@ def _column(
     conn: sqlite3.Connection, metric_id: int, steps: list[Head], *, exact: bool
 ) -> list[Any]:
     """Values of one metric aligned with ``steps`` (``_ABSENT`` where none)."""
-    if exact:
-        marks = ",".join("?" * len(steps))
-        found = conn.execute(
-            f"SELECT step, value FROM points WHERE metric_id = ? AND step IN ({marks}) "
-            "ORDER BY step",
-            (metric_id, *(step for step, _, _ in steps)),
-        ).fetchall()
-    else:
-        found = conn.execute(
-            "SELECT step, value FROM points WHERE metric_id = ? AND step BETWEEN ? AND ? "
-            "ORDER BY step",
-            (metric_id, steps[0][0], steps[-1][0]),
-        ).fetchall()
+    step_array = np.fromiter((head[0] for head in steps), np.int64, len(steps))
+    found, values = blocks.read_points(
+        SQLITE,
+        conn,
+        metric_id,
+        int(step_array[0]),
+        int(step_array[-1]),
+        point_columns,
+        step_array if exact else None,
+    )
     if len(found) == len(steps):  # points ⊆ steps, both sorted: identical steps
-        return [value for _, value in found]
+        same: list[Any] = values.tolist()
+        return same
     column: list[Any] = [_ABSENT] * len(steps)
-    position = {step: index for index, (step, _, _) in enumerate(steps)}
-    for step, value in found:
-        index = position.get(step)
-        if index is not None:
-            column[index] = value
+    where = step_array.searchsorted(found)
+    keep = where < len(step_array)
+    keep[keep] = step_array[where[keep]] == found[keep]
+    for index, value in zip(where[keep].tolist(), values[keep].tolist(), strict=True):
+        column[index] = value
     return column
 
 

@@ -8,6 +8,11 @@ transaction each at open.
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Callable
+
+from trainvis.store.blocks import compact_all
+from trainvis.store.dialect import SQLITE
+from trainvis.store.sqlite_read import point_columns
 
 MIGRATIONS: tuple[str, ...] = (
     # 1: jobs, per-metric statistics, rows (one per job and step) and points
@@ -92,7 +97,30 @@ MIGRATIONS: tuple[str, ...] = (
     """
     CREATE TABLE deleted_ids (id TEXT PRIMARY KEY, last_seq INTEGER NOT NULL) WITHOUT ROWID;
     """,
+    # 4: points in compressed column blocks with summaries; ``points`` stays as
+    # the head of recent and out-of-order writes (issue 15, store/blocks.py).
+    # The stored points move into blocks in the same transaction (BLOCK_DATA).
+    """
+    CREATE TABLE blocks (
+        metric_id INTEGER NOT NULL,
+        first_step INTEGER NOT NULL,
+        last_step INTEGER NOT NULL,
+        count INTEGER NOT NULL,
+        min_value REAL,
+        max_value REAL,
+        nonfinite INTEGER NOT NULL,
+        sealed INTEGER NOT NULL,
+        data BLOB NOT NULL,
+        PRIMARY KEY (metric_id, first_step)
+    ) WITHOUT ROWID;
+    CREATE INDEX blocks_open ON blocks (metric_id, first_step) WHERE sealed = 0;
+    """,
 )
+#: Data moves run after the DDL of their migration (keyed by the version they
+#: reach), in its transaction.
+DATA_STEPS: dict[int, Callable[[sqlite3.Connection], object]] = {
+    4: lambda conn: compact_all(SQLITE, conn, point_columns),
+}
 
 
 def migrate(conn: sqlite3.Connection, *, read_only: bool = False) -> int:
@@ -127,6 +155,9 @@ def migrate(conn: sqlite3.Connection, *, read_only: bool = False) -> int:
             for statement in MIGRATIONS[version].split(";"):
                 if statement.strip():
                     conn.execute(statement)
+            data_step = DATA_STEPS.get(version + 1)
+            if data_step is not None:
+                data_step(conn)
             conn.execute(f"PRAGMA user_version = {version + 1}")
             conn.execute("COMMIT")
         except BaseException:

@@ -13,6 +13,7 @@ import math
 import sqlite3
 from collections.abc import Callable
 
+from trainvis.store import blocks
 from trainvis.store.base import Row
 from trainvis.store.common import MetricStats, stored_rows
 from trainvis.store.dialect import SQLITE
@@ -23,7 +24,7 @@ from trainvis.store.sql_write import (
     rescan_extremes,
     save_progress,
 )
-from trainvis.store.sqlite_read import rows_for_steps
+from trainvis.store.sqlite_read import point_columns, rows_for_steps
 
 
 def write_batch(conn: sqlite3.Connection, batch: WriteBatch) -> Callable[[], list[tuple[int, Row]]]:
@@ -38,13 +39,21 @@ def write_batch(conn: sqlite3.Connection, batch: WriteBatch) -> Callable[[], lis
     points: list[tuple[int, int, float]] = []
     for name, (steps_of, values_of) in per_metric.items():
         metric_id = ids[name]
-        replaced = {} if fresh else _replaced(conn, metric_id, steps_of)
+        # Points inside a block rewrite it; a long batch above the stored ones is
+        # a block of its own; the rest goes to the head (issue 15).
+        (head_steps, head_values), replaced = blocks.route(
+            SQLITE, conn, metric_id, steps_of, values_of, stats[name].last_step
+        )
+        if not fresh and len(head_steps):
+            replaced.update(_replaced(conn, metric_id, head_steps.tolist()))
         stats[name].apply(steps_of, values_of, replaced)
-        points.extend(zip(itertools.repeat(metric_id), steps_of, values_of))
+        points.extend(zip(itertools.repeat(metric_id), head_steps.tolist(), head_values.tolist()))
     conn.executemany(
         "INSERT INTO points VALUES (?, ?, ?) ON CONFLICT DO UPDATE SET value = excluded.value",
         points,
     )
+    for metric_id in blocks.needs_compaction(SQLITE, conn, list(ids.values())):
+        blocks.compact(SQLITE, conn, metric_id, point_columns)
     conn.executemany(
         "INSERT INTO steps VALUES (?, ?, ?, ?, ?) ON CONFLICT DO UPDATE SET "
         "epoch = coalesce(excluded.epoch, epoch), ts = excluded.ts, seq = excluded.seq",
@@ -84,7 +93,7 @@ def _replaced(conn: sqlite3.Connection, metric_id: int, steps: list[int]) -> dic
 def _save_stats(
     conn: sqlite3.Connection, ids: dict[str, int], stats: dict[str, MetricStats]
 ) -> None:
-    rescan_extremes(SQLITE, conn, ids, stats)
+    rescan_extremes(SQLITE, conn, ids, stats, point_columns)
     conn.executemany(
         "UPDATE metrics SET count = ?, last_step = ?, last_value = ?, min_value = ?, "
         "min_step = ?, max_value = ?, max_step = ?, nonfinite = ? WHERE id = ?",

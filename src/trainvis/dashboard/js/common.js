@@ -118,10 +118,68 @@ export function debounce(fn, ms) {
   };
 }
 
-/** Run `fn` once Chart.js (a deferred classic script) has loaded. */
+/** Run `fn` once Chart.js (a deferred classic script) has loaded; its colours then
+ * follow the page's theme (see applyChartTheme). */
 export function whenChartReady() {
-  if (window.Chart) return Promise.resolve(window.Chart);
+  if (window.Chart) return Promise.resolve(themed(window.Chart));
   return new Promise((resolve) => {
-    window.addEventListener("DOMContentLoaded", () => resolve(window.Chart), { once: true });
+    window.addEventListener("DOMContentLoaded", () => resolve(themed(window.Chart)), { once: true });
   });
 }
+
+const DARK = window.matchMedia ? window.matchMedia("(prefers-color-scheme: dark)") : null;
+let themeWatched = false;
+let theme = null; // the colours last applied: {text, ink, grid}
+
+/** Chart.js's default colours (tick labels, titles, legend text, grid lines) from
+ * the CSS variables of style.css, so charts are readable in the light and the dark
+ * theme. Charts created afterwards pick them up; charts already drawn are recoloured
+ * where they still show the previous theme's colours (Chart.js copies the defaults
+ * of scales into each chart when it is created). */
+export function applyChartTheme(Chart) {
+  const css = getComputedStyle(document.documentElement);
+  const cssVar = (name, fallback) => css.getPropertyValue(name).trim() || fallback;
+  const next = {
+    text: cssVar("--muted", "#6b7280"),
+    ink: cssVar("--ink", "#111827"),
+    grid: cssVar("--chart-grid", "rgba(0, 0, 0, 0.1)"),
+  };
+  Chart.defaults.color = next.text;
+  Chart.defaults.borderColor = next.grid;
+  Chart.defaults.plugins.title.color = next.ink;
+  Chart.defaults.plugins.legend.labels.color = next.ink;
+  if (theme) {
+    for (const chart of Object.values(Chart.instances || {})) recolour(chart, theme, next);
+  }
+  theme = next;
+}
+
+function recolour(chart, previous, next) {
+  const swap = (object, key, from, to) => {
+    if (object && (object[key] === undefined || object[key] === from)) object[key] = to;
+  };
+  const options = chart.config.options;
+  for (const scale of Object.values(options.scales || {})) {
+    if (scale.grid) swap(scale.grid, "color", previous.grid, next.grid);
+    if (scale.border) swap(scale.border, "color", previous.grid, next.grid);
+    swap(scale.ticks, "color", previous.text, next.text);
+    swap(scale.title, "color", previous.text, next.text);
+  }
+  swap(options.plugins?.legend?.labels, "color", previous.ink, next.ink);
+  swap(options.plugins?.title, "color", previous.ink, next.ink);
+  chart.update("none");
+}
+
+function themed(Chart) {
+  if (!Chart) return Chart;
+  applyChartTheme(Chart);
+  if (DARK && !themeWatched) {
+    themeWatched = true;
+    DARK.addEventListener("change", () => applyChartTheme(Chart));
+  }
+  return Chart;
+}
+
+// Pages load Chart.js as a deferred script before their module: theme it now, so
+// charts built without waiting for whenChartReady() are themed too.
+themed(window.Chart);

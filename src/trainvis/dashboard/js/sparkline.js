@@ -23,7 +23,8 @@ export function drawSparkline(canvas, values) {
     hi += 1;
     lo -= 1;
   }
-  ctx.strokeStyle = "#2563eb";
+  // the theme's accent (style.css --accent, dark mode included)
+  ctx.strokeStyle = getComputedStyle(canvas).getPropertyValue("--accent").trim() || "#2563eb";
   ctx.lineWidth = 1.5;
   ctx.beginPath();
   let pen = false;

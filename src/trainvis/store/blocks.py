@@ -1,0 +1,340 @@
+"""Points in column blocks: the block table's writes, compaction and reads.
+
+A metric's points live in exactly one of two places (issue 15):
+
+- the **head**, the ``points`` table (one row per point): small and out-of-order
+  writes land there;
+- **blocks**, rows of ``blocks`` keyed by ``(metric_id, first_step)``: the
+  steps (delta-encoded) and values (bit-exact float64: NaN payloads and
+  ±Infinity kept) of consecutive points, compressed, with a summary (count,
+  first/last step, finite min/max, non-finite count).
+
+Invariants: block ranges ``[first_step, last_step]`` of a metric never overlap,
+and no head point lies inside a block's range. So a write of step ``s`` goes
+into the block whose range holds ``s`` (the block is rewritten) or else into
+the head, and a read merges the blocks overlapping the range with the head.
+A batch of at least :data:`DIRECT_MIN` new points above everything stored of
+the metric (a training loop's batch) becomes a block directly.
+
+Blocks of fewer than :data:`BLOCK_POINTS` points at the tail are *open*.
+When a metric's head and open blocks hold :data:`BLOCK_POINTS` points or
+more, :func:`compact` moves them into sealed blocks, in the caller's write
+transaction: a crash (even SIGKILL) leaves either the old layout or the new
+one, never a point twice or missing. The codec (and why it is the one) is
+in :mod:`~trainvis.store.block_codec`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from trainvis.store.block_codec import Steps, Values, decode, decode_into, encode, summarize
+from trainvis.store.dialect import Connection, Dialect
+from trainvis.store.sql_read import PointColumns
+
+#: Points of a sealed block.
+BLOCK_POINTS = 4096
+#: A metric's batch of new points this long or longer is written as a block directly.
+DIRECT_MIN = 256
+
+HeadReader = Callable[[Connection, int, str, Sequence[Any]], PointColumns]
+"""A backend's read of one metric's head points matching a step condition."""
+
+_EMPTY: PointColumns = (np.empty(0, np.int64), np.empty(0, np.float64))
+
+
+# ---------------------------------------------------------------------- writes
+
+
+def insert_block(
+    d: Dialect, conn: Connection, metric_id: int, steps: Steps, values: Values, *, sealed: bool
+) -> None:
+    """Store ``steps``/``values`` (ascending, non-empty) as one block."""
+    s = summarize(steps, values)
+    d.run(
+        conn,
+        "INSERT INTO blocks (metric_id, first_step, last_step, count, min_value, max_value, "
+        "nonfinite, sealed, data) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            metric_id,
+            s.first_step,
+            s.last_step,
+            s.count,
+            s.min_value,
+            s.max_value,
+            s.nonfinite,
+            int(sealed),
+            encode(steps, values),
+        ),
+    )
+
+
+def _overlapping(metric_id: int, lo: int, hi: int, columns: str) -> tuple[str, list[Any]]:
+    """SQL of ``columns`` of the blocks overlapping ``[lo, hi]`` by first step: those
+    starting in the range, and the one before it (which may reach into it)."""
+    return (
+        f"SELECT {columns} FROM blocks WHERE metric_id = ? AND first_step BETWEEN coalesce("
+        "(SELECT first_step FROM blocks WHERE metric_id = ? AND first_step <= ? "
+        "ORDER BY first_step DESC LIMIT 1), ?) AND ? ORDER BY first_step",
+        [metric_id, metric_id, lo, lo, hi],
+    )
+
+
+def _headers(
+    d: Dialect, conn: Connection, metric_id: int, lo: int, hi: int
+) -> list[tuple[int, int, int, int]]:
+    """``(first_step, last_step, count, sealed)`` of the blocks overlapping ``[lo, hi]``."""
+    sql, params = _overlapping(metric_id, lo, hi, "first_step, last_step, count, sealed")
+    rows = d.run(conn, sql, params).fetchall()
+    return [(int(a), int(b), int(c), int(e)) for a, b, c, e in rows if int(b) >= lo]
+
+
+def _blobs(
+    d: Dialect, conn: Connection, metric_id: int, headers: list[tuple[int, int, int, int]]
+) -> list[bytes]:
+    """The data of the blocks ``headers`` names, in their order."""
+    if not headers:
+        return []
+    data: dict[int, bytes] = {}
+    for chunk in d.chunks([h[0] for h in headers]):
+        condition, params = d.in_list("first_step", chunk, "bigint")
+        for first, blob in d.run(
+            conn,
+            f"SELECT first_step, data FROM blocks WHERE metric_id = ? AND {condition}",
+            [metric_id, *params],
+        ):
+            data[int(first)] = bytes(blob)
+    return [data[h[0]] for h in headers]
+
+
+def _load(
+    d: Dialect, conn: Connection, metric_id: int, headers: list[tuple[int, int, int, int]]
+) -> list[PointColumns]:
+    """The decoded points of the blocks ``headers`` names, in their order."""
+    blobs = _blobs(d, conn, metric_id, headers)
+    return [decode(blob, h[2]) for h, blob in zip(headers, blobs, strict=True)]
+
+
+def route(
+    d: Dialect,
+    conn: Connection,
+    metric_id: int,
+    steps: list[int],
+    values: list[float],
+    tail: int | None,
+) -> tuple[PointColumns, dict[int, float]]:
+    """Write a metric's batch (steps ascending, distinct) where it belongs.
+
+    ``tail`` is the metric's greatest stored step (None: nothing stored). Points
+    inside a block's range rewrite that block; a long enough batch above
+    ``tail`` becomes a block. Returns the points left for the head and the
+    stored values the block rewrites replaced (step → old value).
+    """
+    if tail is None or steps[0] > tail:
+        if len(steps) >= DIRECT_MIN:
+            step_array = np.asarray(steps, dtype=np.int64)
+            insert_block(
+                d, conn, metric_id, step_array, np.asarray(values, np.float64), sealed=False
+            )
+            return _EMPTY, {}
+        return (np.asarray(steps, dtype=np.int64), np.asarray(values, dtype=np.float64)), {}
+    step_array = np.asarray(steps, dtype=np.int64)
+    value_array = np.asarray(values, dtype=np.float64)
+    headers = _headers(d, conn, metric_id, steps[0], steps[-1])
+    in_block = np.zeros(len(step_array), dtype=bool)
+    replaced: dict[int, float] = {}
+    touched = []
+    for header in headers:
+        first, last = header[0], header[1]
+        a, b = step_array.searchsorted(first), step_array.searchsorted(last, side="right")
+        if a < b:
+            in_block[a:b] = True
+            touched.append((header, a, b))
+    for (header, a, b), (old_steps, old_values) in zip(
+        touched, _load(d, conn, metric_id, [t[0] for t in touched]), strict=True
+    ):
+        new_steps, new_values = step_array[a:b], value_array[a:b]
+        at = old_steps.searchsorted(new_steps)
+        hit = at < len(old_steps)
+        hit[hit] = old_steps[at[hit]] == new_steps[hit]
+        replaced.update(zip(new_steps[hit].tolist(), old_values[at[hit]].tolist(), strict=True))
+        merged_steps = np.concatenate([old_steps, new_steps[~hit]])
+        merged_values = np.concatenate([old_values, new_values[~hit]])
+        merged_values[at[hit]] = new_values[hit]
+        order = merged_steps.argsort(kind="stable")
+        d.run(
+            conn,
+            "DELETE FROM blocks WHERE metric_id = ? AND first_step = ?",
+            (metric_id, header[0]),
+        )
+        insert_block(
+            d,
+            conn,
+            metric_id,
+            merged_steps[order],
+            merged_values[order],
+            sealed=bool(header[3]),
+        )
+    return (step_array[~in_block], value_array[~in_block]), replaced
+
+
+def needs_compaction(d: Dialect, conn: Connection, metric_ids: Sequence[int]) -> list[int]:
+    """The metrics whose head and open blocks hold :data:`BLOCK_POINTS` points or more."""
+    held: dict[int, int] = {}
+    for chunk in d.chunks(list(metric_ids)):
+        condition, params = d.in_list("metric_id", chunk, "bigint")
+        for metric_id, number in d.run(
+            conn,
+            f"SELECT metric_id, count(*) FROM points WHERE {condition} GROUP BY metric_id",
+            params,
+        ):
+            held[int(metric_id)] = int(number)
+        for metric_id, number in d.run(
+            conn,
+            f"SELECT metric_id, sum(count) FROM blocks WHERE {condition} AND sealed = 0 "
+            "GROUP BY metric_id",
+            params,
+        ):
+            held[int(metric_id)] = held.get(int(metric_id), 0) + int(number)
+    return sorted(metric_id for metric_id, number in held.items() if number >= BLOCK_POINTS)
+
+
+def compact(d: Dialect, conn: Connection, metric_id: int, head: HeadReader) -> None:
+    """Move the metric's head points and open blocks into blocks (in the caller's
+    transaction).
+
+    The points are cut at every sealed block between them (ranges never
+    overlap) and into :data:`BLOCK_POINTS`-point blocks; only the remainder
+    after the last sealed block stays open.
+    """
+    head_steps, head_values = head(conn, metric_id, "step >= ?", [0])
+    opened = [
+        (int(a), int(b), int(c), 0)
+        for a, b, c in d.run(
+            conn,
+            "SELECT first_step, last_step, count FROM blocks WHERE metric_id = ? AND sealed = 0 "
+            "ORDER BY first_step",
+            (metric_id,),
+        ).fetchall()
+    ]
+    parts = [*_load(d, conn, metric_id, opened), (head_steps, head_values)]
+    steps = np.concatenate([p[0] for p in parts])
+    values = np.concatenate([p[1] for p in parts])
+    if not len(steps):
+        return
+    order = steps.argsort(kind="stable")
+    steps, values = steps[order], values[order]
+    sealed_firsts = np.asarray(
+        [
+            int(row[0])
+            for row in d.run(
+                conn,
+                "SELECT first_step FROM blocks WHERE metric_id = ? AND sealed = 1 "
+                "AND first_step BETWEEN ? AND ? ORDER BY first_step",
+                (metric_id, int(steps[0]), int(steps[-1])),
+            )
+        ],
+        dtype=np.int64,
+    )
+    d.run(conn, "DELETE FROM points WHERE metric_id = ?", (metric_id,))
+    d.run(conn, "DELETE FROM blocks WHERE metric_id = ? AND sealed = 0", (metric_id,))
+    cuts = steps.searchsorted(sealed_firsts).tolist()
+    bounds = [0, *cuts, len(steps)]
+    for index in range(len(bounds) - 1):
+        a, b = bounds[index], bounds[index + 1]
+        last_segment = index == len(bounds) - 2
+        for start in range(a, b, BLOCK_POINTS):
+            stop = min(start + BLOCK_POINTS, b)
+            full = stop - start == BLOCK_POINTS
+            insert_block(
+                d,
+                conn,
+                metric_id,
+                steps[start:stop],
+                values[start:stop],
+                sealed=full or not last_segment,
+            )
+
+
+def compact_all(d: Dialect, conn: Connection, head: HeadReader) -> int:
+    """Compact the head and open blocks of every metric that has any (in the
+    caller's transaction): what the upgrade to blocks runs; returns the metrics
+    compacted."""
+    rows = d.run(
+        conn,
+        "SELECT DISTINCT metric_id FROM points UNION SELECT metric_id FROM blocks WHERE sealed = 0",
+    ).fetchall()
+    for (metric_id,) in rows:
+        compact(d, conn, int(metric_id), head)
+    return len(rows)
+
+
+# ---------------------------------------------------------------------- reads
+
+
+def read_points(
+    d: Dialect,
+    conn: Connection,
+    metric_id: int,
+    lo: int,
+    hi: int,
+    head: HeadReader,
+    wanted: Steps | None = None,
+) -> PointColumns:
+    """One metric's points with a step in ``[lo, hi]`` (and in ``wanted``, sorted,
+    when given), ascending by step: blocks and head merged."""
+    if wanted is None:  # a range: every overlapping block, in one query
+        sql, params = _overlapping(metric_id, lo, hi, "last_step, count, data")
+        found = [
+            (int(count), data)
+            for last, count, data in d.run(conn, sql, params).fetchall()
+            if int(last) >= lo
+        ]
+    else:  # steps: only the blocks that hold one of them
+        headers = _headers(d, conn, metric_id, lo, hi)
+        if headers:
+            firsts = np.asarray([h[0] for h in headers], dtype=np.int64)
+            lasts = np.asarray([h[1] for h in headers], dtype=np.int64)
+            needed = wanted.searchsorted(lasts, side="right") > wanted.searchsorted(firsts)
+            headers = [h for h, keep in zip(headers, needed.tolist(), strict=True) if keep]
+        found = list(zip([h[2] for h in headers], _blobs(d, conn, metric_id, headers), strict=True))
+    if wanted is not None and len(wanted) <= d.in_chunk:
+        condition, params = d.in_list("step", wanted.tolist(), "bigint")
+    else:
+        condition, params = "step BETWEEN ? AND ?", [lo, hi]
+    head_steps, head_values = head(conn, metric_id, condition, params)
+    total = sum(count for count, _ in found)
+    steps = np.empty(total + len(head_steps), dtype=np.int64)
+    values = np.empty(len(steps), dtype=np.float64)
+    at = 0
+    for count, data in found:
+        decode_into(bytes(data), steps[at : at + count], values[at : at + count])
+        at += count
+    if len(head_steps):  # head points sit between or after blocks
+        steps[at:], values[at:] = head_steps, head_values
+        if total:
+            order = steps.argsort(kind="stable")
+            steps, values = steps[order], values[order]
+    first, last = steps.searchsorted(lo), steps.searchsorted(hi, side="right")
+    steps, values = steps[first:last], values[first:last]
+    if wanted is not None:
+        keep = np.isin(steps, wanted)
+        steps, values = steps[keep], values[keep]
+    return steps, values
+
+
+def extremes(
+    d: Dialect, conn: Connection, metric_id: int, head: HeadReader
+) -> tuple[tuple[float, int] | None, tuple[float, int] | None]:
+    """``(value, step)`` of the metric's finite minimum and maximum (earliest step on
+    ties), or None when it has no finite value."""
+    steps, values = read_points(d, conn, metric_id, 0, 2**63 - 1, head)
+    finite = np.isfinite(values)
+    if not finite.any():
+        return None, None
+    steps, values = steps[finite], values[finite]
+    low, high = int(values.argmin()), int(values.argmax())  # first occurrence: earliest step
+    return (float(values[low]), int(steps[low])), (float(values[high]), int(steps[high]))

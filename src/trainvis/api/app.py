@@ -23,6 +23,7 @@ from fastapi.responses import RedirectResponse, Response
 from trainvis.api import (
     auth,
     charts,
+    compare,
     dashboard,
     events,
     jobs,
@@ -85,7 +86,7 @@ def create_app(
     app.state.store = store
     app.state.broker = broker
     install_error_handlers(app)
-    for module in (jobs, metrics, events, charts, workspace, stream, dashboard, auth):
+    for module in (jobs, metrics, events, charts, workspace, compare, stream, dashboard, auth):
         app.include_router(module.router, prefix=API_PREFIX)
     app.include_router(pages.router)
     app.add_middleware(

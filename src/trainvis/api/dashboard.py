@@ -175,6 +175,25 @@ async def job_dashboard(
     return JSONBody({"data": data, "meta": meta}, headers={"Vary": "Accept"})
 
 
+@router.get(
+    "/dashboard/compare",
+    summary="Compare runs: the web UI (?jobs=a,b; the page's state lives in its query)",
+    response_class=Response,
+    dependencies=ReadAccess,
+    responses={
+        200: {
+            "description": "The compare page",
+            "content": {"text/html": {"schema": {"type": "string"}}},
+        },
+        303: PAGE_OR_JSON[303],
+        **ERRORS,
+    },
+)
+async def compare_page() -> Response:
+    """The page itself; it reads ``/training/compare`` and the jobs from the API."""
+    return _page("compare.html")
+
+
 @router.get("/static/{path:path}", include_in_schema=False)
 async def static(path: str, request: Request) -> Response:
     """The dashboard's files (404 for anything outside the package's dashboard folder)."""

@@ -21,7 +21,7 @@ from trainvis.api.auth import require_read_page
 from trainvis.api.charts import Cache, all_charts
 from trainvis.api.deps import get_store
 from trainvis.api.responses import SECURITY_HEADERS, JSONBody
-from trainvis.api.schemas import ERRORS
+from trainvis.api.schemas import ERRORS, ErrorEnvelope
 from trainvis.models import JobStatus
 from trainvis.store.base import MetricStore
 
@@ -42,6 +42,11 @@ PAGE_OR_JSON: dict[int | str, dict[str, Any]] = {
         },
     },
     303: {"description": "Sign in first (servers with a read token, browsers only)"},
+    404: {
+        "model": ErrorEnvelope,
+        "description": "Unknown job: an HTML page for browsers, the error envelope for API clients",
+        "content": {"text/html": {"schema": {"type": "string"}}},
+    },
     **ERRORS,
 }
 Store = Annotated[MetricStore, Depends(get_store)]

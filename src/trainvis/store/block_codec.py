@@ -1,34 +1,60 @@
 """The block codec: a block's points as bytes and back, and its summary (issue 15).
 
-Codec, chosen by measurement on 4,096-point blocks of training-shaped series
+Layout, chosen by measurement on 4,096-point blocks of training-shaped series
 (``benchmarks/blocks.py`` workload; zlib, lzma and bz2 from the standard
-library, plain, byte-shuffled and XOR+byte-shuffled; ``zstandard`` is not a
-dependency): noisy float64 curves take 7.4 bytes/point plain with zlib and
-6.6 byte-shuffled (lzma 6.5 at 15–40× the encode and decode time), a smooth
-loss 5.8, float32-derived values 3.2, small integers under 0.1. Byte
-shuffling (byte *i* of every value together) lets the compressor find the
-repeated sign/exponent bytes; XOR with the previous value gained nothing on
-noisy data. zlib level 1 encodes about as small as level 6, faster.
+library, plain, byte-shuffled and XOR+byte-shuffled): noisy float64 curves
+take 7.4 bytes/point plain with zlib and 6.6 byte-shuffled (lzma 6.5 at
+15–40× the encode and decode time), a smooth loss 5.8, float32-derived values
+3.2, small integers under 0.1. Byte shuffling (byte *i* of every value
+together) lets the compressor find the repeated sign/exponent bytes; XOR with
+the previous value gained nothing on noisy data.
+
+Compressor: ``zstandard`` level 3. On the same shuffled blocks of 1M points
+(``charts.py``'s loss and the bench's noisy curve, one loaded 2-core box),
+zlib level 1 decodes in 44–67 ms and encodes in 230–670 ms; zstd level 3
+decodes in 4–37 ms and encodes in 70–150 ms, for 1–3 % more bytes (6.08
+against 6.00 bytes/point on the loss, 6.79 against 6.60 on the noisy curve).
+Decode is what every cold chart pays (the smoothed chart decodes the whole
+series), so zstd. Levels 6–9 were no smaller; 19 saved 3 % at 20–40× the
+encode time. Blocks written with zlib (the first block release) still decode:
+the first byte of a block names its codec.
 """
 
 from __future__ import annotations
 
+import threading
 import zlib
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+import zstandard
 
 #: First byte of a block's data, the codec: byte-shuffled int64 step deltas and
-#: float64 values, zlib; or, for steps at a fixed stride (a training loop's),
-#: the first step and the stride (16 bytes) and only the values: half the bytes
-#: to inflate on every read.
+#: float64 values, compressed; or, for steps at a fixed stride (a training
+#: loop's), the first step and the stride (16 bytes) and only the values: half
+#: the bytes to inflate on every read. 1 and 2 are zlib (read only), 3 and 4 zstd.
 CODEC_ZLIB_SHUFFLE = 1
-CODEC_STRIDED = 2
+CODEC_ZLIB_STRIDED = 2
+CODEC_ZSTD_SHUFFLE = 3
+CODEC_ZSTD_STRIDED = 4
+#: The zstd level blocks are written with (see the module docstring).
+ZSTD_LEVEL = 3
 
 Steps = npt.NDArray[np.int64]
 Values = npt.NDArray[np.float64]
+
+
+class _Contexts(threading.local):
+    """One zstd compressor and decompressor per thread (they are not thread-safe)."""
+
+    def __init__(self) -> None:
+        self.compressor = zstandard.ZstdCompressor(level=ZSTD_LEVEL)
+        self.decompressor = zstandard.ZstdDecompressor()
+
+
+_contexts = _Contexts()
 
 
 def encode(steps: Steps, values: Values) -> bytes:
@@ -37,37 +63,38 @@ def encode(steps: Steps, values: Values) -> bytes:
         stride = int(steps[1] - steps[0])
         if (np.diff(steps) == stride).all():
             header = np.asarray([steps[0], stride], dtype="<i8").tobytes()
-            return bytes([CODEC_STRIDED]) + header + _squeeze(values.view(np.uint8))
+            return bytes([CODEC_ZSTD_STRIDED]) + header + _squeeze(values.view(np.uint8))
     deltas = np.diff(steps, prepend=np.int64(0))
     payload = np.concatenate([deltas.view(np.uint8), values.view(np.uint8)])
-    return bytes([CODEC_ZLIB_SHUFFLE]) + _squeeze(payload)
+    return bytes([CODEC_ZSTD_SHUFFLE]) + _squeeze(payload)
 
 
 def _squeeze(words: npt.NDArray[np.uint8]) -> bytes:
-    """8-byte words byte-shuffled (byte i of every word together), then zlib level 1."""
-    return zlib.compress(words.reshape(-1, 8).T.tobytes(), 1)
+    """8-byte words byte-shuffled (byte i of every word together), then zstd."""
+    return bytes(_contexts.compressor.compress(words.reshape(-1, 8).T.tobytes()))
 
 
-def _unsqueeze_into(data: bytes, out: npt.NDArray[Any]) -> None:
+def _unsqueeze_into(data: bytes, out: npt.NDArray[Any], *, zstd: bool) -> None:
     """Inflate and un-shuffle ``data`` into ``out`` (a contiguous array of 8-byte words)."""
-    raw = np.frombuffer(zlib.decompress(data), dtype=np.uint8)
+    inflated = _contexts.decompressor.decompress(data) if zstd else zlib.decompress(data)
+    raw = np.frombuffer(inflated, dtype=np.uint8)
     out.view(np.uint8).reshape(-1, 8)[:] = raw.reshape(8, -1).T
 
 
 def decode_into(data: bytes, steps: Steps, values: Values) -> None:
     """Decode a block into ``steps`` and ``values`` (contiguous, of its length): a
     read of many blocks fills one pair of arrays, no per-block copies to join."""
-    count = len(steps)
-    if data[0] == CODEC_STRIDED:
+    count, codec = len(steps), data[0]
+    if codec in (CODEC_ZSTD_STRIDED, CODEC_ZLIB_STRIDED):
         first, stride = np.frombuffer(data, dtype="<i8", count=2, offset=1).tolist()
         np.multiply(np.arange(count, dtype=np.int64), stride, out=steps)
         steps += first
-        _unsqueeze_into(data[17:], values)
+        _unsqueeze_into(data[17:], values, zstd=codec == CODEC_ZSTD_STRIDED)
         return
-    if data[0] != CODEC_ZLIB_SHUFFLE:
-        raise ValueError(f"unknown block codec {data[0]}")
+    if codec not in (CODEC_ZSTD_SHUFFLE, CODEC_ZLIB_SHUFFLE):
+        raise ValueError(f"unknown block codec {codec}")
     words = np.empty(2 * count, dtype=np.int64)
-    _unsqueeze_into(data[1:], words)
+    _unsqueeze_into(data[1:], words, zstd=codec == CODEC_ZSTD_SHUFFLE)
     np.cumsum(words[:count], out=steps)
     values.view(np.int64)[:] = words[count:]
 

@@ -49,27 +49,50 @@ _EMPTY: PointColumns = (np.empty(0, np.int64), np.empty(0, np.float64))
 # ---------------------------------------------------------------------- writes
 
 
+BlockRow = tuple[Any, ...]
+"""A block's row of ``blocks`` (:data:`BLOCK_COLUMNS`), encoded."""
+
+BLOCK_COLUMNS = (
+    "metric_id, first_step, last_step, count, min_value, max_value, nonfinite, sealed, data"
+)
+#: Blocks per INSERT statement (9 parameters each).
+_INSERT_ROWS = 100
+
+
+def block_row(metric_id: int, steps: Steps, values: Values, *, sealed: bool) -> BlockRow:
+    """The row storing ``steps``/``values`` (ascending, non-empty) as one block."""
+    s = summarize(steps, values)
+    return (
+        metric_id,
+        s.first_step,
+        s.last_step,
+        s.count,
+        s.min_value,
+        s.max_value,
+        s.nonfinite,
+        int(sealed),
+        encode(steps, values),
+    )
+
+
+def insert_blocks(d: Dialect, conn: Connection, rows: Sequence[BlockRow]) -> None:
+    """Store ``rows`` (of :func:`block_row`): one statement per 100 blocks, so that
+    a batch's blocks of many metrics cost PostgreSQL one round trip, not one each."""
+    for start in range(0, len(rows), _INSERT_ROWS):
+        chunk = rows[start : start + _INSERT_ROWS]
+        marks = ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?, ?)"] * len(chunk))
+        d.run(
+            conn,
+            f"INSERT INTO blocks ({BLOCK_COLUMNS}) VALUES {marks}",
+            [value for row in chunk for value in row],
+        )
+
+
 def insert_block(
     d: Dialect, conn: Connection, metric_id: int, steps: Steps, values: Values, *, sealed: bool
 ) -> None:
     """Store ``steps``/``values`` (ascending, non-empty) as one block."""
-    s = summarize(steps, values)
-    d.run(
-        conn,
-        "INSERT INTO blocks (metric_id, first_step, last_step, count, min_value, max_value, "
-        "nonfinite, sealed, data) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        (
-            metric_id,
-            s.first_step,
-            s.last_step,
-            s.count,
-            s.min_value,
-            s.max_value,
-            s.nonfinite,
-            int(sealed),
-            encode(steps, values),
-        ),
-    )
+    insert_blocks(d, conn, [block_row(metric_id, steps, values, sealed=sealed)])
 
 
 def _overlapping(metric_id: int, lo: int, hi: int, columns: str) -> tuple[str, list[Any]]:
@@ -125,19 +148,22 @@ def route(
     steps: list[int],
     values: list[float],
     tail: int | None,
+    new_blocks: list[BlockRow],
 ) -> tuple[PointColumns, dict[int, float]]:
     """Write a metric's batch (steps ascending, distinct) where it belongs.
 
     ``tail`` is the metric's greatest stored step (None: nothing stored). Points
     inside a block's range rewrite that block; a long enough batch above
-    ``tail`` becomes a block. Returns the points left for the head and the
-    stored values the block rewrites replaced (step → old value).
+    ``tail`` becomes a block, appended to ``new_blocks`` for the caller to
+    store with :func:`insert_blocks` (one statement for all its metrics) before
+    it compacts. Returns the points left for the head and the stored values the
+    block rewrites replaced (step → old value).
     """
     if tail is None or steps[0] > tail:
         if len(steps) >= DIRECT_MIN:
             step_array = np.asarray(steps, dtype=np.int64)
-            insert_block(
-                d, conn, metric_id, step_array, np.asarray(values, np.float64), sealed=False
+            new_blocks.append(
+                block_row(metric_id, step_array, np.asarray(values, np.float64), sealed=False)
             )
             return _EMPTY, {}
         return (np.asarray(steps, dtype=np.int64), np.asarray(values, dtype=np.float64)), {}
@@ -243,20 +269,22 @@ def compact(d: Dialect, conn: Connection, metric_id: int, head: HeadReader) -> N
     d.run(conn, "DELETE FROM blocks WHERE metric_id = ? AND sealed = 0", (metric_id,))
     cuts = steps.searchsorted(sealed_firsts).tolist()
     bounds = [0, *cuts, len(steps)]
+    rows = []
     for index in range(len(bounds) - 1):
         a, b = bounds[index], bounds[index + 1]
         last_segment = index == len(bounds) - 2
         for start in range(a, b, BLOCK_POINTS):
             stop = min(start + BLOCK_POINTS, b)
             full = stop - start == BLOCK_POINTS
-            insert_block(
-                d,
-                conn,
-                metric_id,
-                steps[start:stop],
-                values[start:stop],
-                sealed=full or not last_segment,
+            rows.append(
+                block_row(
+                    metric_id,
+                    steps[start:stop],
+                    values[start:stop],
+                    sealed=full or not last_segment,
+                )
             )
+    insert_blocks(d, conn, rows)
 
 
 def compact_all(d: Dialect, conn: Connection, head: HeadReader) -> int:

@@ -64,15 +64,17 @@ def write_batch(conn: Conn, batch: WriteBatch) -> Callable[[], list[tuple[int, R
     fresh = not existing
     per_metric = group_by_metric(merged, names)
     head: PerMetric = {}
+    new_blocks: list[blocks.BlockRow] = []
     for name, (steps_of, values_of) in per_metric.items():
         # Points inside a block rewrite it; a long batch above the stored ones is
         # a block of its own; the rest goes to the head (issue 15).
         (head_steps, head_values), from_blocks = blocks.route(
-            POSTGRES, conn, ids[name], steps_of, values_of, stats[name].last_step
+            POSTGRES, conn, ids[name], steps_of, values_of, stats[name].last_step, new_blocks
         )
         stats[name].apply(steps_of, values_of, {**replaced.get(ids[name], {}), **from_blocks})
         if len(head_steps):
             head[name] = (head_steps.tolist(), head_values.tolist())
+    blocks.insert_blocks(POSTGRES, conn, new_blocks)
     if not fresh:
         ensure_staging(conn)
     if head:

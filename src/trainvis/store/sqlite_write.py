@@ -37,17 +37,19 @@ def write_batch(conn: sqlite3.Connection, batch: WriteBatch) -> Callable[[], lis
         existing = _existing_steps(conn, pk, [row.step for row in merged])
     per_metric = group_by_metric(merged, names)
     points: list[tuple[int, int, float]] = []
+    new_blocks: list[blocks.BlockRow] = []
     for name, (steps_of, values_of) in per_metric.items():
         metric_id = ids[name]
         # Points inside a block rewrite it; a long batch above the stored ones is
         # a block of its own; the rest goes to the head (issue 15).
         (head_steps, head_values), replaced = blocks.route(
-            SQLITE, conn, metric_id, steps_of, values_of, stats[name].last_step
+            SQLITE, conn, metric_id, steps_of, values_of, stats[name].last_step, new_blocks
         )
         if not fresh and len(head_steps):
             replaced.update(_replaced(conn, metric_id, head_steps.tolist()))
         stats[name].apply(steps_of, values_of, replaced)
         points.extend(zip(itertools.repeat(metric_id), head_steps.tolist(), head_values.tolist()))
+    blocks.insert_blocks(SQLITE, conn, new_blocks)
     conn.executemany(
         "INSERT INTO points VALUES (?, ?, ?) ON CONFLICT DO UPDATE SET value = excluded.value",
         points,

@@ -319,6 +319,8 @@ function updateCompareLink() {
   link.setAttribute("aria-disabled", String(!ready));
   link.classList.toggle("disabled", !ready);
   link.href = `${API}/dashboard/compare?jobs=${ids.map(encodeURIComponent).join(",")}`;
+  // The quick one-metric overlay shows once two runs are picked; the link opens every metric.
+  document.getElementById("compare").hidden = !ready;
 }
 
 function renderPager() {

@@ -150,6 +150,15 @@ def shoot(base: str, job_ids: list[str], out: Path) -> None:
                 path = out / f"screenshot-{name}{suffix}.png"
                 page.screenshot(path=str(path), full_page=name != "job" or width < 800)
                 print(path)
+                if name == "job" and width >= 800:
+                    # The metric panels below the overview, drawn as they scroll into view.
+                    page.locator("#metrics").scroll_into_view_if_needed()
+                    page.evaluate("document.getElementById('metrics').scrollIntoView()")
+                    page.wait_for_load_state("networkidle")
+                    time.sleep(1.5)
+                    path = out / f"screenshot-panels{suffix}.png"
+                    page.screenshot(path=str(path))
+                    print(path)
             context.close()
         browser.close()
 

@@ -2,7 +2,7 @@
 // live rows from the SSE stream (points appended in place, no reload).
 
 import { addEventTo, withEvents } from "./annotations.js";
-import { el, getJSON, num, throttle } from "./common.js";
+import { el, getJSON, num, throttle, upsert } from "./common.js";
 import { applyTicks } from "./ticks.js";
 
 export const KINDS = ["loss", "gpu", "metrics", "learning_rate"];
@@ -332,20 +332,3 @@ function lastFinite(points) {
   return null;
 }
 
-/** Insert {x, y} keeping x sorted; with `replace`, an equal x replaces the point. */
-function upsert(points, x, y, replace) {
-  const n = points.length;
-  if (!n || points[n - 1].x < x || (!replace && points[n - 1].x === x)) {
-    points.push({ x, y });
-    return;
-  }
-  let lo = 0;
-  let hi = n;
-  while (lo < hi) {
-    const mid = (lo + hi) >> 1;
-    if (points[mid].x < x) lo = mid + 1;
-    else hi = mid;
-  }
-  if (replace && lo < n && points[lo].x === x) points[lo] = { x, y };
-  else points.splice(lo, 0, { x, y });
-}

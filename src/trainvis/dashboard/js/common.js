@@ -183,3 +183,21 @@ function themed(Chart) {
 // Pages load Chart.js as a deferred script before their module: theme it now, so
 // charts built without waiting for whenChartReady() are themed too.
 themed(window.Chart);
+
+/** Insert {x, y} keeping x sorted; with `replace`, an equal x replaces the point. */
+export function upsert(points, x, y, replace) {
+  const n = points.length;
+  if (!n || points[n - 1].x < x || (!replace && points[n - 1].x === x)) {
+    points.push({ x, y });
+    return;
+  }
+  let lo = 0;
+  let hi = n;
+  while (lo < hi) {
+    const mid = (lo + hi) >> 1;
+    if (points[mid].x < x) lo = mid + 1;
+    else hi = mid;
+  }
+  if (replace && lo < n && points[lo].x === x) points[lo] = { x, y };
+  else points.splice(lo, 0, { x, y });
+}

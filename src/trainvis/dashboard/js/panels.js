@@ -20,7 +20,7 @@
 //
 // Metric names are user data: they live in Maps and reach the DOM as text only.
 
-import { el } from "./common.js";
+import { el, upsert } from "./common.js";
 import { colorAt, withAlpha } from "./palette.js";
 import { applyTicks } from "./ticks.js";
 
@@ -70,23 +70,6 @@ function csvField(value) {
   return /[",\n\r]/.test(text) ? `"${text.replaceAll('"', '""')}"` : text;
 }
 
-/** Insert {x, y} keeping x sorted; with `replace`, an equal x replaces the point. */
-function upsert(points, x, y, replace) {
-  const n = points.length;
-  if (!n || points[n - 1].x < x || (!replace && points[n - 1].x === x)) {
-    points.push({ x, y });
-    return;
-  }
-  let lo = 0;
-  let hi = n;
-  while (lo < hi) {
-    const mid = (lo + hi) >> 1;
-    if (points[mid].x < x) lo = mid + 1;
-    else hi = mid;
-  }
-  if (replace && lo < n && points[lo].x === x) points[lo] = { x, y };
-  else points.splice(lo, 0, { x, y });
-}
 
 function points(xs, ys) {
   const out = new Array(xs.length);

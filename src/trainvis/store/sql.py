@@ -13,6 +13,7 @@ import time
 from abc import abstractmethod
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
+from functools import cached_property
 from typing import Any, TypedDict, Unpack
 
 import numpy as np
@@ -36,6 +37,7 @@ from trainvis.store.common import check_transition, merge_batch, status_timestam
 from trainvis.store.dialect import Connection, Dialect
 from trainvis.store.sql_events import insert_event, select_event, select_events
 from trainvis.store.sql_jobs import (
+    JobStatsCache,
     delete_rows,
     fetch_job,
     fetch_jobs,
@@ -79,6 +81,11 @@ class SQLStore(MetricStore):
     """
 
     dialect: Dialect
+
+    @cached_property
+    def _job_stats(self) -> JobStatsCache:
+        """Derived statistics of recently read jobs (see :class:`JobStatsCache`)."""
+        return JobStatsCache()
 
     # ------------------------------------------------------------------ backend hooks
 
@@ -131,7 +138,8 @@ class SQLStore(MetricStore):
 
     def get_job(self, job_id: str) -> TrainingJob:
         with self._read() as conn:
-            return hydrate(self.dialect, conn, [fetch_job(self.dialect, conn, job_id)])[0]
+            row = fetch_job(self.dialect, conn, job_id)
+            return hydrate(self.dialect, conn, [row], cache=self._job_stats)[0]
 
     def list_jobs(
         self,
@@ -152,7 +160,7 @@ class SQLStore(MetricStore):
             page_params = [*before, *params, *after, limit, offset]
             pks = [int(row[0]) for row in d.run(conn, page, page_params)]
             rows = fetch_jobs(d, conn, pks)
-            return hydrate(d, conn, rows, stats_of=stats), total
+            return hydrate(d, conn, rows, stats_of=stats, cache=self._job_stats), total
 
     def delete_job(self, job_id: str) -> None:
         with self._write() as conn:

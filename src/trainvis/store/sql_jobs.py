@@ -7,7 +7,10 @@ connection and run inside the caller's transaction.
 from __future__ import annotations
 
 import math
+import threading
+from collections import OrderedDict
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -212,19 +215,89 @@ def _escape_like(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
+@dataclass(frozen=True)
+class JobStats:
+    """What :func:`hydrate` derives from one job's ``metrics`` rows."""
+
+    stats: dict[str, MetricStats]
+    names: list[str]
+    points: int
+    summary: dict[str, Any]
+
+    @classmethod
+    def of(cls, stats: dict[str, MetricStats]) -> JobStats:
+        points = sum(item.count for item in stats.values())
+        return cls(stats, sorted(stats), points, build_summary(stats))
+
+
+#: Job key of the cache: ``(pk, id, created_at, last_seq)``.
+JobKey = tuple[int, str, float, int]
+
+
+class JobStatsCache:
+    """The derived statistics of recently read jobs, keyed by the job's version.
+
+    A job's ``metrics`` rows change only in a write that also raises its
+    ``last_seq`` (every stored row takes the next sequence number), and an id
+    created again continues above the deleted job's sequence, so
+    ``(pk, id, created_at, last_seq)`` names one state of them, on every
+    replica: a row written through another replica raises ``last_seq`` in the
+    jobs row this read sees. Without it, a job with 10,000 metrics re-reads and
+    re-summarises 10,000 rows for every chart and dashboard request (~60 ms).
+    Bounded by the number of metrics held, least recently used out first.
+    """
+
+    def __init__(self, max_metrics: int = 50_000) -> None:
+        self._max_metrics = max_metrics
+        self._held = 0
+        self._items: OrderedDict[JobKey, JobStats] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: JobKey) -> JobStats | None:
+        with self._lock:
+            entry = self._items.get(key)
+            if entry is not None:
+                self._items.move_to_end(key)
+            return entry
+
+    def put(self, key: JobKey, entry: JobStats) -> None:
+        size = len(entry.stats)
+        if size > self._max_metrics:
+            return
+        with self._lock:
+            if key in self._items:
+                return
+            self._items[key] = entry
+            self._held += size
+            while self._held > self._max_metrics:
+                _, old = self._items.popitem(last=False)
+                self._held -= len(old.stats)
+
+
 def hydrate(
     d: Dialect,
     conn: Connection,
     rows: Sequence[Sequence[Any]],
     *,
     stats_of: Sequence[str] | None = None,
+    cache: JobStatsCache | None = None,
 ) -> list[TrainingJob]:
     """Jobs from ``JOB_COLUMNS`` rows with metric names, point counts, summary, alert
-    counts and ETA; with ``stats_of`` (metric names), each job's ``stats`` too."""
+    counts and ETA; with ``stats_of`` (metric names), each job's ``stats`` too.
+    ``cache`` keeps the derived statistics of unchanged jobs between reads."""
     jobs = [job_from_row(d, row) for row in rows]
     pks = [int(row[0]) for row in rows]
-    stats: dict[int, dict[str, MetricStats]] = {pk: {} for pk in pks}
-    for chunk in d.chunks(pks):
+    keys: dict[int, JobKey] = {
+        pk: (pk, job.id, job.created_at, job.last_seq) for pk, job in zip(pks, jobs, strict=True)
+    }
+    derived: dict[int, JobStats] = {}
+    if cache is not None:
+        for pk in pks:
+            if (hit := cache.get(keys[pk])) is not None:
+                derived[pk] = hit
+    missing = [pk for pk in pks if pk not in derived]
+    stats: dict[int, dict[str, MetricStats]] = {pk: {} for pk in missing}
+    for chunk in d.chunks(missing) if missing else ():
         condition, params = d.in_list("job_pk", chunk, "bigint")
         cursor = d.run(
             conn,
@@ -233,14 +306,20 @@ def hydrate(
         )
         for row in cursor:
             stats[int(row[0])][row[2]] = stats_from_row(row[1:])
+    for pk in missing:
+        derived[pk] = JobStats.of(stats[pk])
+        if cache is not None:
+            cache.put(keys[pk], derived[pk])
     alerts = severity_counts(d, conn, pks)
     for pk, job in zip(pks, jobs, strict=True):
+        entry = derived[pk]
         job.alerts = alerts[pk]
-        job.metric_names = sorted(stats[pk])
-        job.point_count = sum(item.count for item in stats[pk].values())
-        job.summary = build_summary(stats[pk])
+        job.metric_names = list(entry.names)
+        job.point_count = entry.points
+        summary = entry.summary
+        job.summary = {**summary, "last": dict(summary["last"]), "best": dict(summary["best"])}
         if stats_of is not None:
-            mine = stats[pk]
+            mine = entry.stats
             job.stats = {name: stats_wire(name, mine[name]) for name in stats_of if name in mine}
     timed = [pk for pk, job in zip(pks, jobs, strict=True) if _has_eta(job)]
     recent = d.recent_steps(conn, timed, ETA_STEPS)

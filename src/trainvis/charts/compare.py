@@ -23,13 +23,12 @@ import numpy as np
 from trainvis.charts.compact import compact_series, empty_series
 from trainvis.charts.config import (
     ANIMATION_LIMIT,
-    BAND_ALPHA,
     POINT_DOT_LIMIT,
     RAW_ALPHA,
     X_TITLES,
     MetricsChartConfig,
 )
-from trainvis.charts.datasets import fade, smooth_values, x_values
+from trainvis.charts.datasets import band_edges, fade, smooth_values, x_values
 from trainvis.charts.groups import GroupLine, RunPoints, group_keys, group_mean
 from trainvis.charts.params import ChartParams, ChartQuery, resolve_params
 from trainvis.charts.select import label_for
@@ -326,19 +325,15 @@ class _Style:
     def _band(
         self, xs: list[Any], low: list[float | None], high: list[float | None], **keys: Any
     ) -> list[Dataset]:
-        shade = fade(self.color, BAND_ALPHA)
-        result = []
-        for role, suffix, ys, fill in (
-            ("band_min", "min", low, False),
-            ("band_max", "max", high, "-1"),
-        ):
-            dataset = self._line(
-                f"{self.label} ({suffix})", role, _points(xs, ys), faded=False, **keys
-            )
-            dataset.update(borderColor=shade, backgroundColor=shade, borderWidth=0, pointRadius=0)
-            dataset.update(fill=fill, order=2)
-            result.append(dataset)
-        return result
+        return [
+            {
+                **self._line(
+                    f"{self.label} ({suffix})", role, _points(xs, ys), faded=False, **keys
+                ),
+                **look,
+            }
+            for (role, suffix, look), ys in zip(band_edges(self.color), (low, high), strict=True)
+        ]
 
     def run_datasets(
         self, job_id: str, metric: str, body: dict[str, Any], params: ChartParams, *, grouped: bool

@@ -69,6 +69,18 @@ def fade(color: str, alpha: float) -> str:
     return f"rgba({rgb[0]}, {rgb[1]}, {rgb[2]}, {alpha:g})"
 
 
+def band_edges(color: str) -> list[tuple[str, str, dict[str, Any]]]:
+    """A min/max band's two datasets as ``(role, label suffix, look)``: no line and no
+    points, the max edge filled down to the min edge in ``color``'s shade, behind
+    the lines."""
+    shade = fade(color, BAND_ALPHA)
+    look = {"borderColor": shade, "backgroundColor": shade, "borderWidth": 0, "pointRadius": 0}
+    return [
+        ("band_min", "min", {**look, "fill": False, "order": 2}),
+        ("band_max", "max", {**look, "fill": "-1", "order": 2}),
+    ]
+
+
 def smooth_values(values: FloatArray, params: ChartParams) -> FloatArray:
     """The smoothed series with the request's method (full resolution)."""
     if params.smooth_method == "moving_average":
@@ -332,23 +344,10 @@ class _Style:
     def band(
         self, metric: str, xs: npt.NDArray[Any], low: FloatArray, high: FloatArray
     ) -> list[Dataset]:
-        shade = fade(self.color, BAND_ALPHA)
-        result = []
-        for role, suffix, ys, fill in (
-            ("band_min", "min", low, False),
-            ("band_max", "max", high, "-1"),
-        ):
-            dataset = self._base(metric, role, f"{self.label} ({suffix})", points(xs, ys))
-            dataset.update(
-                borderColor=shade,
-                backgroundColor=shade,
-                borderWidth=0,
-                pointRadius=0,
-                fill=fill,
-                order=2,
-            )
-            result.append(dataset)
-        return result
+        return [
+            {**self._base(metric, role, f"{self.label} ({suffix})", points(xs, ys)), **look}
+            for (role, suffix, look), ys in zip(band_edges(self.color), (low, high), strict=True)
+        ]
 
     def markers(self, metric: str, xs: npt.NDArray[Any], ys: FloatArray) -> Dataset:
         dataset = self._base(metric, "nonfinite", f"{self.label} (NaN/Inf)", points(xs, ys))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import re
+from abc import ABC, abstractmethod
 from types import TracebackType
 from typing import Any, Self
 
@@ -159,12 +160,13 @@ def exit_status(exc: BaseException | None) -> tuple[str, str | None]:
     return "failed", f"{type(exc).__name__}: {exc}"[:2000]
 
 
-class FinishesOnExit:
+class FinishesOnExit(ABC):
     """``with`` support for a drop-in's run: leaving the block ends the job with
     :func:`exit_status`'s status, through the class's ``_finish``."""
 
+    @abstractmethod
     def _finish(self, status: str, message: str | None) -> None:
-        raise NotImplementedError
+        """End the job with ``status`` and ``message``."""
 
     def __enter__(self) -> Self:
         return self

@@ -24,7 +24,7 @@ import httpx
 import orjson
 
 sys.path.insert(0, str(Path(__file__).parent))
-from ingest import API, start_server  # noqa: E402
+from ingest import API, pct, start_server  # noqa: E402
 
 SPIKES = (123_457, 500_001, 876_543)
 
@@ -65,11 +65,6 @@ def timed(http: httpx.Client, job: str, points: int) -> float:
     expected = {s for s in SPIKES if s < points}
     assert steps == expected, f"spikes lost: {expected - steps}"
     return elapsed
-
-
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
 
 
 def main() -> None:

@@ -28,7 +28,7 @@ import httpx
 import orjson
 
 sys.path.insert(0, str(Path(__file__).parent))
-from ingest import API, start_server  # noqa: E402
+from ingest import API, pct, start_server  # noqa: E402
 
 BATCH = 10_000
 SPIKE = 50.0
@@ -80,11 +80,6 @@ def timed(http: httpx.Client, ids: list[str], steps: int, params: dict[str, Any]
         kept = {p["x"] for p in dataset["data"] if p["y"] == SPIKE}
         assert kept == {spike_step(run, steps)}, f"run {run}: spike lost"
     return elapsed
-
-
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
 
 
 def main() -> None:

@@ -22,6 +22,9 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -30,6 +33,27 @@ import orjson
 
 API = "/api/v1/visualization"
 METRICS = [f"metric_{i}" for i in range(8)] + ["train_loss", "val_loss"]
+
+
+def pct(values: list[float], q: float) -> float:
+    """The ``q`` quantile (0–1) of ``values``: the nearest rank, no interpolation."""
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+
+
+@contextmanager
+def pg_database(admin_url: str) -> Iterator[str]:
+    """A fresh database on the server of ``admin_url`` (its URL), dropped afterwards."""
+    import psycopg
+
+    name = f"trainvis_bench_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield f"{admin_url.rsplit('/', 1)[0]}/{name}"
+    finally:
+        with psycopg.connect(admin_url, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def free_port() -> int:

@@ -23,15 +23,13 @@ import statistics
 import sys
 import tempfile
 import time
-import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
 
 sys.path.insert(0, str(Path(__file__).parent))
-from ingest import API, start_server  # noqa: E402
+from ingest import API, pct, pg_database, start_server  # noqa: E402
 from trainvis.models import JobCreate, MetricRow  # noqa: E402
 from trainvis.store import open_store  # noqa: E402
 
@@ -90,11 +88,6 @@ def timed(http: httpx.Client, params: dict[str, object]) -> float:
     return elapsed
 
 
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
-
-
 def measure(db: str, jobs: int, requests: int) -> list[tuple[str, list[float]]]:
     """Per request kind, the seconds of ``requests`` requests (after one warm-up)."""
     best = {"sort": "metric.val_loss.best", "stats": "val_loss", "limit": PAGE}
@@ -119,20 +112,6 @@ def measure(db: str, jobs: int, requests: int) -> list[tuple[str, list[float]]]:
     finally:
         proc.terminate()
         proc.wait(30)
-
-
-@contextmanager
-def pg_database(admin_url: str) -> Iterator[str]:
-    import psycopg
-
-    name = f"trainvis_bench_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"{admin_url.rsplit('/', 1)[0]}/{name}"
-    finally:
-        with psycopg.connect(admin_url, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def run_store(label: str, db: str, args: argparse.Namespace, out: Callable[[str], None]) -> None:

@@ -25,7 +25,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -34,7 +33,7 @@ import httpx
 import orjson
 
 sys.path.insert(0, str(Path(__file__).parent))
-from ingest import API, free_port  # noqa: E402
+from ingest import API, free_port, pg_database  # noqa: E402
 
 HERE_SRC = Path(__file__).resolve().parent.parent / "src"
 
@@ -95,20 +94,6 @@ def measure(url: str, path: str, reads: int) -> tuple[float, float, float]:
             response.raise_for_status()
             size = len(response.content)
     return times[0], statistics.median(times[1:]), size / 1e6
-
-
-@contextmanager
-def pg_database(admin_url: str) -> Iterator[str]:
-    import psycopg
-
-    name = f"trainvis_bench_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"{admin_url.rsplit('/', 1)[0]}/{name}"
-    finally:
-        with psycopg.connect(admin_url, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def run(store: str, db: str, args: argparse.Namespace) -> None:

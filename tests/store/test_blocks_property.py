@@ -1,9 +1,10 @@
 """Column blocks against a plain dict model, through the store API (issue 15).
 
 Random interleavings of appended batches, re-posted and out-of-order steps,
-NaN/±Infinity values, job deletes (the id then created again) and explicit
-compactions, on both stores. Block sizes are shrunk so that a few dozen points
-make direct blocks, rewrites of sealed blocks and compactions.
+NaN/±Infinity values, epochs given or not, job deletes (the id then created
+again) and explicit compactions, on both stores. Block sizes (of points and
+of steps) are shrunk so that a few dozen points make direct blocks, rewrites
+of sealed blocks and compactions.
 """
 
 from __future__ import annotations
@@ -18,8 +19,8 @@ import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from trainvis.models import JobCreate, MetricRow
-from trainvis.store import blocks, open_store
+from trainvis.models import JobCreate, MetricRow, format_timestamp
+from trainvis.store import blocks, open_store, step_blocks
 from trainvis.store.base import MetricStore
 from trainvis.store.common import wire_value
 from trainvis.store.sql import SQLStore
@@ -32,11 +33,20 @@ VALUES = st.one_of(
 
 
 @dataclass
+class Step:
+    """A stored step's attributes."""
+
+    epoch: float | None
+    timestamp: float
+    seq: int
+
+
+@dataclass
 class Model:
     """What the store should hold: ``(metric, step) -> value`` and the steps."""
 
     points: dict[tuple[str, int], float] = field(default_factory=dict)
-    steps: set[int] = field(default_factory=set)
+    steps: dict[int, Step] = field(default_factory=dict)
 
     @property
     def top(self) -> int:
@@ -60,7 +70,9 @@ def batches(draw: st.DrawFn) -> tuple[str, Any]:
     rows = []
     for step in steps:
         names = draw(st.sets(st.sampled_from(METRICS), min_size=1))
-        rows.append((step, {name: draw(VALUES) for name in sorted(names)}))
+        epoch = draw(st.one_of(st.none(), st.sampled_from([0.0, 1.0, 2.5, 1e6])))
+        stamp = 1.7e9 + draw(st.integers(0, 10**6)) / 64
+        rows.append((step, {name: draw(VALUES) for name in sorted(names)}, epoch, stamp))
     return ("append" if relative else "scatter"), rows
 
 
@@ -76,10 +88,20 @@ def _apply(store: MetricStore, job: str, model: Model, op: tuple[str, Any]) -> s
         store.compact()
         return job
     base = model.top + 1 if kind == "append" else 0
-    written = [MetricRow(step=base + step, values=dict(values)) for step, values in rows]
+    written = [
+        MetricRow(step=base + step, values=dict(values), epoch=epoch, timestamp=stamp)
+        for step, values, epoch, stamp in rows
+    ]
+    last_seq = store.last_seq(job)
     store.write_metrics(job, written)
+    # A batch's steps get seqs last_seq + 1 … in step order; within it and
+    # across batches a step keeps its epoch when the newer row has none.
+    order = {step: index for index, step in enumerate(sorted({row.step for row in written}))}
     for row in written:
-        model.steps.add(row.step)
+        old = model.steps.get(row.step)
+        epoch = row.epoch if row.epoch is not None else (old.epoch if old else None)
+        assert row.timestamp is not None
+        model.steps[row.step] = Step(epoch, row.timestamp, last_seq + order[row.step] + 1)
         for name, value in row.values.items():
             model.points[(name, row.step)] = value
     return job
@@ -108,6 +130,7 @@ def _check(store: MetricStore, job: str, model: Model) -> None:
     expected_rows = [
         {
             "step": step,
+            **_head(model.steps[step]),
             **{
                 name: wire_value(model.points[(name, step)])
                 for name in METRICS
@@ -116,11 +139,8 @@ def _check(store: MetricStore, job: str, model: Model) -> None:
         }
         for step in sorted(model.steps)
     ]
-    rows = [
-        {key: value for key, value in row.items() if key not in ("epoch", "timestamp")}
-        for row in store.iter_rows(job)
-    ]
-    assert rows == expected_rows
+    assert list(store.iter_rows(job)) == expected_rows
+    _check_steps(store, job, model)
     some = sorted(model.steps)[::3]
     exact = [
         {key: value for key, value in row.items() if key not in ("epoch", "timestamp")}
@@ -135,6 +155,39 @@ def _check(store: MetricStore, job: str, model: Model) -> None:
     ]
     assert store.get_job(job).point_count == len(model.points)
     _check_stats(store, job, model)
+
+
+def _head(step: Step) -> dict[str, Any]:
+    """A stored step's epoch and timestamp as a row carries them."""
+    stamp = {"timestamp": format_timestamp(step.timestamp)}
+    return stamp if step.epoch is None else {"epoch": step.epoch, **stamp}
+
+
+def _check_steps(store: MetricStore, job: str, model: Model) -> None:
+    """Steps' seqs, epochs and timestamps through every read that uses them."""
+    by_seq = sorted(model.steps, key=lambda step: model.steps[step].seq)
+    seqs = [model.steps[step].seq for step in by_seq]
+    for since in (0, *seqs[len(seqs) // 2 : len(seqs) // 2 + 1], *seqs[-1:]):
+        newer = [step for step in by_seq if model.steps[step].seq > since]
+        got = store.rows_since(job, since, limit=7)
+        assert [seq for seq, _ in got] == [model.steps[step].seq for step in newer[:7]]
+        assert [row["step"] for _, row in got] == newer[:7]
+    series = store.read_series(job, list(METRICS), with_time=True)
+    for got in series.values():
+        steps = got.steps.tolist()
+        epochs = [model.steps[step].epoch for step in steps]
+        assert got.epochs is not None and got.timestamps is not None
+        assert _same(got.epochs, [math.nan if e is None else e for e in epochs])
+        assert got.timestamps.tolist() == [model.steps[step].timestamp for step in steps]
+    ordered = sorted(model.steps)
+    assert store.count_rows(job) == len(ordered)
+    if ordered:
+        lo, hi = ordered[len(ordered) // 3], ordered[-1] - 1
+        assert store.count_rows(job, start_step=lo, end_step=hi) == sum(
+            lo <= step <= hi for step in ordered
+        )
+        middle = list(store.iter_rows(job, start_step=lo, offset=2, limit=5))
+        assert [row["step"] for row in middle] == [s for s in ordered if s >= lo][2:7]
 
 
 def _check_stats(store: MetricStore, job: str, model: Model) -> None:
@@ -168,6 +221,8 @@ def _check_stats(store: MetricStore, job: str, model: Model) -> None:
 def small_blocks(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(blocks, "BLOCK_POINTS", 16)
     monkeypatch.setattr(blocks, "DIRECT_MIN", 6)
+    monkeypatch.setattr(blocks, "SEALED_MIN", 12)
+    monkeypatch.setattr(step_blocks, "STEP_BLOCK_ROWS", 8)
 
 
 @pytest.fixture

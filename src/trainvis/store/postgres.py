@@ -47,7 +47,7 @@ from trainvis.store.postgres_read import (
     iter_chunks,
     point_columns,
     rows_for_steps,
-    step_columns,
+    step_head,
 )
 from trainvis.store.postgres_schema import migrate
 from trainvis.store.postgres_write import write_batch
@@ -216,7 +216,7 @@ class PostgresStore(SQLStore):
 
     _write_batch = staticmethod(write_batch)
     _rows_for_steps = staticmethod(rows_for_steps)
-    _step_columns = staticmethod(step_columns)
+    _step_head = staticmethod(step_head)
     _point_columns = staticmethod(point_columns)
 
     def _row_chunks(self, query: RowQuery) -> Iterator[list[Row]]:

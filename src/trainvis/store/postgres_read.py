@@ -8,54 +8,57 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-from trainvis.store import blocks
+from trainvis.store import blocks, step_blocks
 from trainvis.store.base import Row
 from trainvis.store.common import wire_rows, wire_value
 from trainvis.store.dialect import POSTGRES
 from trainvis.store.postgres_copy import Conn, fetch_columns
 from trainvis.store.sql_jobs import job_pk
-from trainvis.store.sql_read import (
-    PointColumns,
-    RowQuery,
-    StepColumns,
-    metric_map,
-    step_filter,
-)
+from trainvis.store.sql_read import BIGINT_MAX, PointColumns, RowQuery, metric_map
+from trainvis.store.step_blocks import StepRows
 
 CHUNK_STEPS = 5000
 
 
-class Chunk(NamedTuple):
-    """Stored rows' attributes, ascending by step; ``epochs`` is NaN where absent."""
-
-    steps: npt.NDArray[np.int64]
-    epochs: npt.NDArray[np.float64]
-    timestamps: npt.NDArray[np.float64]
-
-
-def read_chunk(conn: Conn, pk: int, condition: str, params: Sequence[Any]) -> Chunk:
-    """The job's rows (``steps`` table) matching ``condition``, sorted by step."""
-    steps, epochs, stamps = fetch_columns(
-        conn,
-        "SELECT step, coalesce(epoch, 'NaN'::float8), ts FROM steps "
-        f"WHERE job_pk = %s AND {condition}",
-        [pk, *params],
-        "qdd",
+def step_head(
+    conn: Conn, pk: int, condition: str, params: Sequence[Any], limit: int | None
+) -> StepRows:
+    """The job's head rows matching ``condition`` (the first ``limit``), by step;
+    NaN epochs where none."""
+    sql = (
+        "SELECT step, coalesce(epoch, 'NaN'::float8), ts, seq FROM steps "
+        f"WHERE job_pk = ? AND {condition}"
     )
+    if limit is not None:
+        sql, params = f"{sql} ORDER BY step LIMIT ?", [*params, limit]
+    steps, epochs, stamps, seqs = fetch_columns(conn, sql, [pk, *params], "qddq")
+    rows = StepRows(steps, epochs, stamps, seqs)
     if len(steps) > 1 and not (steps[1:] > steps[:-1]).all():
-        order = steps.argsort()
-        steps, epochs, stamps = steps[order], epochs[order], stamps[order]
-    return Chunk(steps, epochs, stamps)
+        rows = rows.take(steps.argsort())
+    return rows
 
 
-def _base_rows(chunk: Chunk) -> list[Row]:
+def read_steps(
+    conn: Conn,
+    pk: int,
+    lo: int,
+    hi: int,
+    *,
+    wanted: npt.NDArray[np.int64] | None = None,
+    limit: int | None = None,
+) -> StepRows:
+    """The job's steps in ``[lo, hi]`` (see :func:`~trainvis.store.step_blocks.read`)."""
+    return step_blocks.read(POSTGRES, conn, pk, lo, hi, step_head, wanted=wanted, limit=limit)
+
+
+def _base_rows(chunk: StepRows) -> list[Row]:
     return wire_rows(
-        zip(chunk.steps.tolist(), chunk.epochs.tolist(), chunk.timestamps.tolist(), strict=True)
+        zip(chunk.steps.tolist(), chunk.epochs.tolist(), chunk.stamps.tolist(), strict=True)
     )
 
 
@@ -83,7 +86,7 @@ def _column(
 
 def assemble(
     conn: Conn,
-    chunk: Chunk,
+    chunk: StepRows,
     ids: dict[str, int],
     *,
     require_any: bool = False,
@@ -117,10 +120,7 @@ def rows_for_steps(
     if not wanted:
         return []
     ids = metric_map(POSTGRES, conn, pk, metrics)
-    chunk = read_chunk(conn, pk, *step_filter(POSTGRES, wanted))
-    keep = np.isin(chunk.steps, np.asarray(wanted, dtype=np.int64))
-    if not keep.all():
-        chunk = Chunk(chunk.steps[keep], chunk.epochs[keep], chunk.timestamps[keep])
+    chunk = read_steps(conn, pk, wanted[0], wanted[-1], wanted=np.asarray(wanted, np.int64))
     return assemble(conn, chunk, ids, exact=True) if len(chunk.steps) else []
 
 
@@ -160,9 +160,7 @@ def iter_chunks(
                 return
         upper = min(hi, lo + window - 1)
         with conn_factory() as conn:
-            chunk = read_chunk(
-                conn, pk, "step BETWEEN %s AND %s ORDER BY step LIMIT %s", [lo, upper, CHUNK_STEPS]
-            )
+            chunk = read_steps(conn, pk, lo, upper, limit=CHUNK_STEPS)
             rows = assemble(conn, chunk, ids, require_any=metrics is not None)
         yield rows
         if len(chunk.steps) == CHUNK_STEPS:
@@ -171,12 +169,6 @@ def iter_chunks(
             lo = upper + 1
             if len(chunk.steps) < CHUNK_STEPS // 2:
                 window *= 2
-
-
-def step_columns(conn: Conn, pk: int, condition: str, params: Sequence[Any]) -> StepColumns:
-    """The job's rows matching ``condition`` as arrays, by step; NaN epochs where none."""
-    chunk = read_chunk(conn, pk, condition, params)
-    return chunk.steps, chunk.epochs, chunk.timestamps
 
 
 def point_columns(
@@ -204,9 +196,5 @@ def _max_step(conn: Conn, pk: int) -> int | None:
 
 def _step_at(conn: Conn, pk: int, lo: int, hi: int, offset: int) -> int | None:
     """The step at position ``offset`` (0-based) among the job's steps in ``[lo, hi]``."""
-    row = conn.execute(
-        "SELECT step FROM steps WHERE job_pk = %s AND step BETWEEN %s AND %s "
-        "ORDER BY step OFFSET %s LIMIT 1",
-        (pk, lo, hi, offset),
-    ).fetchone()
-    return None if row is None else int(row[0])
+    found = read_steps(conn, pk, lo, hi, limit=min(offset + 1, BIGINT_MAX)).steps
+    return int(found[-1]) if len(found) == offset + 1 else None

@@ -19,9 +19,10 @@ from collections.abc import Callable, Sequence
 import psycopg
 from psycopg.rows import TupleRow
 
+from trainvis.store import step_blocks
 from trainvis.store.blocks import compact_all
 from trainvis.store.dialect import POSTGRES
-from trainvis.store.postgres_read import point_columns
+from trainvis.store.postgres_read import point_columns, step_head
 
 #: Key of the advisory lock that serializes migrations ("trainvis" in ASCII).
 MIGRATION_LOCK = 0x7472_6169_6E76_6973
@@ -127,11 +128,29 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE blocks ALTER COLUMN data SET STORAGE EXTERNAL;
     CREATE INDEX blocks_open ON blocks (metric_id, first_step) WHERE sealed = 0;
     """,
+    # 5: steps (epoch, timestamp, seq) in compressed column blocks; ``steps``
+    # stays as their head (issue 15, store/step_blocks.py). Jobs' stored steps
+    # move into blocks in the same transaction (DATA_STEPS).
+    """
+    CREATE TABLE step_blocks (
+        job_pk bigint NOT NULL,
+        first_step bigint NOT NULL,
+        last_step bigint NOT NULL,
+        count integer NOT NULL,
+        min_seq bigint NOT NULL,
+        max_seq bigint NOT NULL,
+        data bytea NOT NULL,
+        PRIMARY KEY (job_pk, first_step)
+    );
+    ALTER TABLE step_blocks ALTER COLUMN data SET STORAGE EXTERNAL;
+    CREATE INDEX step_blocks_seq ON step_blocks (job_pk, max_seq);
+    """,
 )
 #: Data moves run after the DDL of their migration (keyed by the version they
 #: reach), in its transaction.
 DATA_STEPS: dict[int, Callable[[psycopg.Connection[TupleRow]], object]] = {
     4: lambda conn: compact_all(POSTGRES, conn, point_columns),
+    5: lambda conn: step_blocks.compact_all(POSTGRES, conn, step_head),
 }
 
 

@@ -21,12 +21,12 @@ from itertools import chain
 
 import numpy as np
 
-from trainvis.store import blocks
+from trainvis.store import blocks, step_blocks
 from trainvis.store.base import Row
 from trainvis.store.common import MergedRow, MetricStats, stored_rows
 from trainvis.store.dialect import POSTGRES
 from trainvis.store.postgres_copy import Conn, copy_in, encode_tuples
-from trainvis.store.postgres_read import point_columns, rows_for_steps
+from trainvis.store.postgres_read import point_columns, read_steps, rows_for_steps, step_head
 from trainvis.store.sql_read import step_filter
 from trainvis.store.sql_write import (
     PerMetric,
@@ -34,6 +34,7 @@ from trainvis.store.sql_write import (
     group_by_metric,
     metrics_for_update,
     rescan_extremes,
+    route_steps,
     save_progress,
 )
 
@@ -81,7 +82,10 @@ def write_batch(conn: Conn, batch: WriteBatch) -> Callable[[], list[tuple[int, R
         _write_points(conn, ids, head, fresh)
     for metric_id in blocks.needs_compaction(POSTGRES, conn, list(ids.values())):
         blocks.compact(POSTGRES, conn, metric_id, point_columns)
-    _write_steps(conn, pk, merged, last_seq, fresh)
+    head_rows = route_steps(POSTGRES, conn, batch, step_head)
+    if head_rows:
+        _write_steps(conn, pk, [(index, merged[index]) for index in head_rows], last_seq, fresh)
+    step_blocks.compact(POSTGRES, conn, pk, step_head)
     _save_stats(conn, ids, stats)
     save_progress(POSTGRES, conn, batch, len(merged) - len(existing))
     reread = {row["step"]: row for row in rows_for_steps(conn, pk, sorted(existing))}
@@ -92,14 +96,10 @@ def _existing(
     conn: Conn, pk: int, merged: list[MergedRow], metric_ids: list[int]
 ) -> tuple[set[int], dict[int, dict[int, float]]]:
     """Steps of the batch already stored, and the stored values they replace."""
-    wanted = [row.step for row in merged]
-    condition, params = step_filter(POSTGRES, wanted)
+    wanted = np.unique(np.fromiter((row.step for row in merged), np.int64, len(merged)))
+    found = read_steps(conn, pk, int(wanted[0]), int(wanted[-1]), wanted=wanted)
+    existing = set(found.steps.tolist())
     with conn.cursor(binary=True) as cur:
-        cur.execute(
-            POSTGRES.sql(f"SELECT step FROM steps WHERE job_pk = ? AND {condition}"), [pk, *params]
-        )
-        wanted_set = set(wanted)
-        existing = {int(row[0]) for row in cur.fetchall() if row[0] in wanted_set}
         replaced: dict[int, dict[int, float]] = {}
         if not existing:
             return existing, replaced
@@ -149,15 +149,15 @@ def _write_points(
     )
 
 
-def _write_steps(conn: Conn, pk: int, merged: list[MergedRow], last_seq: int, fresh: bool) -> None:
+def _write_steps(
+    conn: Conn, pk: int, merged: list[tuple[int, MergedRow]], last_seq: int, fresh: bool
+) -> None:
+    """Store the head's steps: ``(position in the batch, row)``, whose seq is
+    ``last_seq + position + 1``."""
     # Rows with and without an epoch are encoded apart (a NULL changes the tuple size).
     chunks: list[bytes] = []
     for with_epoch in (True, False):
-        part = [
-            (index, row)
-            for index, row in enumerate(merged)
-            if (row.epoch is not None) is with_epoch
-        ]
+        part = [(index, row) for index, row in merged if (row.epoch is not None) is with_epoch]
         if not part:
             continue
         chunks.append(

@@ -31,7 +31,7 @@ from trainvis.models import (
     WriteResult,
 )
 from trainvis.series import Series
-from trainvis.store import blocks
+from trainvis.store import blocks, step_blocks
 from trainvis.store.base import JobFilter, JobSort, MetricStore, Row
 from trainvis.store.common import check_transition, merge_batch, status_timestamps
 from trainvis.store.dialect import Connection, Dialect
@@ -52,14 +52,13 @@ from trainvis.store.sql_list import page_sql, uses_config
 from trainvis.store.sql_read import (
     PointColumns,
     RowQuery,
-    StepColumns,
     bounds,
     limited,
     metric_map,
     seqs_after,
-    step_filter,
 )
 from trainvis.store.sql_write import WriteBatch
+from trainvis.store.step_blocks import StepRows
 
 
 class _RowQueryArgs(TypedDict, total=False):
@@ -116,10 +115,12 @@ class SQLStore(MetricStore):
         """Wire rows at exactly ``steps`` (missing ones skipped), ordered by step."""
 
     @abstractmethod
-    def _step_columns(
-        self, conn: Connection, pk: int, condition: str, params: Sequence[Any]
-    ) -> StepColumns:
-        """The job's rows whose ``step`` matches ``condition`` (``?`` placeholders)."""
+    def _step_head(
+        self, conn: Connection, pk: int, condition: str, params: Sequence[Any], limit: int | None
+    ) -> StepRows:
+        """The job's head steps (the ``steps`` table, see
+        :mod:`~trainvis.store.step_blocks`) whose ``step`` matches ``condition``
+        (``?`` placeholders), ascending by step, the first ``limit`` when given."""
 
     @abstractmethod
     def _point_columns(
@@ -296,8 +297,7 @@ class SQLStore(MetricStore):
         with self._read() as conn:
             pk = job_pk(d, conn, job_id)
             if metrics is None:
-                sql = "SELECT count(*) FROM steps WHERE job_pk = ? AND step BETWEEN ? AND ?"
-                return int(d.scalar(conn, sql, (pk, lo, hi)))
+                return step_blocks.count(d, conn, pk, lo, hi)
             ids = list(metric_map(d, conn, pk, metrics).values())
             columns = [
                 blocks.read_points(d, conn, metric_id, lo, hi, self._point_columns)[0]
@@ -348,7 +348,7 @@ class SQLStore(MetricStore):
     def rows_since(self, job_id: str, seq: int, *, limit: int = 1000) -> list[tuple[int, Row]]:
         with self._read() as conn:
             pk = job_pk(self.dialect, conn, job_id)
-            found = seqs_after(self.dialect, conn, pk, seq, limit)
+            found = self._seqs_after(conn, pk, seq, limit)
             if not found:
                 return []
             by_step = {
@@ -362,7 +362,7 @@ class SQLStore(MetricStore):
     ) -> tuple[int, dict[str, Series]]:
         with self._read() as conn:
             pk = job_pk(self.dialect, conn, job_id)
-            found = seqs_after(self.dialect, conn, pk, seq, limit)
+            found = self._seqs_after(conn, pk, seq, limit)
             if not found:
                 return seq, {}
             wanted = np.unique(np.fromiter((step for step, _ in found), np.int64, len(found)))
@@ -378,6 +378,11 @@ class SQLStore(MetricStore):
                 raise JobNotFound(job_id)
             return int(found[0])
 
+    def _seqs_after(self, conn: Connection, pk: int, seq: int, limit: int) -> list[tuple[int, int]]:
+        """``(step, seq)`` of up to ``limit`` steps with a seq above ``seq``, by seq."""
+        head = seqs_after(self.dialect, conn, pk, seq, limit)
+        return step_blocks.seqs_after(self.dialect, conn, pk, seq, limit, head)
+
     def status_counts(self) -> dict[str, int]:
         counts = {status.value: 0 for status in JobStatus}
         with self._read() as conn:
@@ -391,7 +396,10 @@ class SQLStore(MetricStore):
         transaction (writes compact on their own; this settles a store, e.g.
         before measuring it). Returns the number of metrics compacted."""
         with self._write() as conn:
-            return blocks.compact_all(self.dialect, conn, self._point_columns)
+            compacted = blocks.compact_all(self.dialect, conn, self._point_columns)
+            for (pk,) in self.dialect.run(conn, "SELECT DISTINCT job_pk FROM steps").fetchall():
+                step_blocks.compact(self.dialect, conn, int(pk), self._step_head, force=True)
+            return compacted
 
     def total_points(self) -> int:
         with self._read() as conn:
@@ -413,13 +421,9 @@ class SQLStore(MetricStore):
         timestamps."""
         result: dict[str, Series] = {}
         ids = metric_map(self.dialect, conn, pk, metrics)
-        times: StepColumns | None = None
-        if wanted is not None:
-            condition, params = step_filter(self.dialect, wanted.tolist())
-        else:
-            condition, params = "step BETWEEN ? AND ?", list(span)
+        times: StepRows | None = None
         if with_time and ids:
-            times = self._step_columns(conn, pk, condition, params)
+            times = step_blocks.read(self.dialect, conn, pk, *span, self._step_head, wanted=wanted)
         for name, metric_id in ids.items():
             steps, values = blocks.read_points(
                 self.dialect, conn, metric_id, *span, self._point_columns, wanted
@@ -428,7 +432,7 @@ class SQLStore(MetricStore):
                 continue
             epochs = timestamps = None
             if times is not None:
-                at = times[0].searchsorted(steps)
-                epochs, timestamps = times[1][at], times[2][at]
+                at = times.steps.searchsorted(steps)
+                epochs, timestamps = times.epochs[at], times.stamps[at]
             result[name] = Series(name, steps, values, epochs, timestamps)
         return result

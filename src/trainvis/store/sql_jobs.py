@@ -24,6 +24,7 @@ from trainvis.models import (
     counted_id_number,
     usable_counter,
 )
+from trainvis.store import step_blocks
 from trainvis.store.base import JobFilter
 from trainvis.store.common import (
     RECREATED_SEQ_GAP,
@@ -322,7 +323,7 @@ def hydrate(
             mine = entry.stats
             job.stats = {name: stats_wire(name, mine[name]) for name in stats_of if name in mine}
     timed = [pk for pk, job in zip(pks, jobs, strict=True) if _has_eta(job)]
-    recent = d.recent_steps(conn, timed, ETA_STEPS)
+    recent = step_blocks.newest(d, conn, d.recent_steps(conn, timed, ETA_STEPS), ETA_STEPS)
     for pk, job in zip(pks, jobs, strict=True):
         if pk in recent:
             job.eta_seconds = eta_from_rate(job, recent[pk])
@@ -393,6 +394,6 @@ def delete_rows(d: Dialect, conn: Connection, job_id: str) -> None:
             f"DELETE FROM {table} WHERE metric_id IN (SELECT id FROM metrics WHERE job_pk = ?)",
             (pk,),
         )
-    for table in ("steps", "metrics", "events"):
+    for table in ("steps", "step_blocks", "metrics", "events"):
         d.run(conn, f"DELETE FROM {table} WHERE job_pk = ?", (pk,))
     d.run(conn, "DELETE FROM jobs WHERE pk = ?", (pk,))

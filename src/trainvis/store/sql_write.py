@@ -13,11 +13,15 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
+
 from trainvis.models import MetricRow
+from trainvis.store import blocks, step_blocks
 from trainvis.store.blocks import HeadReader, extremes
 from trainvis.store.common import MergedRow, MetricStats, check_metric_budget
 from trainvis.store.dialect import Connection, Dialect
 from trainvis.store.sql_jobs import STAT_COLUMNS, stats_from_row
+from trainvis.store.step_blocks import StepHead, StepRows
 
 PerMetric = dict[str, tuple[list[int], list[float]]]
 """``name -> (steps, values)`` of a batch, steps ascending."""
@@ -130,3 +134,28 @@ def rescan_extremes(
         item.min_value, item.min_step = low if low else (None, None)
         item.max_value, item.max_step = high if high else (None, None)
         item.needs_rescan = False
+
+
+def route_steps(d: Dialect, conn: Connection, batch: WriteBatch, head: StepHead) -> list[int]:
+    """Write the batch's steps that fall inside a step block into that block (see
+    :mod:`~trainvis.store.step_blocks`); returns the positions in ``batch.merged``
+    of the rows left for the head, whose seq is ``last_seq + position + 1``."""
+    merged = batch.merged
+    if batch.steps_are_new and len(merged) < blocks.SEALED_MIN:  # no block holds one of them
+        return list(range(len(merged)))
+    rows = StepRows(
+        np.fromiter((row.step for row in merged), np.int64, len(merged)),
+        np.fromiter(
+            (math.nan if row.epoch is None else row.epoch for row in merged),
+            np.float64,
+            len(merged),
+        ),
+        np.fromiter((row.timestamp for row in merged), np.float64, len(merged)),
+        np.arange(batch.last_seq + 1, batch.last_seq + 1 + len(merged), dtype=np.int64),
+    )
+    if batch.steps_are_new:  # a full batch above every stored step: a block of its own
+        step_blocks.insert(d, conn, batch.pk, [rows])
+        return []
+    order = rows.steps.argsort(kind="stable")
+    left = step_blocks.route(d, conn, batch.pk, rows.take(order))
+    return np.flatnonzero(np.isin(rows.steps, left.steps)).tolist()

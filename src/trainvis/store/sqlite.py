@@ -29,7 +29,7 @@ from trainvis.store.sqlite_read import (
     point_columns,
     row_chunks,
     rows_for_steps,
-    step_columns,
+    step_head,
 )
 from trainvis.store.sqlite_schema import migrate
 from trainvis.store.sqlite_write import write_batch
@@ -157,7 +157,7 @@ class SQLiteStore(SQLStore):
 
     _write_batch = staticmethod(write_batch)
     _rows_for_steps = staticmethod(rows_for_steps)
-    _step_columns = staticmethod(step_columns)
+    _step_head = staticmethod(step_head)
     _point_columns = staticmethod(point_columns)
 
     def _row_chunks(self, query: RowQuery) -> Iterator[list[Row]]:

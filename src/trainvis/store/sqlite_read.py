@@ -16,13 +16,15 @@ from contextlib import AbstractContextManager
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from trainvis.errors import JobNotFound
-from trainvis.store import blocks
+from trainvis.store import blocks, step_blocks
 from trainvis.store.base import Row
 from trainvis.store.common import Head, head_rows, heads, wire_value
 from trainvis.store.dialect import SQLITE
-from trainvis.store.sql_read import PointColumns, RowQuery, StepColumns, metric_map
+from trainvis.store.sql_read import BIGINT_MAX, PointColumns, RowQuery, metric_map
+from trainvis.store.step_blocks import StepRows
 
 CHUNK_STEPS = 5000
 #: Row heads kept in memory over all jobs, and the largest job that is cached.
@@ -31,12 +33,36 @@ HEADS_CACHE_JOB_ROWS = 250_000
 _ABSENT = object()
 _POINT_ROW = np.dtype([("step", np.int64), ("value", np.float64), ("null", np.bool_)])
 _TIME_ROW = np.dtype(
-    [("step", np.int64), ("epoch", np.float64), ("null", np.bool_), ("ts", np.float64)]
+    [
+        ("step", np.int64),
+        ("epoch", np.float64),
+        ("null", np.bool_),
+        ("ts", np.float64),
+        ("seq", np.int64),
+    ]
 )
 
 
 def _head_step(head: Head) -> int:
     return head[0]
+
+
+def _heads(rows: StepRows) -> list[Head]:
+    """Row heads of read steps (NaN epochs: none)."""
+    epochs = [None if epoch != epoch else epoch for epoch in rows.epochs.tolist()]
+    return heads(list(zip(rows.steps.tolist(), epochs, rows.stamps.tolist(), strict=True)))
+
+
+def read_steps(
+    conn: sqlite3.Connection,
+    pk: int,
+    lo: int,
+    hi: int,
+    *,
+    wanted: npt.NDArray[np.int64] | None = None,
+    limit: int | None = None,
+) -> StepRows:
+    return step_blocks.read(SQLITE, conn, pk, lo, hi, step_head, wanted=wanted, limit=limit)
 
 
 def _all_finite(column: list[Any]) -> bool:
@@ -73,11 +99,7 @@ class HeadsCache:
                 return cached[1]
         if row_count > HEADS_CACHE_JOB_ROWS:
             return None
-        found = heads(
-            conn.execute(
-                "SELECT step, epoch, ts FROM steps WHERE job_pk = ? ORDER BY step", (pk,)
-            ).fetchall()
-        )
+        found = _heads(read_steps(conn, pk, 0, BIGINT_MAX))
         with self._lock:
             self._jobs[pk] = (last_seq, found)
             total = sum(len(entry[1]) for entry in self._jobs.values())
@@ -139,16 +161,13 @@ def _head_chunks(
             lo = max(lo, cached[-1][0] + 1)
     while lo <= hi:
         with conn_factory() as conn:
-            steps = conn.execute(
-                "SELECT step, epoch, ts FROM steps WHERE job_pk = ? AND step BETWEEN ? AND ? "
-                "ORDER BY step LIMIT ? OFFSET ?",
-                (pk, lo, hi, CHUNK_STEPS, skip),
-            ).fetchall()
+            limit = min(CHUNK_STEPS + skip, BIGINT_MAX)
+            steps = read_steps(conn, pk, lo, hi, limit=limit).take(slice(skip, None))
         skip = 0
-        if not steps:
+        if not len(steps.steps):
             return
-        yield heads(steps)
-        lo = steps[-1][0] + 1
+        yield _heads(steps)
+        lo = int(steps.steps[-1]) + 1
 
 
 def _assemble(
@@ -217,14 +236,10 @@ def rows_for_steps(
     ids = metric_map(SQLITE, conn, pk, metrics)
     rows: list[Row] = []
     for chunk in SQLITE.chunks(sorted(set(steps))):
-        marks = ",".join("?" * len(chunk))
-        found = conn.execute(
-            f"SELECT step, epoch, ts FROM steps WHERE job_pk = ? AND step IN ({marks}) "
-            "ORDER BY step",
-            (pk, *chunk),
-        ).fetchall()
-        if found:
-            rows.extend(_assemble(conn, heads(found), ids, exact=True))
+        wanted = np.asarray(chunk, dtype=np.int64)
+        found = read_steps(conn, pk, chunk[0], chunk[-1], wanted=wanted)
+        if len(found.steps):
+            rows.extend(_assemble(conn, _heads(found), ids, exact=True))
     return rows
 
 
@@ -239,13 +254,19 @@ def _table(
     return table
 
 
-def step_columns(
-    conn: sqlite3.Connection, pk: int, condition: str, params: Sequence[Any]
-) -> StepColumns:
-    """The job's rows matching ``condition`` as arrays, by step; NaN epochs where none."""
-    sql = "SELECT step, ifnull(epoch, 0.0), epoch IS NULL, ts FROM steps WHERE job_pk = ? AND "
-    table = _table(conn, f"{sql}{condition} ORDER BY step", (pk, *params), _TIME_ROW, "epoch")
-    return table["step"], table["epoch"], table["ts"]
+def step_head(
+    conn: sqlite3.Connection, pk: int, condition: str, params: Sequence[Any], limit: int | None
+) -> StepRows:
+    """The job's head rows matching ``condition`` (the first ``limit``), by step;
+    NaN epochs where none."""
+    sql = (
+        "SELECT step, ifnull(epoch, 0.0), epoch IS NULL, ts, seq FROM steps WHERE job_pk = ? "
+        f"AND {condition} ORDER BY step"
+    )
+    if limit is not None:
+        sql, params = f"{sql} LIMIT ?", [*params, limit]
+    table = _table(conn, sql, (pk, *params), _TIME_ROW, "epoch")
+    return StepRows(table["step"], table["epoch"], table["ts"], table["seq"])
 
 
 def point_columns(

@@ -10,9 +10,10 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Callable
 
+from trainvis.store import step_blocks
 from trainvis.store.blocks import compact_all
 from trainvis.store.dialect import SQLITE
-from trainvis.store.sqlite_read import point_columns
+from trainvis.store.sqlite_read import point_columns, step_head
 
 MIGRATIONS: tuple[str, ...] = (
     # 1: jobs, per-metric statistics, rows (one per job and step) and points
@@ -115,11 +116,28 @@ MIGRATIONS: tuple[str, ...] = (
     ) WITHOUT ROWID;
     CREATE INDEX blocks_open ON blocks (metric_id, first_step) WHERE sealed = 0;
     """,
+    # 5: steps (epoch, timestamp, seq) in compressed column blocks; ``steps``
+    # stays as their head (issue 15, store/step_blocks.py). Jobs' stored steps
+    # move into blocks in the same transaction (DATA_STEPS).
+    """
+    CREATE TABLE step_blocks (
+        job_pk INTEGER NOT NULL,
+        first_step INTEGER NOT NULL,
+        last_step INTEGER NOT NULL,
+        count INTEGER NOT NULL,
+        min_seq INTEGER NOT NULL,
+        max_seq INTEGER NOT NULL,
+        data BLOB NOT NULL,
+        PRIMARY KEY (job_pk, first_step)
+    ) WITHOUT ROWID;
+    CREATE INDEX step_blocks_seq ON step_blocks (job_pk, max_seq);
+    """,
 )
 #: Data moves run after the DDL of their migration (keyed by the version they
 #: reach), in its transaction.
 DATA_STEPS: dict[int, Callable[[sqlite3.Connection], object]] = {
     4: lambda conn: compact_all(SQLITE, conn, point_columns),
+    5: lambda conn: step_blocks.compact_all(SQLITE, conn, step_head),
 }
 
 

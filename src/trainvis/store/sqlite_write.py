@@ -13,7 +13,9 @@ import math
 import sqlite3
 from collections.abc import Callable
 
-from trainvis.store import blocks
+import numpy as np
+
+from trainvis.store import blocks, step_blocks
 from trainvis.store.base import Row
 from trainvis.store.common import MetricStats, stored_rows
 from trainvis.store.dialect import SQLITE
@@ -22,9 +24,10 @@ from trainvis.store.sql_write import (
     group_by_metric,
     metrics_for_update,
     rescan_extremes,
+    route_steps,
     save_progress,
 )
-from trainvis.store.sqlite_read import point_columns, rows_for_steps
+from trainvis.store.sqlite_read import point_columns, read_steps, rows_for_steps, step_head
 
 
 def write_batch(conn: sqlite3.Connection, batch: WriteBatch) -> Callable[[], list[tuple[int, Row]]]:
@@ -60,10 +63,17 @@ def write_batch(conn: sqlite3.Connection, batch: WriteBatch) -> Callable[[], lis
         "INSERT INTO steps VALUES (?, ?, ?, ?, ?) ON CONFLICT DO UPDATE SET "
         "epoch = coalesce(excluded.epoch, epoch), ts = excluded.ts, seq = excluded.seq",
         [
-            (pk, row.step, row.epoch, row.timestamp, last_seq + index + 1)
-            for index, row in enumerate(merged)
+            (
+                pk,
+                merged[index].step,
+                merged[index].epoch,
+                merged[index].timestamp,
+                last_seq + index + 1,
+            )
+            for index in route_steps(SQLITE, conn, batch, step_head)
         ],
     )
+    step_blocks.compact(SQLITE, conn, pk, step_head)
     _save_stats(conn, ids, stats)
     save_progress(SQLITE, conn, batch, len(merged) - len(existing))
     reread = (  # a write of new steps only reads nothing back (issue 13)
@@ -75,12 +85,9 @@ def write_batch(conn: sqlite3.Connection, batch: WriteBatch) -> Callable[[], lis
 
 
 def _existing_steps(conn: sqlite3.Connection, pk: int, steps: list[int]) -> set[int]:
-    found = conn.execute(
-        "SELECT step FROM steps WHERE job_pk = ? AND step BETWEEN ? AND ?",
-        (pk, steps[0], steps[-1]),
-    )
-    wanted = set(steps)
-    return {row[0] for row in found if row[0] in wanted}
+    wanted = np.unique(np.asarray(steps, dtype=np.int64))
+    found = read_steps(conn, pk, int(wanted[0]), int(wanted[-1]), wanted=wanted)
+    return set(found.steps.tolist())
 
 
 def _replaced(conn: sqlite3.Connection, metric_id: int, steps: list[int]) -> dict[int, float]:

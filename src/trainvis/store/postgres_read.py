@@ -22,7 +22,10 @@ from trainvis.store.sql_jobs import job_pk
 from trainvis.store.sql_read import BIGINT_MAX, PointColumns, RowQuery, metric_map
 from trainvis.store.step_blocks import StepRows
 
-CHUNK_STEPS = 5000
+#: Steps per chunk of a streamed history: each chunk costs about six round
+#: trips (its steps, then each metric's blocks and head), so 20,000 rows (a few
+#: MB of wire rows) keep a 50,000-row history to three chunks.
+CHUNK_STEPS = 20_000
 
 
 def step_head(
@@ -57,9 +60,7 @@ def read_steps(
 
 
 def _base_rows(chunk: StepRows) -> list[Row]:
-    return wire_rows(
-        zip(chunk.steps.tolist(), chunk.epochs.tolist(), chunk.stamps.tolist(), strict=True)
-    )
+    return wire_rows(chunk.steps, chunk.epochs, chunk.stamps)
 
 
 def _column(

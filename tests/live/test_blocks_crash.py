@@ -19,6 +19,7 @@ import pytest
 
 from tests.conftest import API, ServerProcess, free_port
 from trainvis.store.sqlite_schema import MIGRATIONS
+from trainvis.store.step_blocks import STEP_BLOCK_ROWS
 
 pytestmark = pytest.mark.live
 
@@ -60,15 +61,29 @@ def _old_database(path: Path) -> None:
     conn.close()
 
 
-def _layout(path: Path) -> tuple[int, int, int]:
-    """``(schema version, head points, points in blocks)``."""
+def _layout(path: Path) -> tuple[int, int, int, int, int]:
+    """``(schema version, head points, points in blocks, head steps, steps in blocks)``."""
     with sqlite3.connect(path) as conn:
         version = conn.execute("PRAGMA user_version").fetchone()[0]
         head = conn.execute("SELECT count(*) FROM points").fetchone()[0]
-        in_blocks = 0
+        steps = conn.execute("SELECT count(*) FROM steps").fetchone()[0]
+        in_blocks = steps_in_blocks = 0
         if version >= 4:
             in_blocks = conn.execute("SELECT coalesce(sum(count), 0) FROM blocks").fetchone()[0]
-    return version, head, in_blocks
+        if version >= 5:
+            steps_in_blocks = conn.execute(
+                "SELECT coalesce(sum(count), 0) FROM step_blocks"
+            ).fetchone()[0]
+    return version, head, in_blocks, steps, steps_in_blocks
+
+
+#: The layout after each migration of the upgrade (each is one transaction):
+#: schema 4 moves the points into blocks, schema 5 the steps (all but the last
+#: partial block's worth, which stays in the head).
+KEPT = OLD_STEPS % STEP_BLOCK_ROWS
+BEFORE = (3, 2 * OLD_STEPS, 0, OLD_STEPS, 0)
+POINTS_MOVED = (4, 0, 2 * OLD_STEPS, OLD_STEPS, 0)
+UPGRADED = (len(MIGRATIONS), 0, 2 * OLD_STEPS, KEPT, OLD_STEPS - KEPT)
 
 
 def _write_locked(path: Path) -> bool:
@@ -96,7 +111,7 @@ def test_sigkill_during_the_upgrade_compaction_keeps_every_point(tmp_path: Path)
 
         migrate(conn)
     took = time.monotonic() - started
-    assert _layout(timing) == (len(MIGRATIONS), 0, 2 * OLD_STEPS)
+    assert _layout(timing) == UPGRADED
 
     proc = subprocess.Popen(
         [sys.executable, "-m", "trainvis", "serve", "--db", str(db), "--port", str(free_port())],
@@ -109,12 +124,12 @@ def test_sigkill_during_the_upgrade_compaction_keeps_every_point(tmp_path: Path)
     time.sleep(took / 2)
     proc.kill()
     proc.wait(10)
-    # Killed mid-upgrade: nothing of it committed, every point still in the head.
-    assert _layout(db) == (3, 2 * OLD_STEPS, 0)
+    # Killed mid-upgrade: each migration committed whole or not at all.
+    assert _layout(db) in (BEFORE, POINTS_MOVED)
 
     server = ServerProcess(str(db)).start(timeout=120)  # the upgrade runs again, whole
     try:
-        assert _layout(db) == (len(MIGRATIONS), 0, 2 * OLD_STEPS)
+        assert _layout(db) == UPGRADED
         with httpx.Client(base_url=server.url, timeout=120) as http:
             rows = http.get(f"{API}/training/job-001/metrics/history").json()["data"]
     finally:

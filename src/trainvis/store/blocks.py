@@ -15,7 +15,7 @@ into the block whose range holds ``s`` (the block is rewritten) or else into
 the head, and a read merges the blocks overlapping the range with the head.
 A batch of at least :data:`DIRECT_MIN` new points above everything stored of
 the metric (a training loop's batch) becomes a block directly, sealed from
-:data:`SEALED_MIN` points up.
+:data:`SEALED_MIN` points up where the dialect says so.
 
 Blocks of fewer than :data:`BLOCK_POINTS` points at the tail are *open*.
 When a metric's head and open blocks hold :data:`BLOCK_POINTS` points or
@@ -40,13 +40,14 @@ from trainvis.store.sql_read import PointColumns
 BLOCK_POINTS = 4096
 #: A metric's batch of new points this long or longer is written as a block directly.
 DIRECT_MIN = 256
-#: A direct block this long or longer is sealed at once: a full batch of the SDK
-#: (``Sender.batch_size``), what a loop logging faster than the SDK's flush
-#: interval sends. Such a stream is written once and never merged again: on
-#: PostgreSQL every merge leaves the replaced rows as dead tuples until a
-#: vacuum, which doubled the disk of the bench workload (16 bytes/point of
-#: blocks instead of 7). Compression does not depend on the block size from
-#: here up (6.77 bytes/point at 1,000 points, 6.76 at 4,096).
+#: A direct block this long or longer is sealed at once where the dialect
+#: ``seals_batches`` (PostgreSQL): a full batch of the SDK (``Sender.batch_size``),
+#: what a loop logging faster than the SDK's flush interval sends. Such a
+#: stream is written once and never merged again: on PostgreSQL every merge
+#: leaves the replaced rows as dead tuples until a vacuum, which doubled the
+#: disk of the bench workload (16 bytes/point of blocks instead of 7).
+#: Compression does not depend on the block size from here up (6.77
+#: bytes/point at 1,000 points, 6.76 at 4,096).
 SEALED_MIN = 1000
 
 HeadReader = Callable[[Connection, int, str, Sequence[Any]], PointColumns]
@@ -62,9 +63,9 @@ BlockRow = tuple[Any, ...]
 """A block's row of ``blocks`` (:data:`BLOCK_COLUMNS`), encoded."""
 
 BLOCK_COLUMNS = (
-    "metric_id, first_step, last_step, count, min_value, max_value, nonfinite, sealed, data"
+    "metric_id, first_step, last_step, count, min_value, max_value, nonfinite, sealed, data, tail"
 )
-#: Blocks per INSERT statement (9 parameters each).
+#: Blocks per INSERT statement (10 parameters each).
 _INSERT_ROWS = 100
 
 
@@ -89,11 +90,11 @@ def insert_blocks(d: Dialect, conn: Connection, rows: Sequence[BlockRow]) -> Non
     a batch's blocks of many metrics cost PostgreSQL one round trip, not one each."""
     for start in range(0, len(rows), _INSERT_ROWS):
         chunk = rows[start : start + _INSERT_ROWS]
-        marks = ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?, ?)"] * len(chunk))
+        marks = ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"] * len(chunk))
         d.run(
             conn,
             f"INSERT INTO blocks ({BLOCK_COLUMNS}) VALUES {marks}",
-            [value for row in chunk for value in row],
+            [value for row in chunk for value in (*row[:-1], *d.blob_parts(row[-1]))],
         )
 
 
@@ -102,6 +103,11 @@ def insert_block(
 ) -> None:
     """Store ``steps``/``values`` (ascending, non-empty) as one block."""
     insert_blocks(d, conn, [block_row(metric_id, steps, values, sealed=sealed)])
+
+
+def _joined(data: bytes, tail: bytes | None) -> bytes:
+    """A block's data from its ``data`` and ``tail`` columns (see ``Dialect.blob_parts``)."""
+    return bytes(data) if tail is None else bytes(data) + bytes(tail)
 
 
 def _overlapping(metric_id: int, lo: int, hi: int, columns: str) -> tuple[str, list[Any]]:
@@ -133,12 +139,12 @@ def _blobs(
     data: dict[int, bytes] = {}
     for chunk in d.chunks([h[0] for h in headers]):
         condition, params = d.in_list("first_step", chunk, "bigint")
-        for first, blob in d.run(
+        for first, blob, tail in d.run(
             conn,
-            f"SELECT first_step, data FROM blocks WHERE metric_id = ? AND {condition}",
+            f"SELECT first_step, data, tail FROM blocks WHERE metric_id = ? AND {condition}",
             [metric_id, *params],
         ):
-            data[int(first)] = bytes(blob)
+            data[int(first)] = _joined(blob, tail)
     return [data[h[0]] for h in headers]
 
 
@@ -176,7 +182,7 @@ def route(
                     metric_id,
                     step_array,
                     np.asarray(values, np.float64),
-                    sealed=len(steps) >= SEALED_MIN,
+                    sealed=d.seals_batches and len(steps) >= SEALED_MIN,
                 )
             )
             return _EMPTY, {}
@@ -329,10 +335,10 @@ def read_points(
     """One metric's points with a step in ``[lo, hi]`` (and in ``wanted``, sorted,
     when given), ascending by step: blocks and head merged."""
     if wanted is None:  # a range: every overlapping block, in one query
-        sql, params = _overlapping(metric_id, lo, hi, "last_step, count, data")
+        sql, params = _overlapping(metric_id, lo, hi, "last_step, count, data, tail")
         found = [
-            (int(count), data)
-            for last, count, data in d.run(conn, sql, params).fetchall()
+            (int(count), _joined(data, tail))
+            for last, count, data, tail in d.run(conn, sql, params).fetchall()
             if int(last) >= lo
         ]
     else:  # steps: only the blocks that hold one of them
@@ -353,7 +359,7 @@ def read_points(
     values = np.empty(len(steps), dtype=np.float64)
     at = 0
     for count, data in found:
-        decode_into(bytes(data), steps[at : at + count], values[at : at + count])
+        decode_into(data, steps[at : at + count], values[at : at + count])
         at += count
     if len(head_steps):  # head points sit between or after blocks
         steps[at:], values[at:] = head_steps, head_values

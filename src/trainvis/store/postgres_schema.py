@@ -111,7 +111,7 @@ MIGRATIONS: tuple[str, ...] = (
     """,
     # 4: points in compressed column blocks with summaries; ``points`` stays as
     # the head of recent and out-of-order writes (issue 15, store/blocks.py).
-    # The stored points move into blocks in the same transaction (DATA_STEPS).
+    # (Its data step moved to 5: a database at 4 may hold its points in the head.)
     """
     CREATE TABLE blocks (
         metric_id bigint NOT NULL,
@@ -129,9 +129,12 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX blocks_open ON blocks (metric_id, first_step) WHERE sealed = 0;
     """,
     # 5: steps (epoch, timestamp, seq) in compressed column blocks; ``steps``
-    # stays as their head (issue 15, store/step_blocks.py). Jobs' stored steps
-    # move into blocks in the same transaction (DATA_STEPS).
+    # stays as their head (issue 15, store/step_blocks.py). A block's data may
+    # end in ``tail`` (``Dialect.blob_parts``). Stored points and steps move
+    # into blocks in the same transaction (DATA_STEPS).
     """
+    ALTER TABLE blocks ADD COLUMN tail bytea;
+    ALTER TABLE blocks ALTER COLUMN tail SET STORAGE MAIN;
     CREATE TABLE step_blocks (
         job_pk bigint NOT NULL,
         first_step bigint NOT NULL,
@@ -146,11 +149,19 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX step_blocks_seq ON step_blocks (job_pk, max_seq);
     """,
 )
+
+
+def _into_blocks(conn: psycopg.Connection[TupleRow]) -> None:
+    """Move stored points and steps into blocks (schema 5). Schema 4 leaves the
+    points in the head, which may hold any of them, since blocks gain ``tail`` in 5."""
+    compact_all(POSTGRES, conn, point_columns)
+    step_blocks.compact_all(POSTGRES, conn, step_head)
+
+
 #: Data moves run after the DDL of their migration (keyed by the version they
 #: reach), in its transaction.
 DATA_STEPS: dict[int, Callable[[psycopg.Connection[TupleRow]], object]] = {
-    4: lambda conn: compact_all(POSTGRES, conn, point_columns),
-    5: lambda conn: step_blocks.compact_all(POSTGRES, conn, step_head),
+    5: _into_blocks,
 }
 
 

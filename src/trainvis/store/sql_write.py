@@ -141,7 +141,8 @@ def route_steps(d: Dialect, conn: Connection, batch: WriteBatch, head: StepHead)
     :mod:`~trainvis.store.step_blocks`); returns the positions in ``batch.merged``
     of the rows left for the head, whose seq is ``last_seq + position + 1``."""
     merged = batch.merged
-    if batch.steps_are_new and len(merged) < blocks.SEALED_MIN:  # no block holds one of them
+    direct = d.seals_batches and len(merged) >= blocks.SEALED_MIN
+    if batch.steps_are_new and not direct:  # no block holds one of them
         return list(range(len(merged)))
     rows = StepRows(
         np.fromiter((row.step for row in merged), np.int64, len(merged)),

@@ -20,7 +20,8 @@ moves them into blocks in the caller's write transaction (a crash leaves the
 old layout or the new one), all but the newest partial block's worth: the
 live end of a run stays in the head, where SSE catch-up and ETAs read it.
 A batch of :data:`~trainvis.store.blocks.SEALED_MIN` new steps or more above
-every stored one becomes a block directly (see there why).
+every stored one becomes a block directly where the dialect ``seals_batches``
+(see there why).
 Without these blocks a step costs its row plus a ``(job_pk, seq)`` index
 entry, more than the compressed points of ten metrics together.
 """

@@ -22,10 +22,17 @@ Server level (a real ``trainvis serve`` on SQLite, data written beforehand):
   ``/series`` request per job, summed);
 - a CSV export of the 1M-point job, and the server's peak RSS.
 
+With ``--csv-points N``, also the full CSV export of a job of N points (one
+metric, written through the store in 50,000-row batches) from a fresh server:
+its seconds and the server's resident set (``VmRSS``) sampled every 20 ms while
+the export streams, at each quarter of the rows and at its peak, against the
+resident set before the request (constant memory: the quarters stay flat).
+
     python benchmarks/blocks.py                        # defaults: 100,000 steps, 20 × 100,000
     python benchmarks/blocks.py --compare-points 1000000   # the full 20 × 1M compare
     python benchmarks/blocks.py --steps 20000 --chart-points 200000   # a quick run
     python benchmarks/blocks.py --no-postgres
+    python benchmarks/blocks.py --no-postgres --no-server --steps 20000 --csv-points 10000000
 """
 
 from __future__ import annotations
@@ -37,6 +44,7 @@ import sqlite3
 import statistics
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -54,6 +62,9 @@ from trainvis.store.base import MetricStore  # noqa: E402
 
 BATCH = 1000
 HISTORY_POINTS = 50_000
+CSV_BATCH = 50_000
+#: Seconds between two samples of the server's resident set during the CSV export.
+RSS_EVERY = 0.02
 TARGETS = {
     "bytes_per_point": "≤ 8",
     "ingest_ratio": "≥ 0.8×",
@@ -300,6 +311,95 @@ def server_level(db: str, args: argparse.Namespace) -> dict[str, float | str]:
     }
 
 
+# ---------------------------------------------------------------------- CSV export
+
+
+def rss_mb(pid: int) -> float:
+    """The current resident set of ``pid`` (``VmRSS``), in MB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def populate_csv(db: str, points: int) -> str:
+    """A job of ``points`` rows, one metric, written through the store."""
+    store = open_store(db)
+    try:
+        job = store.create_job(JobCreate(name="csv export")).id
+        now = time.time()
+        for start in range(0, points, CSV_BATCH):
+            steps = range(start, min(start + CSV_BATCH, points))
+            values = (2.0 / (1.0 + np.arange(steps.start, steps.stop) / 1e6)).tolist()
+            store.write_metrics(
+                job,
+                [
+                    MetricRow(step, {"train_loss": value}, None, now)
+                    for step, value in zip(steps, values, strict=True)
+                ],
+            )
+    finally:
+        store.close()
+    return job
+
+
+class RssSampler(threading.Thread):
+    """Samples a process's ``VmRSS`` every :data:`RSS_EVERY` seconds until stopped."""
+
+    def __init__(self, pid: int) -> None:
+        super().__init__(daemon=True)
+        self.pid = pid
+        self.samples: list[float] = []
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        while not self.done.wait(RSS_EVERY):
+            self.samples.append(rss_mb(self.pid))
+
+
+def csv_export(db: str, points: int) -> dict[str, float | list[float]]:
+    """Stream the CSV export of a ``points``-row job from a fresh server, sampling
+    its resident set; the RSS at each quarter of the rows and the peak."""
+    job = populate_csv(db, points)
+    proc, url = start_server(db, "--no-health")
+    try:
+        before = rss_mb(proc.pid)
+        sampler = RssSampler(proc.pid)
+        quarters: list[float] = []
+        lines = 0
+        started = time.perf_counter()
+        with httpx.Client(base_url=url, timeout=600) as http:
+            sampler.start()
+            with http.stream(
+                "GET", f"{API}/training/{job}/metrics/history", params={"format": "csv"}
+            ) as response:
+                response.raise_for_status()
+                for chunk in response.iter_bytes():
+                    lines += chunk.count(b"\n")
+                    while len(quarters) < 4 and lines > (len(quarters) + 1) * points / 4:
+                        quarters.append(rss_mb(proc.pid))
+        seconds = time.perf_counter() - started
+        sampler.done.set()
+        sampler.join()
+        assert lines == points + 1, lines
+        quarters += [rss_mb(proc.pid)] * (4 - len(quarters))
+        peak = max([*sampler.samples, *quarters])
+    finally:
+        proc.terminate()
+        proc.wait(30)
+    return {"seconds": seconds, "before_mb": before, "quarters_mb": quarters, "peak_mb": peak}
+
+
+def print_csv_export(points: int, r: dict[str, float | list[float]]) -> None:
+    before, peak, quarters = r["before_mb"], r["peak_mb"], r["quarters_mb"]
+    assert isinstance(before, float) and isinstance(peak, float) and isinstance(quarters, list)
+    print(f"\nserver (SQLite): full CSV export of a {points:,}-row job, fresh server")
+    print(f"export {r['seconds']:.1f} s; RSS before {before:.1f} MB")
+    shown = ", ".join(f"{q:.1f}" for q in quarters)
+    print(f"RSS at 25/50/75/100 % of the rows: {shown} MB")
+    print(f"RSS peak during the export {peak:.1f} MB (growth {peak - before:+.1f} MB)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -311,7 +411,10 @@ def main() -> None:
     parser.add_argument("--restarts", type=int, default=3, help="cold samples")
     parser.add_argument("--postgres", default="postgresql://postgres@127.0.0.1:5432/postgres")
     parser.add_argument("--no-postgres", action="store_true")
-    parser.add_argument("--no-server", action="store_true", help="store level only")
+    parser.add_argument("--no-server", action="store_true", help="no chart/compare server run")
+    parser.add_argument(
+        "--csv-points", type=int, default=0, help="also: the CSV export of a job of N points"
+    )
     args = parser.parse_args()
     import trainvis
 
@@ -323,6 +426,7 @@ def main() -> None:
             with postgres_database(args.postgres) as url:
                 results.append(("postgresql", store_level(url, args.steps)))
         server = None if args.no_server else server_level(str(Path(tmp) / "charts.db"), args)
+        export = csv_export(str(Path(tmp) / "csv.db"), args.csv_points) if args.csv_points else None
     points = args.steps * len(METRICS)
     print(f"\nbench workload: 1 job × {len(METRICS)} metrics × {args.steps:,} steps = {points:,}")
     print(
@@ -341,6 +445,8 @@ def main() -> None:
         f"{'target':<12} {TARGETS['bytes_per_point']:>12} {'':>9} {TARGETS['ingest_ratio']:>12} "
         f"{'':>11} {TARGETS['history_ratio']:>13}"
     )
+    if export is not None:
+        print_csv_export(args.csv_points, export)
     if server is None:
         return
     print(

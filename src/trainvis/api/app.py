@@ -2,9 +2,9 @@
 
 ``create_app(settings)`` opens the store named by ``settings.db`` (unless one is
 passed in), starts the realtime broker and the health monitor (with its webhook
-worker) in the lifespan and mounts every router under ``/api/v1/visualization``
-(the root aliases, the HTML 404 page and the offline ``/docs`` are in
-:mod:`trainvis.api.pages`).
+worker) in the lifespan, after :func:`~trainvis.api.warmup.warm_up`, and mounts
+every router under ``/api/v1/visualization`` (the root aliases, the HTML 404
+page and the offline ``/docs`` are in :mod:`trainvis.api.pages`).
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import RedirectResponse, Response
+from starlette.concurrency import run_in_threadpool
 
 from trainvis.api import (
     auth,
@@ -39,6 +40,7 @@ from trainvis.api.middleware import (
     StreamingReadsMiddleware,
 )
 from trainvis.api.responses import JSONBody
+from trainvis.api.warmup import warm_up
 from trainvis.config import Settings
 from trainvis.realtime.factory import make_broker
 from trainvis.store import MetricStore, open_store
@@ -58,6 +60,7 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await run_in_threadpool(warm_up)  # first-use costs, before the first request
         if app.state.store is None:
             app.state.store = open_store(settings.db)
         app.state.series_cache = SeriesCache(app.state.store)

@@ -180,6 +180,12 @@ def _check_steps(store: MetricStore, job: str, model: Model) -> None:
         assert _same(got.epochs, [math.nan if e is None else e for e in epochs])
         assert got.timestamps.tolist() == [model.steps[step].timestamp for step in steps]
     ordered = sorted(model.steps)
+    assert isinstance(store, SQLStore)
+    d = store.dialect
+    with store._read() as conn:  # the newest steps an ETA is estimated from
+        pk = int(d.scalar(conn, "SELECT pk FROM jobs WHERE id = ?", (job,)))
+        newest = step_blocks.newest(d, conn, d.recent_steps(conn, [pk], 20), 20)
+    assert newest[pk] == [(step, model.steps[step].timestamp) for step in ordered[::-1][:20]]
     assert store.count_rows(job) == len(ordered)
     if ordered:
         lo, hi = ordered[len(ordered) // 3], ordered[-1] - 1
@@ -223,6 +229,7 @@ def small_blocks(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(blocks, "DIRECT_MIN", 6)
     monkeypatch.setattr(blocks, "SEALED_MIN", 12)
     monkeypatch.setattr(step_blocks, "STEP_BLOCK_ROWS", 8)
+    monkeypatch.setattr(step_blocks, "_PAGE", 2)
 
 
 @pytest.fixture

@@ -118,17 +118,43 @@ class _Header(NamedTuple):
     rows: int
 
 
-def _headers(d: Dialect, conn: Connection, pk: int, lo: int, hi: int) -> list[_Header]:
+#: Block headers read per query where a read needs only the first (or last) few.
+_PAGE = 64
+
+
+def _headers(
+    d: Dialect, conn: Connection, pk: int, lo: int, hi: int, *, rows: int | None = None
+) -> list[_Header]:
     """The blocks overlapping ``[lo, hi]``, by step: those starting in the range,
-    and the one before it (which may reach into it)."""
-    rows = d.run(
-        conn,
+    and the one before it (which may reach into it). With ``rows``, only the
+    first blocks holding that many steps of the range, read a page at a time
+    (a chunk of a long history reads a few headers, not all that follow it)."""
+    sql = (
         "SELECT first_step, last_step, count FROM step_blocks WHERE job_pk = ? AND first_step "
         "BETWEEN coalesce((SELECT first_step FROM step_blocks WHERE job_pk = ? AND "
-        "first_step <= ? ORDER BY first_step DESC LIMIT 1), ?) AND ? ORDER BY first_step",
-        (pk, pk, lo, lo, hi),
-    ).fetchall()
-    return [_Header(int(a), int(b), int(c)) for a, b, c in rows if int(b) >= lo]
+        "first_step <= ? ORDER BY first_step DESC LIMIT 1), ?) AND ? ORDER BY first_step"
+    )
+    params: tuple[int, ...] = (pk, pk, lo, lo, hi)
+    if rows is not None:
+        sql, params = f"{sql} LIMIT ?", (*params, _PAGE)
+    found: list[_Header] = []
+    held = 0
+    while True:
+        page = [_Header(int(a), int(b), int(c)) for a, b, c in d.run(conn, sql, params)]
+        for header in page:
+            if header.last < lo:
+                continue
+            if rows is not None and held >= rows:
+                return found
+            found.append(header)
+            held += header.rows if header.first >= lo else 1  # a lower bound in the range
+        if rows is None or len(page) < _PAGE:
+            return found
+        sql = (
+            "SELECT first_step, last_step, count FROM step_blocks WHERE job_pk = ? AND "
+            "first_step > ? AND first_step <= ? ORDER BY first_step LIMIT ?"
+        )
+        params = (pk, page[-1].first, hi, _PAGE)
 
 
 def _load(d: Dialect, conn: Connection, pk: int, headers: Sequence[_Header]) -> list[StepRows]:
@@ -168,7 +194,7 @@ def read(
     parts = [head(conn, pk, condition, params, limit)]
     if limit is not None and len(parts[0].steps) == limit:
         hi = min(hi, int(parts[0].steps[-1]))  # the head has the first ``limit`` up to here
-    headers = _headers(d, conn, pk, lo, hi)
+    headers = _headers(d, conn, pk, lo, hi, rows=limit if wanted is None else None)
     if wanted is not None:
         firsts = np.asarray([h.first for h in headers], dtype=np.int64)
         lasts = np.asarray([h.last for h in headers], dtype=np.int64)
@@ -260,18 +286,38 @@ def newest(
     found = dict(head)
     for pk, top in tops.items():
         rows = list(head[pk])
-        if len(rows) >= limit and rows[limit - 1][0] > top:
-            continue
-        headers = _headers(d, conn, pk, 0, _BIG)
-        for header in reversed(headers):
+        if len(rows) < limit or rows[limit - 1][0] < top:
+            found[pk] = _newest_of(d, conn, pk, rows, limit)
+    return found
+
+
+def _newest_of(
+    d: Dialect, conn: Connection, pk: int, rows: list[tuple[int, float]], limit: int
+) -> list[tuple[int, float]]:
+    """``rows`` (newest head rows) topped up from the job's blocks, newest first:
+    blocks read from the last, a page of headers at a time, until no older
+    one can hold one of the newest ``limit``."""
+    before = _BIG
+    while True:
+        page = [
+            _Header(int(a), int(b), int(c))
+            for a, b, c in d.run(
+                conn,
+                "SELECT first_step, last_step, count FROM step_blocks WHERE job_pk = ? "
+                "AND first_step < ? ORDER BY first_step DESC LIMIT ?",
+                (pk, before, _PAGE),
+            )
+        ]
+        for header in page:
             if len(rows) >= limit and rows[limit - 1][0] > header.last:
-                break
+                return rows[:limit]
             (block,) = _load(d, conn, pk, [header])
             tail = block.take(slice(max(0, len(block.steps) - limit), None))
             rows.extend(zip(tail.steps.tolist(), tail.stamps.tolist(), strict=True))
             rows.sort(key=lambda item: -item[0])
-        found[pk] = rows[:limit]
-    return found
+        if len(page) < _PAGE:
+            return rows[:limit]
+        before = page[-1].first
 
 
 # ---------------------------------------------------------------------- writes

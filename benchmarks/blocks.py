@@ -17,6 +17,8 @@ Server level (a real ``trainvis serve`` on SQLite, data written beforehand):
 - the 1M-point smoothed loss chart: the first request after a restart
   (``--restarts`` samples), cold (a second 1M-point job's first chart on that
   warmed-up server: its series read from the database) and warm (p50);
+- a third 1M-point job's first ``band=minmax`` chart (drawn from min/max
+  tiers where the server keeps them);
 - compare: one metric of ``--compare-jobs`` jobs × ``--compare-points`` points
   read cold (``/training/compare`` when the server has it, else one
   ``/series`` request per job, summed);
@@ -54,7 +56,7 @@ import httpx
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from charts import loss, timed  # noqa: E402
+from charts import SPIKES, loss, timed  # noqa: E402
 from ingest import API, METRICS, peak_rss_mb, start_server  # noqa: E402
 from trainvis.models import JobCreate, MetricRow  # noqa: E402
 from trainvis.store import open_store  # noqa: E402
@@ -217,10 +219,10 @@ def store_level(url: str, steps: int) -> dict[str, float]:
 def populate_charts(
     db: str, chart_points: int, jobs: int, points: int
 ) -> tuple[list[str], list[str]]:
-    """Two 1M-point loss jobs (``charts.py``'s, spikes included) and the compare jobs."""
+    """Three 1M-point loss jobs (``charts.py``'s, spikes included) and the compare jobs."""
     store = open_store(db)
     try:
-        charts = [store.create_job(JobCreate(name=f"chart {n}")).id for n in range(2)]
+        charts = [store.create_job(JobCreate(name=f"chart {n}")).id for n in range(3)]
         now = time.time()
         for start in range(0, chart_points, 10_000):
             rows = []
@@ -262,12 +264,27 @@ def compare_seconds(http: httpx.Client, jobs: list[str]) -> tuple[float, str]:
     return time.perf_counter() - started, "series × n"
 
 
+def timed_band(http: httpx.Client, job: str, points: int) -> float:
+    """Seconds of a cold ``band=minmax`` chart of ``job`` (drawn from min/max tiers
+    where the server has them), checked to keep every spike."""
+    started = time.perf_counter()
+    response = http.get(f"{API}/training/{job}/loss", params={"band": "minmax", "smooth": "false"})
+    elapsed = time.perf_counter() - started
+    response.raise_for_status()
+    body = response.json()["data"]
+    raw = next(d for d in body["data"]["datasets"] if d["label"] == "Train Loss")
+    kept = {p["x"] for p in raw["data"] if p["y"] == 25.0}
+    assert kept == {s for s in SPIKES if s < points}, "spikes lost"
+    return elapsed
+
+
 def server_level(db: str, args: argparse.Namespace) -> dict[str, float | str]:
-    (chart, other), compared = populate_charts(
+    (chart, other, banded), compared = populate_charts(
         db, args.chart_points, args.compare_jobs, args.compare_points
     )
     first: list[float] = []
     cold: list[float] = []
+    band: list[float] = []
     warm: list[float] = []
     compare: list[float] = []
     how = ""
@@ -282,6 +299,7 @@ def server_level(db: str, args: argparse.Namespace) -> dict[str, float | str]:
                 # a series by a warmed-up server.
                 first.append(timed(http, chart, args.chart_points))
                 cold.append(timed(http, other, args.chart_points))
+                band.append(timed_band(http, banded, args.chart_points))
                 warm.extend(timed(http, chart, args.chart_points) for _ in range(10))
                 seconds, how = compare_seconds(http, compared)
                 compare.append(seconds)
@@ -302,6 +320,7 @@ def server_level(db: str, args: argparse.Namespace) -> dict[str, float | str]:
     return {
         "first_ms": statistics.median(first) * 1000,
         "cold_ms": statistics.median(cold) * 1000,
+        "band_ms": statistics.median(band) * 1000,
         "warm_ms": statistics.median(warm) * 1000,
         "compare_s": statistics.median(compare),
         "compare_how": how,
@@ -458,6 +477,7 @@ def main() -> None:
     for key, label, unit in (
         ("first_ms", "first request p50", "ms"),
         ("cold_ms", "cold chart p50", "ms"),
+        ("band_ms", "cold band chart p50", "ms"),
         ("warm_ms", "warm chart p50", "ms"),
         ("compare_s", "compare cold p50", "s"),
         ("export_s", "CSV export", "s"),

@@ -21,6 +21,8 @@ from trainvis.charts import (
     ChartKind,
     ChartQuery,
     build_chart,
+    default_config,
+    resolve_params,
     select_metrics,
     to_recharts,
 )
@@ -28,7 +30,9 @@ from trainvis.charts.annotations import MAX_CHART_EVENTS, attach_events
 from trainvis.charts.config import DEFAULT_CHART_METRICS, MAX_CHART_METRICS
 from trainvis.charts.params import invalid
 from trainvis.charts.select import limit_metrics
+from trainvis.charts.tiers import tiered_series, tiers_apply
 from trainvis.models import TrainingJob
+from trainvis.series import Series
 from trainvis.store.base import MetricStore
 from trainvis.store.cache import SeriesCache
 
@@ -98,9 +102,12 @@ def job_chart(
     }
     if not requested and not (aggregate and kind == "gpu"):
         names, note = limit_metrics(kind, names)
+    tiered = _tiered(store, job_id, names, kind, query, aggregate=aggregate)
     # Whole series: the builders smooth all of it, then cut to start/end_step,
     # so a smoothed value never depends on the window (DESIGN).
-    series = cache.read(job_id, names, with_time=query.x != "step")
+    rest = [name for name in names if name not in tiered]
+    series = cache.read(job_id, rest, with_time=query.x != "step") if rest else {}
+    series.update(tiered)
     ordered = {name: series[name] for name in names if name in series}
     config, meta = build_chart(
         kind, ordered, query=query, t0=job.first_timestamp, aggregate=aggregate
@@ -118,6 +125,29 @@ def job_chart(
         )
         attach_events(config, [event.to_wire() for event in events], names)
     return config, meta
+
+
+def _tiered(
+    store: MetricStore,
+    job_id: str,
+    names: list[str],
+    kind: ChartKind,
+    query: ChartQuery,
+    *,
+    aggregate: bool,
+) -> dict[str, Series]:
+    """The series of a band chart drawn from min/max tiers (:mod:`trainvis.charts.tiers`):
+    long windows of finite values, read as a few thousand tier entries."""
+    params = resolve_params(default_config(kind), query)
+    if not tiers_apply(params) or (aggregate and kind == "gpu"):
+        return {}
+    found: dict[str, Series] = {}
+    for name in names:
+        cells = store.read_cells(job_id, name, start_step=query.start_step, end_step=query.end_step)
+        series = None if cells is None else tiered_series(name, cells, params)
+        if series is not None:
+            found[name] = series
+    return found
 
 
 def _requested(metrics: str | None) -> list[str] | None:

@@ -31,6 +31,7 @@ from trainvis.charts.downsample import downsample
 from trainvis.charts.params import ChartParams
 from trainvis.charts.select import label_for
 from trainvis.charts.smoothing import ema, gaussian, moving_average
+from trainvis.charts.tiers import TieredSeries, tiers_apply
 from trainvis.series import Series
 
 FloatArray = npt.NDArray[np.float64]
@@ -129,6 +130,8 @@ class Window:
             for (``params.band``), else None.
         start, stop: the window as a slice of the whole series.
         downsampled: whether points of the window were dropped.
+        points: the window's points where the series holds only those kept
+            (a :class:`~trainvis.charts.tiers.TieredSeries`), else None.
     """
 
     idx: IntArray
@@ -139,11 +142,12 @@ class Window:
     start: int
     stop: int
     downsampled: bool
+    points: int | None = None
 
     @property
     def total(self) -> int:
         """Points of the series inside the window (before downsampling)."""
-        return self.stop - self.start
+        return self.stop - self.start if self.points is None else self.points
 
 
 def pick_window(
@@ -165,6 +169,8 @@ def pick_window(
     Raises:
         ValueError: an x mode that needs times the series was read without.
     """
+    if isinstance(series, TieredSeries) and start_step is None and end_step is None:
+        return _tiered_window(series, params)
     values = np.asarray(series.values, dtype=np.float64)
     smoothed = smooth_values(values, params) if params.smooth and values.size else None
     first = params.start_step if start_step is None else start_step
@@ -198,6 +204,23 @@ def pick_window(
         start=lo,
         stop=hi,
         downsampled=picked.downsampled,
+    )
+
+
+def _tiered_window(series: TieredSeries, params: ChartParams) -> Window:
+    """The window of a series read as the points its band chart keeps."""
+    if not tiers_apply(params):
+        raise ValueError("a tiered series answers a band chart of steps only")
+    return Window(
+        idx=np.arange(len(series), dtype=np.int64),
+        xs=series.steps,
+        smoothed=None,
+        band_min=series.band_min,
+        band_max=series.band_max,
+        start=0,
+        stop=len(series),
+        downsampled=True,
+        points=series.points,
     )
 
 
@@ -267,7 +290,9 @@ def build_series(
     if markers is not None:
         datasets.append(style.markers(metric, xs[markers[0]], markers[1]))
     inside = slice(window.start, window.stop)
-    meta = _series_meta(label, series.steps[inside], values[inside], idx.size, window.downsampled)
+    meta = _series_meta(
+        label, series.steps[inside], values[inside], window.total, idx.size, window.downsampled
+    )
     return SeriesResult(datasets, meta, idx.size, window.total, window.downsampled, sorted_x)
 
 
@@ -289,13 +314,13 @@ def _nonfinite_markers(values: FloatArray, idx: npt.NDArray[np.int64]) -> tuple[
 
 
 def _series_meta(
-    label: str, steps: IntArray, values: FloatArray, returned: int, downsampled: bool
+    label: str, steps: IntArray, values: FloatArray, total: int, returned: int, downsampled: bool
 ) -> dict[str, Any]:
-    """``meta.series`` of one metric: counts over the window's points."""
+    """``meta.series`` of one metric: counts over the window's ``total`` points."""
     bad = np.flatnonzero(~np.isfinite(values))
     return {
         "label": label,
-        "points_total": int(values.size),
+        "points_total": total,
         "points_returned": int(returned),
         "downsampled": downsampled,
         "nonfinite_count": int(bad.size),

@@ -35,6 +35,8 @@ import numpy as np
 import numpy.typing as npt
 from tsdownsample import M4Downsampler, MinMaxLTTBDownsampler
 
+from trainvis.series import Cells
+
 IntArray = npt.NDArray[np.int64]
 FloatArray = npt.NDArray[np.float64]
 Algorithm = Literal["minmaxlttb", "m4", "minmax"]
@@ -206,6 +208,47 @@ def grid_minmax(
     pos = np.union1d(np.union1d(argmins, argmaxs), ends)
     bucket = np.searchsorted(starts, pos, side="right") - 1
     return pos, bmin[bucket], bmax[bucket]
+
+
+def grid_minmax_cells(
+    cells: Cells, shift: int, first: tuple[int, float], last: tuple[int, float], max_buckets: int
+) -> tuple[IntArray, FloatArray, FloatArray, FloatArray] | None:
+    """:func:`grid_minmax` of a window's finite points from their min/max tier:
+    ``cells`` (entries of ``2**shift`` steps, sorted by cell, see
+    :class:`~trainvis.series.Cells`), the window's ``first`` and ``last`` point.
+
+    The grid's buckets are aligned powers of two in steps, so each is a union
+    of whole cells: its min is the least of their mins, held first at the
+    earliest of their first steps holding it (the same for the max). Returns
+    the kept points' steps, values and bucket min/max, exactly what
+    :func:`grid_minmax` keeps of the points themselves; None when the grid
+    is finer than the cells.
+    """
+    width = grid_width(first[0], last[0], max_buckets)
+    if width < 1 << shift:
+        return None
+    keys = cells.cells >> (width.bit_length() - 1 - shift)
+    starts = _bucket_starts(keys)
+    counts = np.diff(np.append(starts, keys.size))
+    bmin = np.minimum.reduceat(cells.mins, starts)
+    bmax = np.maximum.reduceat(cells.maxs, starts)
+    low = _first_entry(cells.mins == np.repeat(bmin, counts), cells.min_steps, starts, counts)
+    high = _first_entry(cells.maxs == np.repeat(bmax, counts), cells.max_steps, starts, counts)
+    steps = np.concatenate([cells.min_steps[low], cells.max_steps[high], [first[0], last[0]]])
+    values = np.concatenate([cells.mins[low], cells.maxs[high], [first[1], last[1]]])
+    kept, where = np.unique(steps, return_index=True)
+    bucket = np.searchsorted(keys[starts], kept >> (width.bit_length() - 1), side="left")
+    return kept, values[where], bmin[bucket], bmax[bucket]
+
+
+def _first_entry(
+    hit: npt.NDArray[np.bool_], at: IntArray, starts: IntArray, counts: IntArray
+) -> IntArray:
+    """Per bucket (entries ``starts``, ``counts``), the entry where ``hit`` holds
+    with the earliest step ``at`` (one does; entries of a bucket hold disjoint steps)."""
+    never = np.iinfo(np.int64).max
+    earliest = np.minimum.reduceat(np.where(hit, at, never), starts)
+    return np.flatnonzero(hit & (at == np.repeat(earliest, counts)))
 
 
 def _gap_markers(x: IntArray, finite: npt.NDArray[np.bool_], cap: int) -> IntArray:

@@ -36,7 +36,7 @@ from trainvis.models import (
     TrainingJob,
     WriteResult,
 )
-from trainvis.series import Series
+from trainvis.series import Series, WindowCells
 
 Row = dict[str, Any]
 """A row in wire shape: ``step``, optional ``epoch``, ``timestamp``, one key per metric."""
@@ -276,6 +276,24 @@ class MetricStore(Protocol):
         self, job_id: str, steps: Sequence[int], *, metrics: Sequence[str] | None = None
     ) -> list[Row]:
         """The rows at exactly these steps, ordered by step (missing steps skipped)."""
+        ...
+
+    def read_cells(
+        self,
+        job_id: str,
+        metric: str,
+        *,
+        start_step: int | None = None,
+        end_step: int | None = None,
+    ) -> WindowCells | None:
+        """The metric's min/max tier over ``[start_step, end_step]`` (inclusive;
+        None: open): per cell of ``2**shift`` steps its count, minimum, maximum
+        and their first steps, read from block summaries where the store keeps
+        them; None when the job has no such metric.
+
+        Raises:
+            JobNotFound: unknown job.
+        """
         ...
 
     def read_series(

@@ -38,6 +38,8 @@ import numpy as np
 import numpy.typing as npt
 import zstandard
 
+from trainvis.series import Cells
+
 #: First byte of a block's data, the codec: byte-shuffled int64 step deltas and
 #: float64 values, compressed; or, for steps at a fixed stride (a training
 #: loop's), the first step and the stride (16 bytes) and only the values: half
@@ -124,16 +126,71 @@ def encode_columns(columns: npt.NDArray[np.int64]) -> bytes:
     return bytes([CODEC_STEP_DELTAS]) + _squeeze(np.ascontiguousarray(deltas).view(np.uint8))
 
 
-def decode_columns(data: bytes, rows: int, count: int) -> npt.NDArray[np.int64]:
-    """The ``(rows, count)`` int64 columns of :func:`encode_columns`'s ``data``."""
+def decode_columns(data: bytes, rows: int, count: int | None = None) -> npt.NDArray[np.int64]:
+    """The ``(rows, count)`` int64 columns of :func:`encode_columns`'s ``data``
+    (``count`` None: as many as it holds)."""
     if data[0] != CODEC_STEP_DELTAS:
         raise ValueError(f"unknown step block codec {data[0]}")
+    if count is None:
+        count = _contexts.decompressor.decompress(data[1:]).__len__() // (8 * rows)
     words = np.empty(rows * count, dtype=np.int64)
     _unsqueeze_into(data[1:], words, zstd=True)
     columns = words.reshape(rows, count)
     with np.errstate(over="ignore"):
         np.cumsum(columns, axis=1, out=columns)
     return columns
+
+
+def cells_of(steps: Steps, values: Values, shift: int) -> Cells:
+    """The :class:`Cells` of points ``steps`` (ascending) and ``values``."""
+    finite = np.isfinite(values)
+    steps, values = steps[finite], values[finite]
+    if not len(steps):
+        empty = np.empty(0, np.int64)
+        return Cells(empty, empty, np.empty(0), empty, np.empty(0), empty)
+    ids = steps >> shift
+    change = np.empty(len(ids), dtype=bool)
+    change[:1] = True
+    np.not_equal(ids[1:], ids[:-1], out=change[1:])
+    starts = np.flatnonzero(change)
+    counts = np.diff(np.append(starts, len(ids)))
+    low = _first_hits(values == np.repeat(np.minimum.reduceat(values, starts), counts), starts)
+    high = _first_hits(values == np.repeat(np.maximum.reduceat(values, starts), counts), starts)
+    return Cells(
+        ids[starts], counts.astype(np.int64), values[low], steps[low], values[high], steps[high]
+    )
+
+
+def _first_hits(hit: npt.NDArray[np.bool_], starts: npt.NDArray[Any]) -> npt.NDArray[np.intp]:
+    """Per cell (starting at ``starts``), the first position where ``hit`` holds
+    (one does): the value stored there is kept, -0.0 or 0.0 as it is."""
+    positions = np.flatnonzero(hit)
+    cell = np.searchsorted(starts, positions, side="right")
+    first = np.ones(len(positions), dtype=bool)
+    first[1:] = cell[1:] != cell[:-1]
+    return positions[first]
+
+
+def encode_cells(cells: Cells) -> bytes:
+    """A block's tier: its :class:`Cells` as :func:`encode_columns` data."""
+    return encode_columns(
+        np.stack(
+            [
+                cells.cells,
+                cells.counts,
+                cells.mins.view(np.int64),
+                cells.min_steps,
+                cells.maxs.view(np.int64),
+                cells.max_steps,
+            ]
+        )
+    )
+
+
+def decode_cells(data: bytes) -> Cells:
+    """The :class:`Cells` of :func:`encode_cells`'s ``data``."""
+    c = decode_columns(data, 6)
+    return Cells(c[0], c[1], c[2].view(np.float64), c[3], c[4].view(np.float64), c[5])
 
 
 @dataclass(frozen=True)

@@ -129,10 +129,13 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX blocks_open ON blocks (metric_id, first_step) WHERE sealed = 0;
     """,
     # 5: steps (epoch, timestamp, seq) in compressed column blocks; ``steps``
-    # stays as their head (issue 15, store/step_blocks.py). A block's data may
-    # end in ``tail`` (``Dialect.blob_parts``). Stored points and steps move
+    # stays as their head (issue 15, store/step_blocks.py). A block gains its
+    # min/max tier (``blocks.read_cells``; NULL for one written before) and its
+    # data may end in ``tail`` (``Dialect.blob_parts``). Stored points and steps move
     # into blocks in the same transaction (DATA_STEPS).
     """
+    ALTER TABLE blocks ADD COLUMN tiers bytea;
+    ALTER TABLE blocks ALTER COLUMN tiers SET STORAGE MAIN;
     ALTER TABLE blocks ADD COLUMN tail bytea;
     ALTER TABLE blocks ALTER COLUMN tail SET STORAGE MAIN;
     CREATE TABLE step_blocks (

@@ -30,7 +30,7 @@ from trainvis.models import (
     TrainingJob,
     WriteResult,
 )
-from trainvis.series import Series
+from trainvis.series import Series, WindowCells
 from trainvis.store import blocks, step_blocks
 from trainvis.store.base import JobFilter, JobSort, MetricStore, Row
 from trainvis.store.common import check_transition, merge_batch, status_timestamps
@@ -344,6 +344,22 @@ class SQLStore(MetricStore):
         with self._read() as conn:
             pk = job_pk(self.dialect, conn, job_id)
             return self._series(conn, pk, metrics, with_time, (lo, hi))
+
+    def read_cells(
+        self,
+        job_id: str,
+        metric: str,
+        *,
+        start_step: int | None = None,
+        end_step: int | None = None,
+    ) -> WindowCells | None:
+        lo, hi = bounds(start_step, end_step)
+        with self._read() as conn:
+            pk = job_pk(self.dialect, conn, job_id)
+            ids = metric_map(self.dialect, conn, pk, [metric])
+            if metric not in ids:
+                return None
+            return blocks.read_cells(self.dialect, conn, ids[metric], lo, hi, self._point_columns)
 
     def rows_since(self, job_id: str, seq: int, *, limit: int = 1000) -> list[tuple[int, Row]]:
         with self._read() as conn:

@@ -117,10 +117,12 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX blocks_open ON blocks (metric_id, first_step) WHERE sealed = 0;
     """,
     # 5: steps (epoch, timestamp, seq) in compressed column blocks; ``steps``
-    # stays as their head (issue 15, store/step_blocks.py). A block's data may
-    # end in ``tail`` (``Dialect.blob_parts``). Stored points and steps move
+    # stays as their head (issue 15, store/step_blocks.py). A block gains its
+    # min/max tier (``blocks.read_cells``; NULL for one written before) and its
+    # data may end in ``tail`` (``Dialect.blob_parts``). Stored points and steps move
     # into blocks in the same transaction (DATA_STEPS).
     """
+    ALTER TABLE blocks ADD COLUMN tiers BLOB;
     ALTER TABLE blocks ADD COLUMN tail BLOB;
     CREATE TABLE step_blocks (
         job_pk INTEGER NOT NULL,

@@ -87,7 +87,11 @@ def _squeeze(words: npt.NDArray[np.uint8]) -> bytes:
 
 def _unsqueeze_into(data: bytes, out: npt.NDArray[Any], *, zstd: bool) -> None:
     """Inflate and un-shuffle ``data`` into ``out`` (a contiguous array of 8-byte words)."""
-    inflated = _contexts.decompressor.decompress(data) if zstd else zlib.decompress(data)
+    _unshuffle(_contexts.decompressor.decompress(data) if zstd else zlib.decompress(data), out)
+
+
+def _unshuffle(inflated: bytes, out: npt.NDArray[Any]) -> None:
+    """Un-shuffle inflated byte planes into ``out`` (a contiguous array of 8-byte words)."""
     planes = np.frombuffer(inflated, dtype=np.uint8).reshape(8, -1)
     words = out.view(np.uint8).reshape(-1, 8)
     for index in range(8):  # a plane at a time: ~12 % faster than one strided copy
@@ -131,10 +135,11 @@ def decode_columns(data: bytes, rows: int, count: int | None = None) -> npt.NDAr
     (``count`` None: as many as it holds)."""
     if data[0] != CODEC_STEP_DELTAS:
         raise ValueError(f"unknown step block codec {data[0]}")
+    inflated = _contexts.decompressor.decompress(data[1:])
     if count is None:
-        count = _contexts.decompressor.decompress(data[1:]).__len__() // (8 * rows)
+        count = len(inflated) // (8 * rows)
     words = np.empty(rows * count, dtype=np.int64)
-    _unsqueeze_into(data[1:], words, zstd=True)
+    _unshuffle(inflated, words)
     columns = words.reshape(rows, count)
     with np.errstate(over="ignore"):
         np.cumsum(columns, axis=1, out=columns)

@@ -27,7 +27,7 @@ in :mod:`~trainvis.store.block_codec`.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -303,24 +303,27 @@ def compact(d: Dialect, conn: Connection, metric_id: int, head: HeadReader) -> N
     )
     d.run(conn, "DELETE FROM points WHERE metric_id = ?", (metric_id,))
     d.run(conn, "DELETE FROM blocks WHERE metric_id = ? AND sealed = 0", (metric_id,))
-    cuts = steps.searchsorted(sealed_firsts).tolist()
-    bounds = [0, *cuts, len(steps)]
-    rows = []
+    rows = [
+        block_row(
+            metric_id,
+            steps[start:stop],
+            values[start:stop],
+            sealed=stop - start == BLOCK_POINTS or not last,
+        )
+        for start, stop, last in pieces(steps, sealed_firsts, BLOCK_POINTS)
+    ]
+    insert_blocks(d, conn, rows)
+
+
+def pieces(steps: Steps, firsts: Steps, size: int) -> Iterator[tuple[int, int, bool]]:
+    """``(start, stop, last)`` slices of ``steps`` (ascending) cut at each of
+    ``firsts`` (first steps of blocks among them: block ranges never overlap)
+    and into pieces of at most ``size``; ``last`` marks those after the last cut."""
+    bounds = [0, *steps.searchsorted(firsts).tolist(), len(steps)]
     for index in range(len(bounds) - 1):
         a, b = bounds[index], bounds[index + 1]
-        last_segment = index == len(bounds) - 2
-        for start in range(a, b, BLOCK_POINTS):
-            stop = min(start + BLOCK_POINTS, b)
-            full = stop - start == BLOCK_POINTS
-            rows.append(
-                block_row(
-                    metric_id,
-                    steps[start:stop],
-                    values[start:stop],
-                    sealed=full or not last_segment,
-                )
-            )
-    insert_blocks(d, conn, rows)
+        for start in range(a, b, size):
+            yield start, min(start + size, b), index == len(bounds) - 2
 
 
 def compact_all(d: Dialect, conn: Connection, head: HeadReader) -> int:

@@ -35,6 +35,7 @@ import numpy as np
 import numpy.typing as npt
 
 from trainvis.store.block_codec import decode_columns, encode_columns
+from trainvis.store.blocks import pieces
 from trainvis.store.dialect import Connection, Dialect
 
 #: Steps of a full step block.
@@ -384,16 +385,11 @@ def compact(d: Dialect, conn: Connection, pk: int, head: StepHead, *, force: boo
         ],
         dtype=np.int64,
     )
-    bounds = [0, *rows.steps.searchsorted(firsts).tolist(), len(rows.steps)]
-    parts = []
-    for index in range(len(bounds) - 1):
-        a, b = bounds[index], bounds[index + 1]
-        last_segment = index == len(bounds) - 2
-        for start in range(a, b, STEP_BLOCK_ROWS):
-            stop = min(start + STEP_BLOCK_ROWS, b)
-            if last_segment and stop - start < STEP_BLOCK_ROWS and not force:
-                break
-            parts.append(rows.take(slice(start, stop)))
+    parts = [
+        rows.take(slice(start, stop))
+        for start, stop, last in pieces(rows.steps, firsts, STEP_BLOCK_ROWS)
+        if force or not last or stop - start == STEP_BLOCK_ROWS  # the newest partial stays
+    ]
     for part in parts:
         d.run(
             conn,

@@ -25,6 +25,7 @@ from hypothesis import strategies as st
 
 from tests.conftest import API
 from trainvis.charts import ChartQuery, build_chart, default_config, resolve_params
+from trainvis.charts.compare import CompareRun, build_compare
 from trainvis.charts.tiers import TieredSeries, tiered_series
 from trainvis.models import JobCreate, MetricRow
 from trainvis.store import blocks, open_store
@@ -159,3 +160,39 @@ def test_the_band_chart_of_a_long_run_is_read_from_tiers(client: TestClient) -> 
     assert orjson.loads(orjson.dumps(tiered["data"])) == orjson.loads(
         orjson.dumps(config, option=orjson.OPT_SERIALIZE_NUMPY)
     )
+
+
+def test_a_band_compare_of_long_runs_is_read_from_tiers(client: TestClient) -> None:
+    """Two runs of 200,000 points (one with a spike) on the compare page's band:
+    each run's line comes from its tier and the answer equals the compare of
+    the whole series, last and best values included."""
+    store = client.app.state.store
+    rng = np.random.default_rng(5)
+    jobs = []
+    for run in range(2):
+        job = client.post(f"{API}/training/jobs", json={"name": f"run {run}"}).json()["data"]["id"]
+        values = (2 - run + np.exp(-np.arange(200_000) / 40_000)) * (
+            1 + 0.05 * rng.standard_normal(200_000)
+        )
+        values[77_777] = 0.001 * (run + 1)  # a one-step dip: the best value
+        for start in range(0, 200_000, 10_000):
+            store.write_metrics(
+                job,
+                [
+                    MetricRow(step, {"val_loss": float(values[step])})
+                    for step in range(start, start + 10_000)
+                ],
+            )
+        jobs.append(job)
+    params = {"jobs": ",".join(jobs), "metric": "val_loss", "band": "minmax", "smooth": "false"}
+    tiered = client.get(f"{API}/training/compare", params=params).json()
+    assert client.app.state.series_cache.cached_points == 0  # no run was read whole
+    runs = [
+        CompareRun.of(store.get_job(job), store.read_series(job, ["val_loss"])["val_loss"], query)
+        for job, query in zip(jobs, [ChartQuery(band="minmax", smooth=False)] * 2, strict=True)
+    ]
+    config, meta = build_compare("val_loss", runs, query=ChartQuery(band="minmax", smooth=False))
+    expected = orjson.loads(orjson.dumps({"data": config, "meta": meta}))
+    assert tiered["data"] == expected["data"]
+    assert tiered["meta"] == expected["meta"]
+    assert [job["best"] for job in tiered["meta"]["jobs"]] == [0.001, 0.002]

@@ -19,10 +19,12 @@ from starlette.concurrency import run_in_threadpool
 from trainvis.api.charts import CHART_RESPONSES, Cache, Params
 from trainvis.api.deps import get_store, require_read
 from trainvis.api.responses import JSONBody
-from trainvis.charts import ChartQuery, to_recharts
+from trainvis.charts import ChartParams, ChartQuery, MetricsChartConfig, resolve_params, to_recharts
 from trainvis.charts.compare import CompareRun, RunCompact, build_compare, compact_run
 from trainvis.charts.groups import GROUP_BY_PATTERN, valid_group_by
 from trainvis.charts.params import invalid
+from trainvis.charts.tiers import tiered_series, tiers_apply
+from trainvis.series import Series
 from trainvis.store.base import MetricStore
 from trainvis.store.cache import SeriesCache
 
@@ -129,11 +131,16 @@ def compare_impl(
     # The compact part depends on these options only (not on format or log_scale).
     options = tuple(sorted(query.model_dump(exclude={"format", "log_scale"}).items()))
     runs = []
+    tiered = _tiers_answer(query, group_by)
     for job in found:
         key = (job.id, job.last_seq, job.first_timestamp, metric, options)
         compact = memo.get(key) if memo is not None else None
-        series = None
-        if compact is None or group_by is not None:  # group means need the whole series
+        series: Series | None = None
+        if compact is None and tiered is not None:
+            cells = store.read_cells(job.id, metric)
+            series = None if cells is None else tiered_series(metric, cells, tiered)
+        if series is None and (compact is None or group_by is not None):
+            # group means need the whole series
             series = cache.read(job.id, [metric], with_time=query.x != "step").get(metric)
         if compact is None:
             compact = compact_run(series, query, t0=job.first_timestamp)
@@ -146,6 +153,15 @@ def compare_impl(
     if query.format == "recharts":
         return to_recharts(config, query.x), meta
     return config, meta
+
+
+def _tiers_answer(query: ChartQuery, group_by: str | None) -> ChartParams | None:
+    """The chart options when each run's line can be drawn from its min/max tier
+    (:mod:`trainvis.charts.tiers`): a band of steps over whole runs (a run's last
+    and best values come from the same points) and no group means."""
+    params = resolve_params(MetricsChartConfig(), query)
+    whole = query.start_step is None and query.end_step is None
+    return params if tiers_apply(params) and whole and group_by is None else None
 
 
 @router.get(

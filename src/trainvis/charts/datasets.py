@@ -169,12 +169,12 @@ def pick_window(
     Raises:
         ValueError: an x mode that needs times the series was read without.
     """
-    if isinstance(series, TieredSeries) and start_step is None and end_step is None:
-        return _tiered_window(series, params)
-    values = np.asarray(series.values, dtype=np.float64)
-    smoothed = smooth_values(values, params) if params.smooth and values.size else None
     first = params.start_step if start_step is None else start_step
     last = params.end_step if end_step is None else end_step
+    if isinstance(series, TieredSeries):
+        return _tiered_window(series, params, first, last)
+    values = np.asarray(series.values, dtype=np.float64)
+    smoothed = smooth_values(values, params) if params.smooth and values.size else None
     lo = 0 if first is None else int(np.searchsorted(series.steps, first, side="left"))
     hi = values.size if last is None else int(np.searchsorted(series.steps, last, side="right"))
     hi = max(hi, lo)
@@ -207,10 +207,12 @@ def pick_window(
     )
 
 
-def _tiered_window(series: TieredSeries, params: ChartParams) -> Window:
+def _tiered_window(
+    series: TieredSeries, params: ChartParams, first: int | None, last: int | None
+) -> Window:
     """The window of a series read as the points its band chart keeps."""
-    if not tiers_apply(params):
-        raise ValueError("a tiered series answers a band chart of steps only")
+    if not tiers_apply(params) or (first, last) != (series.start_step, series.end_step):
+        raise ValueError("a tiered series answers the band chart of steps it was read for only")
     return Window(
         idx=np.arange(len(series), dtype=np.int64),
         xs=series.steps,

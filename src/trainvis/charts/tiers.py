@@ -12,7 +12,8 @@ What the tiers cannot answer is drawn from the points as before: smoothing
 (it needs every point), the default MinMaxLTTB (its buckets depend on the
 window), x other than step, windows with a NaN or infinite value (their gap
 markers need the points) and windows short enough that the grid is finer than
-a cell.
+a cell. The chart endpoints use it, and so does a band compare over whole runs
+without group means (a run's last and best value are among the kept points).
 """
 
 from __future__ import annotations
@@ -29,9 +30,12 @@ from trainvis.series import Series, WindowCells
 
 @dataclass(frozen=True)
 class TieredSeries(Series):
-    """The points a band chart keeps of a window of ``points`` points, with the
-    min and max of the bucket each stands for (``band_min``/``band_max``)."""
+    """The points a band chart keeps of the window ``[start_step, end_step]``
+    (None: open) of ``points`` points, with the min and max of the bucket each
+    stands for (``band_min``/``band_max``). It answers that window only."""
 
+    start_step: int | None = None
+    end_step: int | None = None
     points: int = 0
     band_min: npt.NDArray[np.float64] = field(default_factory=lambda: np.empty(0))
     band_max: npt.NDArray[np.float64] = field(default_factory=lambda: np.empty(0))
@@ -43,8 +47,9 @@ def tiers_apply(params: ChartParams) -> bool:
 
 
 def tiered_series(metric: str, cells: WindowCells, params: ChartParams) -> TieredSeries | None:
-    """The band chart's points of ``metric`` from its tier, or None when the
-    tier cannot give the answer the points give (the caller reads them)."""
+    """The band chart's points of ``metric`` from its tier over the window
+    ``params.start_step``–``params.end_step``, or None when the tier cannot give
+    the answer the points give (the caller reads them)."""
     if cells.nonfinite or cells.points <= params.max_points:
         return None
     if cells.first is None or cells.last is None:
@@ -55,4 +60,13 @@ def tiered_series(metric: str, cells: WindowCells, params: ChartParams) -> Tiere
     if found is None:
         return None
     steps, values, low, high = found
-    return TieredSeries(metric, steps, values, points=cells.points, band_min=low, band_max=high)
+    return TieredSeries(
+        metric,
+        steps,
+        values,
+        start_step=params.start_step,
+        end_step=params.end_step,
+        points=cells.points,
+        band_min=low,
+        band_max=high,
+    )

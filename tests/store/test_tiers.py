@@ -5,9 +5,9 @@ rewrites, compactions and head points all occur; cells and blocks shrunk;
 some blocks without a tier, as written before tiers) are read back as tiers
 over random windows and drawn as ``band=minmax``
 charts: the chart must equal the one drawn from the whole series, on both
-stores. Then the real endpoint on the default sizes: a long run's band chart
-comes from the tiers (the series cache stays empty) and equals the chart of
-its points.
+stores. Then the real endpoints on the default sizes: a long run's band chart,
+and a band compare of two long runs, come from the tiers (the series cache
+stays empty) and equal the answers drawn from the points.
 """
 
 from __future__ import annotations

@@ -196,3 +196,27 @@ def test_a_band_compare_of_long_runs_is_read_from_tiers(client: TestClient) -> N
     assert tiered["data"] == expected["data"]
     assert tiered["meta"] == expected["meta"]
     assert [job["best"] for job in tiered["meta"]["jobs"]] == [0.001, 0.002]
+
+
+def test_a_replaced_extreme_is_found_again_from_tiers_earliest_step_first(
+    store: MetricStore,
+) -> None:
+    """Re-posting the steps that held a metric's minimum and maximum rescans them
+    from the tiers: each new extreme is held twice, in the middle block (read
+    from its stored tier) and in the last one; the earliest step wins."""
+    job = store.create_job(JobCreate(name="rescan")).id
+    values = dict.fromkeys(range(3 * 4096), 1.0)
+    values.update({100: -2.0, 5000: -1.0, 11000: -1.0, 200: 10.0, 6000: 9.0, 12000: 9.0})
+    for start in range(0, 3 * 4096, 4096):  # three blocks
+        store.write_metrics(
+            job, [MetricRow(step, {"loss": values[step]}) for step in range(start, start + 4096)]
+        )
+    store.write_metrics(job, [MetricRow(100, {"loss": 3.0}), MetricRow(200, {"loss": 0.0})])
+    assert isinstance(store, SQLStore)
+    with store._read() as conn:
+        row = store.dialect.run(
+            conn, "SELECT min_value, min_step, max_value, max_step FROM metrics WHERE name = 'loss'"
+        ).fetchone()
+        blocks_held = store.dialect.scalar(conn, "SELECT count(*) FROM blocks")
+    assert blocks_held == 3
+    assert tuple(row) == (-1.0, 5000, 9.0, 6000)

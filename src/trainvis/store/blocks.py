@@ -31,6 +31,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from trainvis.series import Cells, WindowCells
 from trainvis.store.block_codec import (
@@ -397,14 +398,23 @@ def extremes(
     d: Dialect, conn: Connection, metric_id: int, head: HeadReader
 ) -> tuple[tuple[float, int] | None, tuple[float, int] | None]:
     """``(value, step)`` of the metric's finite minimum and maximum (earliest step on
-    ties), or None when it has no finite value."""
-    steps, values = read_points(d, conn, metric_id, 0, 2**63 - 1, head)
-    finite = np.isfinite(values)
-    if not finite.any():
+    ties), or None when it has no finite value: from the blocks' tiers, not
+    every point."""
+    cells = read_cells(d, conn, metric_id, 0, 2**63 - 1, head).cells
+    if not len(cells.cells):
         return None, None
-    steps, values = steps[finite], values[finite]
-    low, high = int(values.argmin()), int(values.argmax())  # first occurrence: earliest step
-    return (float(values[low]), int(steps[low])), (float(values[high]), int(steps[high]))
+    low = _earliest(cells.mins == cells.mins.min(), cells.min_steps)
+    high = _earliest(cells.maxs == cells.maxs.max(), cells.max_steps)
+    return (float(cells.mins[low]), int(cells.min_steps[low])), (
+        float(cells.maxs[high]),
+        int(cells.max_steps[high]),
+    )
+
+
+def _earliest(hit: npt.NDArray[np.bool_], steps: Steps) -> int:
+    """The position, among those where ``hit`` holds, of the earliest step."""
+    where = np.flatnonzero(hit)
+    return int(where[steps[where].argmin()])
 
 
 def read_cells(

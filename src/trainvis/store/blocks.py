@@ -19,9 +19,10 @@ the metric (a training loop's batch) becomes a block directly, sealed from
 
 Blocks of fewer than :data:`BLOCK_POINTS` points at the tail are *open*.
 When a metric's head and open blocks hold :data:`BLOCK_POINTS` points or
-more, :func:`compact` moves them into sealed blocks, in the caller's write
-transaction: a crash (even SIGKILL) leaves either the old layout or the new
-one, never a point twice or missing. The codec (and why it is the one) is
+more, :func:`compact` moves them into sealed blocks, in a transaction of the
+background compactor (:mod:`~trainvis.store.compactor`; in the write's own
+once a backlog builds up): a crash (even SIGKILL) leaves either the old
+layout or the new one, never a point twice or missing. The codec (and why it is the one) is
 in :mod:`~trainvis.store.block_codec`.
 """
 
@@ -244,8 +245,8 @@ def route(
     return (step_array[~in_block], value_array[~in_block]), replaced
 
 
-def needs_compaction(d: Dialect, conn: Connection, metric_ids: Sequence[int]) -> list[int]:
-    """The metrics whose head and open blocks hold :data:`BLOCK_POINTS` points or more."""
+def held_points(d: Dialect, conn: Connection, metric_ids: Sequence[int]) -> dict[int, int]:
+    """Points in the head and open blocks of each of the metrics (those with any)."""
     held: dict[int, int] = {}
     for chunk in d.chunks(list(metric_ids)):
         condition, params = d.in_list("metric_id", chunk, "bigint")
@@ -262,7 +263,7 @@ def needs_compaction(d: Dialect, conn: Connection, metric_ids: Sequence[int]) ->
             params,
         ):
             held[int(metric_id)] = held.get(int(metric_id), 0) + int(number)
-    return sorted(metric_id for metric_id, number in held.items() if number >= BLOCK_POINTS)
+    return held
 
 
 def compact(d: Dialect, conn: Connection, metric_id: int, head: HeadReader) -> None:

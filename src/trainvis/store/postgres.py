@@ -41,6 +41,7 @@ from psycopg import IsolationLevel
 
 from trainvis.errors import DISK_FULL, READ_ONLY, InsufficientStorage, StoreReadOnly
 from trainvis.store.base import Row, StoreError
+from trainvis.store.compactor import Compactor
 from trainvis.store.dialect import POSTGRES
 from trainvis.store.postgres_copy import Conn
 from trainvis.store.postgres_read import (
@@ -86,6 +87,7 @@ class PostgresStore(SQLStore):
         self, url: str, *, min_size: int = 1, max_size: int = 16, timeout: float = 30.0
     ) -> None:
         self.url = normalize_url(url)
+        self._compactor = Compactor(self._compact_due)
         self._kwargs: dict[str, Any] = {"application_name": "trainvis", "connect_timeout": 10}
         self._sizes = (min_size, max_size)
         self.timeout = timeout
@@ -210,6 +212,7 @@ class PostgresStore(SQLStore):
 
     def close(self) -> None:
         """Close every pooled connection; the store is unusable afterwards."""
+        self._compactor.close()
         self._pool.close()
 
     # ------------------------------------------------------------------ hooks

@@ -21,7 +21,7 @@ from itertools import chain
 
 import numpy as np
 
-from trainvis.store import blocks, step_blocks
+from trainvis.store import blocks
 from trainvis.store.base import Row
 from trainvis.store.common import MergedRow, MetricStats, stored_rows
 from trainvis.store.dialect import POSTGRES
@@ -31,6 +31,7 @@ from trainvis.store.sql_read import step_filter
 from trainvis.store.sql_write import (
     PerMetric,
     WriteBatch,
+    compact_backlog,
     group_by_metric,
     metrics_for_update,
     rescan_extremes,
@@ -80,12 +81,10 @@ def write_batch(conn: Conn, batch: WriteBatch) -> Callable[[], list[tuple[int, R
         ensure_staging(conn)
     if head:
         _write_points(conn, ids, head, fresh)
-    for metric_id in blocks.needs_compaction(POSTGRES, conn, list(ids.values())):
-        blocks.compact(POSTGRES, conn, metric_id, point_columns)
     head_rows = route_steps(POSTGRES, conn, batch, step_head)
     if head_rows:
         _write_steps(conn, pk, [(index, merged[index]) for index in head_rows], last_seq, fresh)
-    step_blocks.compact(POSTGRES, conn, pk, step_head)
+    compact_backlog(POSTGRES, conn, batch, list(ids.values()), point_columns, step_head)
     _save_stats(conn, ids, stats)
     save_progress(POSTGRES, conn, batch, len(merged) - len(existing))
     reread = {row["step"]: row for row in rows_for_steps(conn, pk, sorted(existing))}

@@ -34,6 +34,7 @@ from trainvis.series import Series, WindowCells
 from trainvis.store import blocks, step_blocks
 from trainvis.store.base import JobFilter, JobSort, MetricStore, Row
 from trainvis.store.common import check_transition, merge_batch, status_timestamps
+from trainvis.store.compactor import Compactor
 from trainvis.store.dialect import Connection, Dialect
 from trainvis.store.sql_events import insert_event, select_event, select_events
 from trainvis.store.sql_jobs import (
@@ -230,6 +231,8 @@ class SQLStore(MetricStore):
                     (JobStatus.RUNNING.value, now, pk),
                 )
                 change = StatusChange(job_id, JobStatus.RUNNING, JobStatus.PENDING, None, now)
+        if batch.due.metrics or batch.due.steps:  # compaction, off the request path
+            self._compactor.request(batch.pk, batch.due.metrics)
         return WriteResult(
             job_id=job_id,
             accepted=len(rows),
@@ -406,6 +409,21 @@ class SQLStore(MetricStore):
             for status, number in cursor:
                 counts[status] = int(number)
         return counts
+
+    #: The store's background compactor (its thread starts with the first write that
+    #: needs it); a backend makes it in ``__init__`` and closes it in ``close``.
+    _compactor: Compactor
+
+    def _compact_due(self, pk: int, metric_ids: list[int]) -> None:
+        """The compactor's work: the job's metrics (and step head) that still hold a
+        block's worth, under the job's lock like a write (a deleted job: nothing)."""
+        d = self.dialect
+        with self._write() as conn:
+            if d.run(conn, "SELECT pk FROM jobs WHERE pk = ?" + d.for_update, (pk,)).fetchone():
+                for metric_id, held in blocks.held_points(d, conn, metric_ids).items():
+                    if held >= blocks.BLOCK_POINTS:
+                        blocks.compact(d, conn, metric_id, self._point_columns)
+                step_blocks.compact(d, conn, pk, self._step_head)
 
     def compact(self) -> int:
         """Move every metric's head points and open blocks into blocks now, in one

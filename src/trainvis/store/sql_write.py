@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -19,12 +19,21 @@ from trainvis.models import MetricRow
 from trainvis.store import blocks, step_blocks
 from trainvis.store.blocks import HeadReader, extremes
 from trainvis.store.common import MergedRow, MetricStats, check_metric_budget
+from trainvis.store.compactor import BACKLOG
 from trainvis.store.dialect import Connection, Dialect
 from trainvis.store.sql_jobs import STAT_COLUMNS, stats_from_row
 from trainvis.store.step_blocks import StepHead, StepRows
 
 PerMetric = dict[str, tuple[list[int], list[float]]]
 """``name -> (steps, values)`` of a batch, steps ascending."""
+
+
+@dataclass
+class Due:
+    """What a write leaves to the background compactor (:mod:`~trainvis.store.compactor`)."""
+
+    metrics: list[int] = field(default_factory=list)
+    steps: bool = False
 
 
 @dataclass(frozen=True)
@@ -41,6 +50,7 @@ class WriteBatch:
     now: float
     rows: Sequence[MetricRow]
     max_metrics: int | None
+    due: Due = field(default_factory=Due)
 
     @property
     def names(self) -> list[str]:
@@ -160,3 +170,26 @@ def route_steps(d: Dialect, conn: Connection, batch: WriteBatch, head: StepHead)
     order = rows.steps.argsort(kind="stable")
     left = step_blocks.route(d, conn, batch.pk, rows.take(order))
     return np.flatnonzero(np.isin(rows.steps, left.steps)).tolist()
+
+
+def compact_backlog(
+    d: Dialect,
+    conn: Connection,
+    batch: WriteBatch,
+    metric_ids: Sequence[int],
+    points: HeadReader,
+    steps: StepHead,
+) -> None:
+    """After a batch: compact in line the heads of its job that hold a backlog
+    (:data:`~trainvis.store.compactor.BACKLOG` blocks' worth), and leave those
+    holding a block's worth to the background compactor (``batch.due``)."""
+    for metric_id, held in blocks.held_points(d, conn, metric_ids).items():
+        if held >= BACKLOG * blocks.BLOCK_POINTS:
+            blocks.compact(d, conn, metric_id, points)
+        elif held >= blocks.BLOCK_POINTS:
+            batch.due.metrics.append(metric_id)
+    held = step_blocks.head_rows(d, conn, batch.pk)
+    if held >= BACKLOG * step_blocks.STEP_BLOCK_ROWS:
+        step_blocks.compact(d, conn, batch.pk, steps)
+    elif held >= step_blocks.STEP_BLOCK_ROWS:
+        batch.due.steps = True

@@ -19,6 +19,7 @@ from contextlib import contextmanager
 
 from trainvis.errors import ServiceUnavailable, StoreReadOnly
 from trainvis.store.base import Row
+from trainvis.store.compactor import Compactor
 from trainvis.store.dialect import SQLITE
 from trainvis.store.sql import SQLStore
 from trainvis.store.sql_read import RowQuery
@@ -50,6 +51,7 @@ class SQLiteStore(SQLStore):
 
     def __init__(self, path: str, *, pool_size: int = 4) -> None:
         self.path = path
+        self._compactor = Compactor(self._compact_due)
         self._write_lock = threading.Lock()
         self._read_only_uri: str | None = None  # set when the file cannot be written
         self._writer = self._open_writer()
@@ -148,6 +150,7 @@ class SQLiteStore(SQLStore):
                 raise fault from exc
 
     def close(self) -> None:
+        self._compactor.close()
         with self._write_lock:
             self._writer.close()
         while not self._readers.empty():

@@ -15,12 +15,13 @@ from collections.abc import Callable
 
 import numpy as np
 
-from trainvis.store import blocks, step_blocks
+from trainvis.store import blocks
 from trainvis.store.base import Row
 from trainvis.store.common import MetricStats, stored_rows
 from trainvis.store.dialect import SQLITE
 from trainvis.store.sql_write import (
     WriteBatch,
+    compact_backlog,
     group_by_metric,
     metrics_for_update,
     rescan_extremes,
@@ -57,8 +58,6 @@ def write_batch(conn: sqlite3.Connection, batch: WriteBatch) -> Callable[[], lis
         "INSERT INTO points VALUES (?, ?, ?) ON CONFLICT DO UPDATE SET value = excluded.value",
         points,
     )
-    for metric_id in blocks.needs_compaction(SQLITE, conn, list(ids.values())):
-        blocks.compact(SQLITE, conn, metric_id, point_columns)
     conn.executemany(
         "INSERT INTO steps VALUES (?, ?, ?, ?, ?) ON CONFLICT DO UPDATE SET "
         "epoch = coalesce(excluded.epoch, epoch), ts = excluded.ts, seq = excluded.seq",
@@ -73,7 +72,7 @@ def write_batch(conn: sqlite3.Connection, batch: WriteBatch) -> Callable[[], lis
             for index in route_steps(SQLITE, conn, batch, step_head)
         ],
     )
-    step_blocks.compact(SQLITE, conn, pk, step_head)
+    compact_backlog(SQLITE, conn, batch, list(ids.values()), point_columns, step_head)
     _save_stats(conn, ids, stats)
     save_progress(SQLITE, conn, batch, len(merged) - len(existing))
     reread = (  # a write of new steps only reads nothing back (issue 13)

@@ -16,8 +16,9 @@ into the block whose range holds ``s`` (the block is rewritten) or else into
 the head, and a read merges the blocks overlapping its range with the head.
 
 When a job's head holds :data:`STEP_BLOCK_ROWS` rows or more, :func:`compact`
-moves them into blocks in the caller's write transaction (a crash leaves the
-old layout or the new one), all but the newest partial block's worth: the
+moves them into blocks in the background compactor's transaction
+(:mod:`~trainvis.store.compactor`; a crash leaves the old layout or the new
+one), all but the newest partial block's worth: the
 live end of a run stays in the head, where SSE catch-up and ETAs read it.
 A batch of :data:`~trainvis.store.blocks.SEALED_MIN` new steps or more above
 every stored one becomes a block directly where the dialect ``seals_batches``
@@ -358,6 +359,11 @@ def route(d: Dialect, conn: Connection, pk: int, rows: StepRows) -> StepRows:
     return rows.take(~in_block)
 
 
+def head_rows(d: Dialect, conn: Connection, pk: int) -> int:
+    """The number of the job's steps in the head."""
+    return int(d.scalar(conn, "SELECT count(*) FROM steps WHERE job_pk = ?", (pk,)))
+
+
 def compact(d: Dialect, conn: Connection, pk: int, head: StepHead, *, force: bool = False) -> None:
     """Move the job's head rows into blocks when it holds :data:`STEP_BLOCK_ROWS`
     or more (always when ``force``), in the caller's transaction.
@@ -366,10 +372,8 @@ def compact(d: Dialect, conn: Connection, pk: int, head: StepHead, *, force: boo
     into :data:`STEP_BLOCK_ROWS`-row blocks; the newest partial block's worth
     stays in the head.
     """
-    if not force:
-        held = d.scalar(conn, "SELECT count(*) FROM steps WHERE job_pk = ?", (pk,))
-        if int(held) < STEP_BLOCK_ROWS:
-            return
+    if not force and head_rows(d, conn, pk) < STEP_BLOCK_ROWS:
+        return
     rows = head(conn, pk, "step BETWEEN ? AND ?", [0, _BIG], None)
     if not len(rows.steps):
         return

@@ -253,6 +253,12 @@ def test_slow_consumer_gets_every_row_and_does_not_delay_a_fast_one(
             try:
                 async with open_stream(http, job) as fast:
                     await fast.next()
+                    # Both streams subscribed before the first row: the slow one's
+                    # request may reach the server after the fast one's.
+                    deadline = time.monotonic() + 10
+                    while server.call(lambda: server.broker.subscribers_of(job)) < 2:
+                        assert time.monotonic() < deadline, "the slow stream never subscribed"
+                        await asyncio.sleep(0.01)
                     worst = 0.0
                     for start in range(0, total, 20):
                         rows = [{"step": s, **wide} for s in range(start, start + 20)]

@@ -35,7 +35,7 @@ import numpy as np
 import numpy.typing as npt
 from tsdownsample import M4Downsampler, MinMaxLTTBDownsampler
 
-from trainvis.series import Cells
+from trainvis.series import Cells, run_extremes, run_starts
 
 IntArray = npt.NDArray[np.int64]
 FloatArray = npt.NDArray[np.float64]
@@ -172,21 +172,6 @@ def grid_width(first: int, last: int, max_buckets: int) -> int:
     return width
 
 
-def _bucket_starts(keys: IntArray) -> IntArray:
-    """Start positions of runs of equal keys (keys are non-decreasing)."""
-    change = np.empty(keys.size, dtype=bool)
-    change[:1] = True
-    np.not_equal(keys[1:], keys[:-1], out=change[1:])
-    return np.flatnonzero(change).astype(np.int64)
-
-
-def _first_per_bucket(mask: npt.NDArray[np.bool_], starts: IntArray) -> IntArray:
-    """For each bucket (given by its start position), the first position where ``mask`` holds."""
-    pos = np.flatnonzero(mask).astype(np.int64)
-    bucket = np.searchsorted(starts, pos, side="right")
-    return pos[_bucket_starts(bucket)]
-
-
 def grid_minmax(
     x: IntArray, y: FloatArray, max_buckets: int
 ) -> tuple[IntArray, FloatArray, FloatArray]:
@@ -198,16 +183,11 @@ def grid_minmax(
     """
     width = grid_width(int(x[0]), int(x[-1]), max_buckets)
     # width is a power of two: an arithmetic shift is floor division, faster.
-    starts = _bucket_starts(x >> (width.bit_length() - 1))
-    counts = np.diff(np.append(starts, x.size))
-    bmin = np.minimum.reduceat(y, starts)
-    bmax = np.maximum.reduceat(y, starts)
-    argmins = _first_per_bucket(y == np.repeat(bmin, counts), starts)
-    argmaxs = _first_per_bucket(y == np.repeat(bmax, counts), starts)
+    runs = run_extremes(x >> (width.bit_length() - 1), y)
     ends = np.array([0, x.size - 1], dtype=np.int64)
-    pos = np.union1d(np.union1d(argmins, argmaxs), ends)
-    bucket = np.searchsorted(starts, pos, side="right") - 1
-    return pos, bmin[bucket], bmax[bucket]
+    pos = np.union1d(np.union1d(runs.low, runs.high), ends)
+    bucket = np.searchsorted(runs.starts, pos, side="right") - 1
+    return pos, runs.mins[bucket], runs.maxs[bucket]
 
 
 def grid_minmax_cells(
@@ -228,7 +208,7 @@ def grid_minmax_cells(
     if width < 1 << shift:
         return None
     keys = cells.cells >> (width.bit_length() - 1 - shift)
-    starts = _bucket_starts(keys)
+    starts = run_starts(keys)
     counts = np.diff(np.append(starts, keys.size))
     bmin = np.minimum.reduceat(cells.mins, starts)
     bmax = np.maximum.reduceat(cells.maxs, starts)
@@ -260,4 +240,4 @@ def _gap_markers(x: IntArray, finite: npt.NDArray[np.bool_], cap: int) -> IntArr
     if starts.size <= cap:
         return starts
     width = grid_width(int(x[starts[0]]), int(x[starts[-1]]), cap)
-    return starts[_bucket_starts(x[starts] // width)]
+    return starts[run_starts(x[starts] // width)]

@@ -38,7 +38,7 @@ import numpy as np
 import numpy.typing as npt
 import zstandard
 
-from trainvis.series import Cells
+from trainvis.series import Cells, run_extremes
 
 #: First byte of a block's data, the codec: byte-shuffled int64 step deltas and
 #: float64 values, compressed; or, for steps at a fixed stride (a training
@@ -154,26 +154,9 @@ def cells_of(steps: Steps, values: Values, shift: int) -> Cells:
         empty = np.empty(0, np.int64)
         return Cells(empty, empty, np.empty(0), empty, np.empty(0), empty)
     ids = steps >> shift
-    change = np.empty(len(ids), dtype=bool)
-    change[:1] = True
-    np.not_equal(ids[1:], ids[:-1], out=change[1:])
-    starts = np.flatnonzero(change)
-    counts = np.diff(np.append(starts, len(ids)))
-    low = _first_hits(values == np.repeat(np.minimum.reduceat(values, starts), counts), starts)
-    high = _first_hits(values == np.repeat(np.maximum.reduceat(values, starts), counts), starts)
-    return Cells(
-        ids[starts], counts.astype(np.int64), values[low], steps[low], values[high], steps[high]
-    )
-
-
-def _first_hits(hit: npt.NDArray[np.bool_], starts: npt.NDArray[Any]) -> npt.NDArray[np.intp]:
-    """Per cell (starting at ``starts``), the first position where ``hit`` holds
-    (one does): the value stored there is kept, -0.0 or 0.0 as it is."""
-    positions = np.flatnonzero(hit)
-    cell = np.searchsorted(starts, positions, side="right")
-    first = np.ones(len(positions), dtype=bool)
-    first[1:] = cell[1:] != cell[:-1]
-    return positions[first]
+    runs = run_extremes(ids, values)
+    low, high = runs.low, runs.high  # the values stored there, -0.0 or 0.0 as they are
+    return Cells(ids[runs.starts], runs.counts, values[low], steps[low], values[high], steps[high])
 
 
 def encode_cells(cells: Cells) -> bytes:

@@ -128,14 +128,17 @@ def _joined(data: bytes, tail: bytes | None) -> bytes:
     return bytes(data) if tail is None else bytes(data) + bytes(tail)
 
 
-def _overlapping(metric_id: int, lo: int, hi: int, columns: str) -> tuple[str, list[Any]]:
-    """SQL of ``columns`` of the blocks overlapping ``[lo, hi]`` by first step: those
-    starting in the range, and the one before it (which may reach into it)."""
+def overlapping(
+    key: int, lo: int, hi: int, columns: str, *, table: str = "blocks", by: str = "metric_id"
+) -> tuple[str, list[Any]]:
+    """SQL of ``columns`` of the blocks of ``table`` (keyed ``by``, here ``key``)
+    overlapping ``[lo, hi]``, by first step: those starting in the range, and
+    the one before it (which may reach into it). Point and step blocks alike."""
     return (
-        f"SELECT {columns} FROM blocks WHERE metric_id = ? AND first_step BETWEEN coalesce("
-        "(SELECT first_step FROM blocks WHERE metric_id = ? AND first_step <= ? "
+        f"SELECT {columns} FROM {table} WHERE {by} = ? AND first_step BETWEEN coalesce("
+        f"(SELECT first_step FROM {table} WHERE {by} = ? AND first_step <= ? "
         "ORDER BY first_step DESC LIMIT 1), ?) AND ? ORDER BY first_step",
-        [metric_id, metric_id, lo, lo, hi],
+        [key, key, lo, lo, hi],
     )
 
 
@@ -143,7 +146,7 @@ def _headers(
     d: Dialect, conn: Connection, metric_id: int, lo: int, hi: int
 ) -> list[tuple[int, int, int, int]]:
     """``(first_step, last_step, count, sealed)`` of the blocks overlapping ``[lo, hi]``."""
-    sql, params = _overlapping(metric_id, lo, hi, "first_step, last_step, count, sealed")
+    sql, params = overlapping(metric_id, lo, hi, "first_step, last_step, count, sealed")
     rows = d.run(conn, sql, params).fetchall()
     return [(int(a), int(b), int(c), int(e)) for a, b, c, e in rows if int(b) >= lo]
 
@@ -356,7 +359,7 @@ def read_points(
     """One metric's points with a step in ``[lo, hi]`` (and in ``wanted``, sorted,
     when given), ascending by step: blocks and head merged."""
     if wanted is None:  # a range: every overlapping block, in one query
-        sql, params = _overlapping(metric_id, lo, hi, "last_step, count, data, tail")
+        sql, params = overlapping(metric_id, lo, hi, "last_step, count, data, tail")
         found = [
             (int(count), _joined(data, tail))
             for last, count, data, tail in d.run(conn, sql, params).fetchall()
@@ -426,7 +429,7 @@ def read_cells(
     million points), the points of the first and last block, of blocks
     without a tier (written before tiers) and of the head read and summarised
     here. The first and last point are always among those read."""
-    sql, params = _overlapping(
+    sql, params = overlapping(
         metric_id, lo, hi, "first_step, last_step, count, nonfinite, tiers IS NOT NULL"
     )
     headers = [

@@ -36,7 +36,7 @@ import numpy as np
 import numpy.typing as npt
 
 from trainvis.store.block_codec import decode_columns, encode_columns
-from trainvis.store.blocks import pieces
+from trainvis.store.blocks import overlapping, pieces
 from trainvis.store.dialect import Connection, Dialect
 
 #: Steps of a full step block.
@@ -131,14 +131,11 @@ def _headers(
     and the one before it (which may reach into it). With ``rows``, only the
     first blocks holding that many steps of the range, read a page at a time
     (a chunk of a long history reads a few headers, not all that follow it)."""
-    sql = (
-        "SELECT first_step, last_step, count FROM step_blocks WHERE job_pk = ? AND first_step "
-        "BETWEEN coalesce((SELECT first_step FROM step_blocks WHERE job_pk = ? AND "
-        "first_step <= ? ORDER BY first_step DESC LIMIT 1), ?) AND ? ORDER BY first_step"
+    sql, params = overlapping(
+        pk, lo, hi, "first_step, last_step, count", table="step_blocks", by="job_pk"
     )
-    params: tuple[int, ...] = (pk, pk, lo, lo, hi)
     if rows is not None:
-        sql, params = f"{sql} LIMIT ?", (*params, _PAGE)
+        sql, params = f"{sql} LIMIT ?", [*params, _PAGE]
     found: list[_Header] = []
     held = 0
     while True:
@@ -156,7 +153,7 @@ def _headers(
             "SELECT first_step, last_step, count FROM step_blocks WHERE job_pk = ? AND "
             "first_step > ? AND first_step <= ? ORDER BY first_step LIMIT ?"
         )
-        params = (pk, page[-1].first, hi, _PAGE)
+        params = [pk, page[-1].first, hi, _PAGE]
 
 
 def _load(d: Dialect, conn: Connection, pk: int, headers: Sequence[_Header]) -> list[StepRows]:
